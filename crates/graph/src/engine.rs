@@ -377,7 +377,10 @@ impl Graph {
                 Op::Binary(op, a, b) => op.apply(v(a), v(b)),
             };
             let node_id = NodeId(i as u32);
-            let value = result.map_err(|kind| EvalError { node: node_id, kind })?;
+            let value = result.map_err(|kind| EvalError {
+                node: node_id,
+                kind,
+            })?;
             if !value.is_finite() {
                 return Err(EvalError {
                     node: node_id,
@@ -405,11 +408,19 @@ impl Graph {
             Op::Identity(a) => emit(a, grad),
             Op::Neg(a) => emit(a, -grad),
             Op::Unary(f, a) => {
-                emit(a, grad * f.derivative(values[a.index()], values[node.index()]));
+                emit(
+                    a,
+                    grad * f.derivative(values[a.index()], values[node.index()]),
+                );
             }
             Op::Binary(op, a, b) => {
                 let (da, db) = op
-                    .derivatives(values[a.index()], values[b.index()], values[node.index()], needs(b))
+                    .derivatives(
+                        values[a.index()],
+                        values[b.index()],
+                        values[node.index()],
+                        needs(b),
+                    )
                     .map_err(err)?;
                 if needs(a) {
                     emit(a, grad * da);
@@ -457,9 +468,15 @@ impl Graph {
         let mut outside: HashMap<NodeId, f64> = HashMap::new();
         for i in (first.index()..=root.index()).rev() {
             let node = NodeId(i as u32);
-            let Some(&g) = inside.get(&node) else { continue };
+            let Some(&g) = inside.get(&node) else {
+                continue;
+            };
             self.propagate(node, g, values, |a, d| {
-                let target = if a >= first { &mut inside } else { &mut outside };
+                let target = if a >= first {
+                    &mut inside
+                } else {
+                    &mut outside
+                };
                 *target.entry(a).or_insert(0.0) += d;
             })?;
         }

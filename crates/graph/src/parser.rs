@@ -104,7 +104,9 @@ fn lex_line(line: &str, line_no: usize) -> Result<Vec<(Tok, Pos)>, GraphError> {
             break;
         } else if c.is_whitespace() {
             i += 1;
-        } else if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
+        } else if c.is_ascii_digit()
+            || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
+        {
             let start = i;
             while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
                 i += 1;
@@ -198,7 +200,9 @@ impl Parser {
         if self.depth > MAX_DEPTH {
             return Err(GraphError::at(
                 self.pos(),
-                ErrorKind::Syntax(format!("expression nested more than {MAX_DEPTH} levels deep")),
+                ErrorKind::Syntax(format!(
+                    "expression nested more than {MAX_DEPTH} levels deep"
+                )),
             ));
         }
         Ok(())
@@ -262,7 +266,9 @@ impl Parser {
             Tok::Sym('(') => {
                 let e = self.expr()?;
                 if !self.eat(')') {
-                    return Err(self.expected(&format!("`)` to close the `(` at column {}", pos.col)));
+                    return Err(
+                        self.expected(&format!("`)` to close the `(` at column {}", pos.col))
+                    );
                 }
                 Ok(e)
             }
@@ -301,7 +307,11 @@ impl Parser {
             if args.len() != 1 {
                 return Err(arity_error(1));
             }
-            return Ok(Expr::Call(f, Box::new(args.pop().expect("one argument")), pos));
+            return Ok(Expr::Call(
+                f,
+                Box::new(args.pop().expect("one argument")),
+                pos,
+            ));
         }
         let op = match name.as_str() {
             "max" => BinOp::Max,
@@ -408,8 +418,14 @@ mod tests {
         assert_eq!(shape(&parse_one("a / b * c")), "(* (/ a b) c)");
         assert_eq!(shape(&parse_one("a + b * c ^ 2")), "(+ a (* b (^ c 2)))");
         assert_eq!(shape(&parse_one("2^-1")), "(^ 2 (neg 1))");
-        assert_eq!(shape(&parse_one("max(a, sigmoid(b)) - -c")), "(- (max a (sigmoid b)) (neg c))");
-        assert_eq!(shape(&parse_one("1e-3 * .5 + 2E2")), "(+ (* 0.001 0.5) 200)");
+        assert_eq!(
+            shape(&parse_one("max(a, sigmoid(b)) - -c")),
+            "(- (max a (sigmoid b)) (neg c))"
+        );
+        assert_eq!(
+            shape(&parse_one("1e-3 * .5 + 2E2")),
+            "(+ (* 0.001 0.5) 200)"
+        );
     }
 
     #[test]

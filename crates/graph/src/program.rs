@@ -1,8 +1,8 @@
 //! A parsed graph file turned into an engine [`Graph`]: named nodes in
 //! topological order, their values, gradients, expansions and backward steps.
 
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 
 use crate::engine::{EvalError, Graph, NodeId};
 use crate::error::{ErrorKind, GraphError, Pos};
@@ -196,7 +196,10 @@ impl Program {
                 consumers: Vec::new(),
             });
         }
-        let mut has_value: Vec<bool> = nodes.iter().map(|n| matches!(n.kind, NodeKind::Input { literal: true })).collect();
+        let mut has_value: Vec<bool> = nodes
+            .iter()
+            .map(|n| matches!(n.kind, NodeKind::Input { literal: true }))
+            .collect();
         for i in order {
             let st = &statements[i];
             let me = nodes.len();
@@ -216,7 +219,8 @@ impl Program {
                 }
                 e => lower.expr(e),
             };
-            let mut readers: Vec<usize> = reads[i].iter().map(|(n, _)| index_of[n.as_str()]).collect();
+            let mut readers: Vec<usize> =
+                reads[i].iter().map(|(n, _)| index_of[n.as_str()]).collect();
             readers.sort_unstable();
             readers.dedup();
             for r in readers {
@@ -439,7 +443,9 @@ fn cycle_error(
     // Every statement left with a positive in-degree reads another one left;
     // following those reads from the first must come back around.
     let left = |i: &usize| indegree.get(i).is_some_and(|&d| d > 0);
-    let start = (0..statements.len()).find(left).expect("a statement is left");
+    let start = (0..statements.len())
+        .find(left)
+        .expect("a statement is left");
     let mut path = vec![start];
     loop {
         let cur = *path.last().expect("path is not empty");
@@ -450,7 +456,8 @@ fn cycle_error(
             .expect("a statement left in a cycle reads another one left");
         if let Some(k) = path.iter().position(|&p| p == next) {
             let cycle = &path[k..];
-            let mut names: Vec<String> = cycle.iter().map(|&i| statements[i].name.clone()).collect();
+            let mut names: Vec<String> =
+                cycle.iter().map(|&i| statements[i].name.clone()).collect();
             names.push(statements[next].name.clone());
             let at = cycle.iter().copied().min().expect("cycle is not empty");
             return GraphError::at(statements[at].name_pos, ErrorKind::Cycle(names));

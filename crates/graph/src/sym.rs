@@ -48,9 +48,11 @@ impl From<&Expr> for Sym {
             Expr::Num(v, _) => Sym::Num(*v),
             Expr::Name(n, _) => Sym::Var(n.clone()),
             Expr::Neg(a, _) => Sym::Neg(Box::new(a.as_ref().into())),
-            Expr::Binary { op, lhs, rhs, .. } => {
-                Sym::Bin(*op, Box::new(lhs.as_ref().into()), Box::new(rhs.as_ref().into()))
-            }
+            Expr::Binary { op, lhs, rhs, .. } => Sym::Bin(
+                *op,
+                Box::new(lhs.as_ref().into()),
+                Box::new(rhs.as_ref().into()),
+            ),
             Expr::Call(f, a, _) => Sym::Call(SymFunc::F(*f), Box::new(a.as_ref().into())),
         }
     }
@@ -64,10 +66,13 @@ fn is_num(s: &Sym, v: f64) -> bool {
     matches!(s, Sym::Num(x) if *x == v)
 }
 
+/// Negates, moving the sign onto the first factor of a product so that
+/// `-(f * (1 - f))` reads `-f * (1 - f)`.
 fn neg(a: Sym) -> Sym {
     match a {
         Sym::Num(v) => num(-v),
         Sym::Neg(x) => *x,
+        Sym::Bin(op @ (BinOp::Mul | BinOp::Div), x, y) => Sym::Bin(op, Box::new(neg(*x)), y),
         a => Sym::Neg(Box::new(a)),
     }
 }
@@ -91,6 +96,7 @@ fn bin(op: BinOp, a: Sym, b: Sym) -> Sym {
         BinOp::Mul if is_num(&a, 1.0) => b,
         BinOp::Mul | BinOp::Div if is_num(&b, 1.0) => a,
         BinOp::Mul if is_num(&a, -1.0) => neg(b),
+        BinOp::Mul if is_num(&b, -1.0) => neg(a),
         BinOp::Div if is_num(&a, 0.0) => num(0.0),
         BinOp::Pow if is_num(&b, 1.0) => a,
         BinOp::Pow if is_num(&b, 0.0) => num(1.0),
@@ -143,10 +149,9 @@ impl Sym {
                         sub(mul(da, b.clone()), mul(a.clone(), db)),
                         pow(b.clone(), num(2.0)),
                     ),
-                    BinOp::Pow if !b.uses(var) => mul(
-                        mul(b.clone(), pow(a.clone(), sub(b.clone(), num(1.0)))),
-                        da,
-                    ),
+                    BinOp::Pow if !b.uses(var) => {
+                        mul(mul(b.clone(), pow(a.clone(), sub(b.clone(), num(1.0)))), da)
+                    }
                     BinOp::Pow if !a.uses(var) => mul(
                         mul(self.clone(), call(SymFunc::F(Func::Log), a.clone())),
                         db,
@@ -200,9 +205,11 @@ impl Sym {
         match self {
             Sym::Neg(a) => neg(a.abbreviate(whole, name)),
             Sym::Call(f, a) => call(f, a.abbreviate(whole, name)),
-            Sym::Bin(op, a, b) => {
-                Sym::Bin(op, Box::new(a.abbreviate(whole, name)), Box::new(b.abbreviate(whole, name)))
-            }
+            Sym::Bin(op, a, b) => Sym::Bin(
+                op,
+                Box::new(a.abbreviate(whole, name)),
+                Box::new(b.abbreviate(whole, name)),
+            ),
             s => s,
         }
     }
@@ -314,10 +321,18 @@ mod tests {
         assert_eq!(sym("w4 * z1 + z2").derivative("z1").to_string(), "w4");
         assert_eq!(sym("w3 + z3").derivative("z3").to_string(), "1");
         let f = sym("sigmoid(h1 + h2)");
-        assert_eq!(f.derivative("h1").abbreviate(&f, "f").to_string(), "f * (1 - f)");
+        assert_eq!(
+            f.derivative("h1").abbreviate(&f, "f").to_string(),
+            "f * (1 - f)"
+        );
         assert_eq!(sym("x^3").derivative("x").to_string(), "3 * x^2");
         assert_eq!(sym("a / b").derivative("b").to_string(), "-a / b^2");
         assert_eq!(sym("relu(x)").derivative("x").to_string(), "step(x)");
         assert_eq!(sym("x * x").derivative("x").to_string(), "x + x");
+        let f = sym("sigmoid(h2 - h1)");
+        assert_eq!(
+            f.derivative("h1").abbreviate(&f, "f").to_string(),
+            "-f * (1 - f)"
+        );
     }
 }

@@ -24,7 +24,11 @@ fn syntax_error_says_what_was_expected() {
     );
     let e = err("y = (x + 1\n", &[], None);
     assert_eq!(e.pos, at(1, 11));
-    assert!(e.to_string().contains("expected `)` to close the `(` at column 5, found end of line"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("expected `)` to close the `(` at column 5, found end of line"),
+        "{e}"
+    );
     let e = err("y x + 1\n", &[], None);
     assert_eq!(e.pos, at(1, 3));
     assert!(e.to_string().contains("expected `=` after the name"), "{e}");
@@ -32,7 +36,11 @@ fn syntax_error_says_what_was_expected() {
     assert_eq!(e.pos, at(1, 7));
     assert!(e.to_string().contains("unexpected character `$`"), "{e}");
     let e = err("y = x 2\n", &[], None);
-    assert!(e.to_string().contains("expected an operator or the end of the line, found number 2"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("expected an operator or the end of the line, found number 2"),
+        "{e}"
+    );
     let e = err("3 = x\n", &[], None);
     assert_eq!(e.pos, at(1, 1));
 }
@@ -58,7 +66,10 @@ fn wrong_number_of_arguments() {
 fn name_assigned_twice() {
     let e = err("x = 1\ny = x\n\ny = 2 * x\n", &[], None);
     assert_eq!(e.pos, at(4, 1));
-    assert_eq!(e.to_string(), "4:1: `y` is assigned twice (first on line 2)");
+    assert_eq!(
+        e.to_string(),
+        "4:1: `y` is assigned twice (first on line 2)"
+    );
 }
 
 #[test]
@@ -81,22 +92,59 @@ fn input_with_no_value() {
 
 #[test]
 fn bad_set_and_output_flags() {
-    assert_eq!(err("x = 1\nf = x\n", &[("y", 1.0)], None).kind, ErrorKind::UnknownSet("y".into()));
-    assert_eq!(err("x = 1\nf = x\n", &[("f", 1.0)], None).kind, ErrorKind::SetComputed("f".into()));
-    assert_eq!(err("x = 1\nf = x\n", &[], Some("g")).kind, ErrorKind::UnknownOutput("g".into()));
+    assert_eq!(
+        err("x = 1\nf = x\n", &[("y", 1.0)], None).kind,
+        ErrorKind::UnknownSet("y".into())
+    );
+    assert_eq!(
+        err("x = 1\nf = x\n", &[("f", 1.0)], None).kind,
+        ErrorKind::SetComputed("f".into())
+    );
+    assert_eq!(
+        err("x = 1\nf = x\n", &[], Some("g")).kind,
+        ErrorKind::UnknownOutput("g".into())
+    );
     assert_eq!(err("# nothing\n", &[], None).kind, ErrorKind::Empty);
 }
 
 #[test]
 fn domain_errors_name_the_node_where_they_first_happen() {
     let cases = [
-        ("x = -1\nok = exp(x)\nz = 2 * log(x)\nf = z + ok\n", (3, 9), "log of a non-positive number (log(-1)) in node `z`"),
-        ("x = -4\nr = sqrt(x)\n", (2, 5), "square root of a negative number (sqrt(-4)) in node `r`"),
-        ("x = 2\nq = 1 / (x - 2)\n", (2, 7), "division by zero in node `q`"),
-        ("x = -8\nq = x ^ (1/3)\n", (2, 7), "negative base raised to a fractional power"),
-        ("x = 800\nq = exp(x)\n", (2, 5), "the value is not finite (inf) in node `q`"),
-        ("x = 0\nq = sqrt(x) + 1\n", (1, 1), "the gradient is not finite (inf) in node `x`"),
-        ("x = -2\ny = 3\nq = x ^ y\n", (3, 7), "undefined for a negative base a = -2 in node `q`"),
+        (
+            "x = -1\nok = exp(x)\nz = 2 * log(x)\nf = z + ok\n",
+            (3, 9),
+            "log of a non-positive number (log(-1)) in node `z`",
+        ),
+        (
+            "x = -4\nr = sqrt(x)\n",
+            (2, 5),
+            "square root of a negative number (sqrt(-4)) in node `r`",
+        ),
+        (
+            "x = 2\nq = 1 / (x - 2)\n",
+            (2, 7),
+            "division by zero in node `q`",
+        ),
+        (
+            "x = -8\nq = x ^ (1/3)\n",
+            (2, 7),
+            "negative base raised to a fractional power",
+        ),
+        (
+            "x = 800\nq = exp(x)\n",
+            (2, 5),
+            "the value is not finite (inf) in node `q`",
+        ),
+        (
+            "x = 0\nq = sqrt(x) + 1\n",
+            (1, 1),
+            "the gradient is not finite (inf) in node `x`",
+        ),
+        (
+            "x = -2\ny = 3\nq = x ^ y\n",
+            (3, 7),
+            "undefined for a negative base a = -2 in node `q`",
+        ),
     ];
     for (src, (line, col), message) in cases {
         let e = err(src, &[], None);

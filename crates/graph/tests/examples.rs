@@ -3,7 +3,10 @@
 use nabla_graph::Program;
 
 fn run(file: &str) -> (Program, nabla_graph::Evaluation) {
-    let path = format!("{}/../../examples/graphs/{file}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../examples/graphs/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let source = std::fs::read_to_string(path).unwrap();
     let program = Program::compile(&source, &[], None).unwrap();
     let eval = program.evaluate().unwrap();

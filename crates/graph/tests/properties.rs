@@ -24,7 +24,14 @@ fn combine(kind: u8, a: &str, b: &str) -> String {
 fn program_strategy() -> impl Strategy<Value = String> {
     (
         proptest::collection::vec(-2.0f64..2.0, 1..5),
-        proptest::collection::vec((any::<u8>(), any::<prop::sample::Index>(), any::<prop::sample::Index>()), 1..25),
+        proptest::collection::vec(
+            (
+                any::<u8>(),
+                any::<prop::sample::Index>(),
+                any::<prop::sample::Index>(),
+            ),
+            1..25,
+        ),
     )
         .prop_map(|(inputs, ops)| {
             let mut src = String::new();

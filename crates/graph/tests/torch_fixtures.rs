@@ -49,8 +49,20 @@ fn every_named_node_matches_pytorch_to_1e_12() {
                 .find(|n| n.name == want.name)
                 .unwrap_or_else(|| panic!("{}: no node {}", case.name, want.name));
             let (value, grad) = (eval.values[node.id.index()], eval.grads[node.id.index()]);
-            assert!(close(value, want.value), "{} {}: value {value} vs torch {}", case.name, want.name, want.value);
-            assert!(close(grad, want.grad), "{} {}: grad {grad} vs torch {}", case.name, want.name, want.grad);
+            assert!(
+                close(value, want.value),
+                "{} {}: value {value} vs torch {}",
+                case.name,
+                want.name,
+                want.value
+            );
+            assert!(
+                close(grad, want.grad),
+                "{} {}: grad {grad} vs torch {}",
+                case.name,
+                want.name,
+                want.grad
+            );
         }
     }
 }
@@ -70,8 +82,18 @@ fn backward_steps_sum_to_the_gradients() {
                 assert_eq!(step.gradient, 1.0);
                 continue;
             }
-            let sum: f64 = step.terms.iter().map(|t| t.consumer_gradient * t.local_value).sum();
-            assert!(close(sum, step.gradient), "{} {}: {sum} vs {}", case.name, step.node, step.gradient);
+            let sum: f64 = step
+                .terms
+                .iter()
+                .map(|t| t.consumer_gradient * t.local_value)
+                .sum();
+            assert!(
+                close(sum, step.gradient),
+                "{} {}: {sum} vs {}",
+                case.name,
+                step.node,
+                step.gradient
+            );
         }
     }
 }

@@ -1,0 +1,150 @@
+//! `nabla bench`: speed and memory measurements, run on demand (never as
+//! timed tests). `tools/bench_graph.py` runs the same graph in micrograd in
+//! the same run and prints the ratio.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use nabla_graph::{Func, Graph, NodeId};
+use serde::Serialize;
+
+use crate::output::{number, table, OutputArgs};
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Forward + backward on a generated graph of about N nodes.
+    #[command(
+        after_help = "Example:\n  nabla bench graph --nodes 1000000\n  python3 tools/bench_graph.py   # the same graph in micrograd, side by side"
+    )]
+    Graph(GraphBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GraphBenchArgs {
+    /// Approximate number of nodes (rounded to whole neurons, 7 nodes each).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub nodes: usize,
+    /// Repetitions of forward + backward; the fastest is reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct GraphBench {
+    nodes: usize,
+    neurons: usize,
+    build_s: f64,
+    forward_s: f64,
+    backward_s: f64,
+    /// Build + forward + backward, comparable to micrograd's eager build + backward.
+    total_s: f64,
+    peak_rss_mib: Option<f64>,
+    output: f64,
+    grad_a0: f64,
+    grad_b0: f64,
+    grad_c0: f64,
+}
+
+/// Input values that both this and the Python script compute the same way.
+pub fn bench_inputs(i: usize) -> (f64, f64, f64) {
+    let a = ((i * 37) % 101) as f64 / 50.0 - 1.0;
+    let b = ((i * 53) % 97) as f64 / 48.0 - 1.0;
+    let c = ((i * 11) % 89) as f64 / 88.0 - 0.5;
+    (a, b, c)
+}
+
+/// `neurons` terms relu(a_i · b_i + c_i), summed by a balanced pairwise tree
+/// (shallow, so micrograd's recursive topological sort copes with it).
+fn build(neurons: usize) -> (Graph, NodeId, [NodeId; 3]) {
+    let mut g = Graph::new();
+    let mut level = Vec::with_capacity(neurons);
+    let mut first = None;
+    for i in 0..neurons {
+        let (a, b, c) = bench_inputs(i);
+        let (a, b, c) = (g.input(a), g.input(b), g.input(c));
+        first.get_or_insert([a, b, c]);
+        let p = g.mul(a, b);
+        let s = g.add(p, c);
+        level.push(g.unary(Func::Relu, s));
+    }
+    while level.len() > 1 {
+        let next = level
+            .chunks(2)
+            .map(|pair| match *pair {
+                [x, y] => g.add(x, y),
+                [x] => x,
+                _ => unreachable!("chunks of two"),
+            })
+            .collect();
+        level = next;
+    }
+    (g, level[0], first.expect("at least one neuron"))
+}
+
+/// Peak resident memory of this process (Linux), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+pub fn run(cmd: &BenchCommand) -> Result<()> {
+    let BenchCommand::Graph(args) = cmd;
+    let neurons = args.nodes.div_ceil(7).max(1);
+    let t = Instant::now();
+    let (graph, output, [a0, b0, c0]) = build(neurons);
+    let build_s = t.elapsed().as_secs_f64();
+    let (mut forward_s, mut backward_s) = (f64::INFINITY, f64::INFINITY);
+    let mut last = None;
+    for _ in 0..args.repeat.max(1) {
+        let t = Instant::now();
+        let values = graph.forward()?;
+        let f = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let grads = graph.backward(&values, output)?;
+        let b = t.elapsed().as_secs_f64();
+        if f + b < forward_s + backward_s {
+            (forward_s, backward_s) = (f, b);
+        }
+        last = Some((values[output.index()], grads));
+    }
+    let (out_value, grads) = last.expect("at least one repetition");
+    let report = GraphBench {
+        nodes: graph.len(),
+        neurons,
+        build_s,
+        forward_s,
+        backward_s,
+        total_s: build_s + forward_s + backward_s,
+        peak_rss_mib: peak_rss_mib(),
+        output: out_value,
+        grad_a0: grads[a0.index()],
+        grad_b0: grads[b0.index()],
+        grad_c0: grads[c0.index()],
+    };
+    if args.json {
+        return OutputArgs::print_json(&report);
+    }
+    let ms = |s: f64| format!("{:.1} ms", s * 1e3);
+    let rows = vec![
+        vec!["nodes".into(), report.nodes.to_string()],
+        vec!["build".into(), ms(build_s)],
+        vec!["forward (best)".into(), ms(forward_s)],
+        vec!["backward (best)".into(), ms(backward_s)],
+        vec!["forward + backward".into(), ms(forward_s + backward_s)],
+        vec![
+            "peak memory".into(),
+            report
+                .peak_rss_mib
+                .map_or("unknown".into(), |m| format!("{m:.1} MiB")),
+        ],
+        vec!["output".into(), number(out_value)],
+    ];
+    print!("{}", table(&["graph benchmark", ""], &rows));
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! `nabla`: the exercise sheet's computations from one command line.
+//! Each subcommand parses its arguments, calls its part's crate and prints.
+
+mod bench;
+mod graph_cmd;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code 2: the input or the usage was wrong.
+#[derive(Debug)]
+pub struct InputError(pub String);
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// Exit code 1: the command ran, but a check it was asked to make failed.
+#[derive(Debug)]
+pub struct CheckFailed(pub String);
+
+impl std::fmt::Display for CheckFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CheckFailed {}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "nabla",
+    version,
+    about = "A deep-learning workbench for exercise sheet 2, built from scratch in Rust",
+    after_help = "Output convention: tables on stdout; --json prints one JSON document instead; \
+--out DIR receives files (each written to a temporary name, then renamed into place).\n\
+Exit codes: 0 success, 1 a requested check failed, 2 bad input or usage.\n\n\
+Example:\n  nabla graph --example sheet --steps --check"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Problem 1: a scalar computational graph — expressions, forward values, gradients, picture.
+    #[command(after_help = graph_cmd::LANGUAGE_HELP)]
+    Graph(graph_cmd::GraphArgs),
+    /// Speed and memory benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Graph(args) => graph_cmd::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<CheckFailed>() => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
