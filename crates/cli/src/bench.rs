@@ -60,7 +60,7 @@ pub fn bench_inputs(i: usize) -> (f64, f64, f64) {
 /// `neurons` terms relu(a_i · b_i + c_i), summed by a balanced pairwise tree
 /// (shallow, so micrograd's recursive topological sort copes with it).
 fn build(neurons: usize) -> (Graph, NodeId, [NodeId; 3]) {
-    let mut g = Graph::new();
+    let mut g = Graph::with_capacity(7 * neurons);
     let mut level = Vec::with_capacity(neurons);
     let mut first = None;
     for i in 0..neurons {

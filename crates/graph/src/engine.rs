@@ -282,6 +282,15 @@ impl Graph {
         Self::default()
     }
 
+    /// An empty graph with room for `nodes` nodes, so building a large one
+    /// does not reallocate.
+    pub fn with_capacity(nodes: usize) -> Self {
+        Self {
+            nodes: Vec::with_capacity(nodes),
+            leaves: Vec::with_capacity(nodes),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.nodes.len()
     }

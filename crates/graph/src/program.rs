@@ -2,6 +2,7 @@
 //! topological order, their values, gradients, expansions and backward steps.
 
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 
 use crate::engine::{EvalError, Graph, NodeId};
@@ -340,13 +341,15 @@ impl Program {
                     let NodeKind::Computed { sym, first, .. } = &consumer.kind else {
                         unreachable!("consumers are computed nodes")
                     };
-                    if !local.contains_key(&c) {
-                        let map = self
-                            .graph
-                            .local_gradients(&eval.values, *first, consumer.id)
-                            .map_err(|e| self.locate(e))?;
-                        local.insert(c, map);
-                    }
+                    let gradients = match local.entry(c) {
+                        Entry::Occupied(e) => e.into_mut(),
+                        Entry::Vacant(e) => e.insert(
+                            self.graph
+                                .local_gradients(&eval.values, *first, consumer.id)
+                                .map_err(|e| self.locate(e))?,
+                        ),
+                    };
+                    let local_value = gradients.get(&node.id).copied().unwrap_or(0.0);
                     let symbolic = sym
                         .derivative(&node.name)
                         .abbreviate(sym, &consumer.name)
@@ -355,7 +358,7 @@ impl Program {
                         consumer: consumer.name.clone(),
                         consumer_gradient: eval.grads[consumer.id.index()],
                         local_symbolic: symbolic,
-                        local_value: local[&c].get(&node.id).copied().unwrap_or(0.0),
+                        local_value,
                     });
                 }
             }
