@@ -2,22 +2,25 @@
 
 use nabla_graph::{program::relative_error, Program};
 use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
 
-/// Ways to combine earlier nodes that stay smooth and finite for any real
-/// inputs, so finite differences are meaningful everywhere.
+/// Ways to combine earlier nodes. Each is smooth, defined for any real
+/// arguments and maps [-2, 2]² into [-2, 2] with moderate slopes, so values
+/// and curvature stay bounded however deep the graph and finite differences
+/// stay meaningful.
 fn combine(kind: u8, a: &str, b: &str) -> String {
     match kind % 11 {
-        0 => format!("{a} + {b}"),
-        1 => format!("{a} - {b}"),
-        2 => format!("{a} * {b}"),
+        0 => format!("({a} + {b}) / 2"),
+        1 => format!("({a} - {b}) / 2"),
+        2 => format!("{a} * {b} / 2"),
         3 => format!("{a} / (1 + {b}^2)"),
         4 => format!("sin({a}) * {b}"),
         5 => format!("cos({a} - {b})"),
         6 => format!("tanh({a}) + sigmoid({b})"),
-        7 => format!("exp(tanh({a})) * {b}"),
-        8 => format!("log(1 + {a}^2) - {b}"),
-        9 => format!("sqrt(1 + {a}^2) * sigmoid({b})"),
-        _ => format!("-{a}^2 / (2 + cos({b}))"),
+        7 => format!("exp(tanh({a}) - 1) * {b}"),
+        8 => format!("(log(1 + {a}^2) - {b}) / 2"),
+        9 => format!("sqrt(1 + {a}^2) * sigmoid({b}) - 1"),
+        _ => format!("-{a}^2 / (3 + cos({b}))"),
     }
 }
 
@@ -51,7 +54,16 @@ fn program_strategy() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    // A fixed seed keeps CI repeatable; PROPTEST_RNG_SEED=N or
+    // PROPTEST_CASES=N (default 256) explore further.
+    #![proptest_config({
+        let config = ProptestConfig::default();
+        let rng_seed = match config.rng_seed {
+            RngSeed::Random => RngSeed::Fixed(20_231_127),
+            seed => seed,
+        };
+        ProptestConfig { rng_seed, ..config }
+    })]
 
     #[test]
     fn gradients_match_finite_differences(src in program_strategy()) {
