@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::output::{number, table, OutputArgs};
 
 #[derive(Subcommand, Debug)]
+#[command(after_help = "Example:\n  nabla bench graph --nodes 1000000 --json")]
 pub enum BenchCommand {
     /// Forward + backward on a generated graph of about N nodes.
     #[command(

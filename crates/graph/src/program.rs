@@ -316,9 +316,11 @@ impl Program {
                         out.push_str(text);
                         *p
                     });
-                    if out.chars().count() > EXPANSION_LIMIT {
-                        out = out.chars().take(EXPANSION_LIMIT).collect::<String>() + "…";
-                        (format!("({out})"), u8::MAX)
+                    if let Some((cut, _)) = out.char_indices().nth(EXPANSION_LIMIT) {
+                        out.truncate(cut);
+                        out.push('…');
+                        // Precedence 0: a consumer parenthesises it unless it is a call's argument.
+                        (out, 0)
                     } else {
                         (out, prec)
                     }
