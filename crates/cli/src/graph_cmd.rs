@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use nabla_graph::program::{Evaluation, EXPANSION_LIMIT};
 use nabla_graph::render::{self, DRAW_LIMIT};
-use nabla_graph::{FdCheck, GraphError, Program, Step};
+use nabla_graph::{FdCheck, GraphError, Program, Step, StepTerm};
 use serde::Serialize;
 
 use crate::output::{number, table, write_atomic, OutputArgs};
@@ -354,43 +354,30 @@ fn human(report: &GraphReport) -> String {
             }
             let lead = format!("∂{f}/∂{n} = ");
             let indent = " ".repeat(lead.chars().count() - 2) + "= ";
-            let join = |parts: Vec<String>| parts.join(" + ");
-            s += &lead;
-            s += &join(
-                step.terms
-                    .iter()
-                    .map(|t| format!("∂{f}/∂{c} · ∂{c}/∂{n}", c = t.consumer))
-                    .collect(),
+            let terms = |each: &dyn Fn(&StepTerm) -> String| {
+                step.terms.iter().map(each).collect::<Vec<_>>().join(" + ")
+            };
+            s += &format!(
+                "{lead}{}\n",
+                terms(&|t| format!("∂{f}/∂{c} · ∂{c}/∂{n}", c = t.consumer))
             );
-            s += "\n";
-            s += &indent;
-            s += &join(
-                step.terms
-                    .iter()
-                    .map(|t| {
-                        format!(
-                            "{} · {}",
-                            number(t.consumer_gradient),
-                            wrap(&t.local_symbolic)
-                        )
-                    })
-                    .collect(),
+            s += &format!(
+                "{indent}{}\n",
+                terms(&|t| format!(
+                    "{} · {}",
+                    number(t.consumer_gradient),
+                    wrap(&t.local_symbolic)
+                ))
             );
-            s += "\n";
-            s += &indent;
-            s += &join(
-                step.terms
-                    .iter()
-                    .map(|t| {
-                        format!(
-                            "{} · {}",
-                            number(t.consumer_gradient),
-                            number(t.local_value)
-                        )
-                    })
-                    .collect(),
+            s += &format!(
+                "{indent}{} = {}\n",
+                terms(&|t| format!(
+                    "{} · {}",
+                    number(t.consumer_gradient),
+                    number(t.local_value)
+                )),
+                number(step.gradient)
             );
-            s += &format!(" = {}\n", number(step.gradient));
         }
     }
 
