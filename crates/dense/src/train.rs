@@ -1,0 +1,104 @@
+//! Mini-batch training with per-iteration weight norm, loss and accuracy.
+
+use ndarray::{Array2, Axis};
+
+use crate::activation::Activation;
+use crate::data::Dataset;
+use crate::network::{Init, Mlp};
+use crate::optim::{Optimizer, OptimizerState};
+use crate::rng::NumpyRandom;
+
+/// Everything a run needs besides the data and the optimizer.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrainConfig {
+    pub layers: usize,
+    pub width: usize,
+    pub activation: Activation,
+    pub init: Init,
+    pub lr: f64,
+    pub momentum: f64,
+    pub epochs: usize,
+    /// 0 means the full training split in every batch.
+    pub batch_size: usize,
+    pub seed: u32,
+    pub shuffle: bool,
+}
+
+/// The state after iteration `iteration` (0 = before the first update).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Record {
+    pub iteration: usize,
+    pub weight_norm: f64,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub test_loss: Option<f64>,
+    pub test_accuracy: Option<f64>,
+}
+
+/// Trains one network from the seeded initialisation. Runs with the same
+/// config see the same initial weights and the same batches.
+pub fn train(
+    train: &Dataset,
+    test: Option<&Dataset>,
+    optimizer: Optimizer,
+    config: &TrainConfig,
+    mut on_epoch: impl FnMut(usize),
+) -> Vec<Record> {
+    let dims = Mlp::dims(
+        train.x.ncols(),
+        config.layers,
+        config.width,
+        train.class_names.len(),
+    );
+    let mut net = Mlp::initialize(&dims, config.init, config.activation, config.seed);
+    let mut opt = OptimizerState::new(optimizer, config.lr, config.momentum, &net);
+    let train_x = train.columns();
+    let test_x = test.map(Dataset::columns);
+    let record = |net: &Mlp, iteration: usize| {
+        let (train_loss, train_accuracy) = net.evaluate(&train_x, &train.y);
+        let (test_loss, test_accuracy) = match (&test_x, test) {
+            (Some(x), Some(t)) => {
+                let (l, a) = net.evaluate(x, &t.y);
+                (Some(l), Some(a))
+            }
+            _ => (None, None),
+        };
+        Record {
+            iteration,
+            weight_norm: net.weight_norm(),
+            train_loss,
+            train_accuracy,
+            test_loss,
+            test_accuracy,
+        }
+    };
+    let mut history = vec![record(&net, 0)];
+    let n = train.len();
+    let batch = if config.batch_size == 0 {
+        n
+    } else {
+        config.batch_size.min(n)
+    };
+    // The shuffling stream is separate from the initialisation's.
+    let mut rng = NumpyRandom::new(config.seed.wrapping_add(1));
+    let mut order: Vec<usize> = (0..n).collect();
+    for epoch in 0..config.epochs {
+        if config.shuffle {
+            rng.shuffle(&mut order);
+        }
+        for rows in order.chunks(batch) {
+            let (x, y) = batch_columns(&train_x, &train.y, rows);
+            opt.step(&mut net, |at| at.loss_and_grads(&x, &y).1);
+            history.push(record(&net, history.len()));
+        }
+        on_epoch(epoch + 1);
+    }
+    history
+}
+
+fn batch_columns(x: &Array2<f64>, y: &[usize], rows: &[usize]) -> (Array2<f64>, Vec<usize>) {
+    (
+        x.select(Axis(1), rows),
+        rows.iter().map(|&r| y[r]).collect(),
+    )
+}

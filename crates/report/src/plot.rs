@@ -1,0 +1,196 @@
+//! Line charts as self-contained SVG, in one palette and one style.
+
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::prelude::*;
+
+/// Okabe–Ito colours: distinguishable with colour-vision deficiencies.
+pub const PALETTE: [RGBColor; 8] = [
+    RGBColor(0, 114, 178),
+    RGBColor(230, 159, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(86, 180, 233),
+    RGBColor(213, 94, 0),
+    RGBColor(120, 120, 120),
+    RGBColor(0, 0, 0),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    #[error("plot `{0}` has no finite points to draw")]
+    Empty(String),
+    #[error("drawing plot `{title}` failed: {message}")]
+    Draw { title: String, message: String },
+}
+
+/// One line: `color` indexes [`PALETTE`]; `dashed` for the second role of
+/// the same colour (e.g. test beside train).
+#[derive(Clone, Debug)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    pub color: usize,
+    pub dashed: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct LineChart {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    /// Logarithmic y axis; points with y ≤ 0 are left out.
+    pub log_y: bool,
+    pub series: Vec<Series>,
+    pub size: (u32, u32),
+}
+
+impl LineChart {
+    pub fn new(title: &str, x_label: &str, y_label: &str) -> Self {
+        Self {
+            title: title.to_string(),
+            x_label: x_label.to_string(),
+            y_label: y_label.to_string(),
+            log_y: false,
+            series: Vec::new(),
+            size: (720, 440),
+        }
+    }
+}
+
+fn usable(chart: &LineChart, &(x, y): &(f64, f64)) -> bool {
+    x.is_finite() && y.is_finite() && (!chart.log_y || y > 0.0)
+}
+
+/// Renders `chart` to an SVG document.
+pub fn line_chart(chart: &LineChart) -> Result<String, PlotError> {
+    let points = chart
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter().filter(|p| usable(chart, p)));
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in points {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x0 > x1 {
+        return Err(PlotError::Empty(chart.title.clone()));
+    }
+    if x0 == x1 {
+        (x0, x1) = (x0 - 0.5, x1 + 0.5);
+    }
+    let mut svg = String::new();
+    let result = if chart.log_y {
+        let (lo, hi) = if y0 == y1 {
+            (y0 / 2.0, y1 * 2.0)
+        } else {
+            (y0 / 1.5, y1 * 1.5)
+        };
+        draw(chart, &mut svg, x0..x1, (lo..hi).log_scale())
+    } else {
+        let pad = if y0 == y1 { 0.5 } else { (y1 - y0) * 0.05 };
+        draw(chart, &mut svg, x0..x1, (y0 - pad)..(y1 + pad))
+    };
+    result.map_err(|message| PlotError::Draw {
+        title: chart.title.clone(),
+        message,
+    })?;
+    Ok(svg)
+}
+
+fn draw<Y>(chart: &LineChart, out: &mut String, x: std::ops::Range<f64>, y: Y) -> Result<(), String>
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let root = SVGBackend::with_string(out, chart.size).into_drawing_area();
+    let e = |err: DrawingAreaErrorKind<_>| err.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let mut ctx = ChartBuilder::on(&root)
+        .caption(&chart.title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, y)
+        .map_err(e)?;
+    ctx.configure_mesh()
+        .x_desc(&chart.x_label)
+        .y_desc(&chart.y_label)
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 15))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(e)?;
+    for s in &chart.series {
+        let color = PALETTE[s.color % PALETTE.len()];
+        let style = color.stroke_width(2);
+        let pts: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .copied()
+            .filter(|p| usable(chart, p))
+            .collect();
+        let legend = move |(x, y): (i32, i32)| PathElement::new(vec![(x, y), (x + 20, y)], style);
+        if s.dashed {
+            ctx.draw_series(DashedLineSeries::new(pts, 6, 4, style))
+                .map_err(e)?
+                .label(&s.name)
+                .legend(legend);
+        } else {
+            ctx.draw_series(LineSeries::new(pts, style))
+                .map_err(e)?
+                .label(&s.name)
+                .legend(legend);
+        }
+    }
+    if chart.series.len() > 1 {
+        ctx.configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(180, 180, 180))
+            .label_font(("sans-serif", 13))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(e)?;
+    }
+    root.present().map_err(e)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_labelled_series_and_skips_nonpositive_points_on_log_axes() {
+        let mut chart = LineChart::new("Gradient norms", "layer l", "δ_l");
+        chart.log_y = true;
+        chart.series.push(Series {
+            name: "elu/he".into(),
+            points: vec![(1.0, 1e-3), (2.0, 1e-1), (3.0, 0.0)],
+            color: 0,
+            dashed: false,
+        });
+        chart.series.push(Series {
+            name: "tanh/he".into(),
+            points: vec![(1.0, 1e-2), (2.0, 1.0)],
+            color: 1,
+            dashed: true,
+        });
+        let svg = line_chart(&chart).unwrap();
+        assert!(svg.starts_with("<svg"));
+        for text in ["Gradient norms", "layer l", "elu/he", "tanh/he"] {
+            assert!(svg.contains(text), "{text} missing");
+        }
+    }
+
+    #[test]
+    fn a_chart_without_points_is_an_error() {
+        let mut chart = LineChart::new("empty", "x", "y");
+        chart.log_y = true;
+        chart.series.push(Series {
+            name: "zeros".into(),
+            points: vec![(1.0, 0.0)],
+            color: 0,
+            dashed: false,
+        });
+        assert!(matches!(line_chart(&chart), Err(PlotError::Empty(_))));
+    }
+}
