@@ -3,7 +3,9 @@
 
 mod bench;
 mod graph_cmd;
+mod mlp_cmd;
 mod output;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -39,6 +41,9 @@ enum Command {
     /// Problem 1: a scalar computational graph — expressions, forward values, gradients, picture.
     #[command(after_help = graph_cmd::LANGUAGE_HELP)]
     Graph(graph_cmd::GraphArgs),
+    /// Problem 2: dense networks from scratch — forward pass, gradient norms, SGD/momentum/Nesterov.
+    #[command(subcommand)]
+    Mlp(mlp_cmd::MlpCommand),
     /// Speed and memory benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -48,6 +53,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Graph(args) => graph_cmd::run(args),
+        Command::Mlp(cmd) => mlp_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     };
     match result {

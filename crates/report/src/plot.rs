@@ -1,6 +1,7 @@
 //! Line charts as self-contained SVG, in one palette and one style.
 
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
 /// Okabe–Ito colours: distinguishable with colour-vision deficiencies.
@@ -52,7 +53,7 @@ impl LineChart {
             y_label: y_label.to_string(),
             log_y: false,
             series: Vec::new(),
-            size: (720, 440),
+            size: (860, 460),
         }
     }
 }
@@ -96,6 +97,25 @@ pub fn line_chart(chart: &LineChart) -> Result<String, PlotError> {
     Ok(svg)
 }
 
+/// Tick labels: plain numbers in a readable range, powers of ten on log axes.
+fn tick(v: f64, log: bool) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    let a = v.abs();
+    if log && !(1e-2..1e4).contains(&a) {
+        return format!("{v:.0e}");
+    }
+    if !(1e-3..1e6).contains(&a) {
+        return format!("{v:.1e}");
+    }
+    let s = format!("{v:.4}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// Width of the legend column to the right of the plot.
+const LEGEND_WIDTH: u32 = 170;
+
 fn draw<Y>(chart: &LineChart, out: &mut String, x: std::ops::Range<f64>, y: Y) -> Result<(), String>
 where
     Y: AsRangedCoord<Value = f64>,
@@ -104,51 +124,67 @@ where
     let root = SVGBackend::with_string(out, chart.size).into_drawing_area();
     let e = |err: DrawingAreaErrorKind<_>| err.to_string();
     root.fill(&WHITE).map_err(e)?;
-    let mut ctx = ChartBuilder::on(&root)
-        .caption(&chart.title, ("sans-serif", 20))
-        .margin(12)
+    let titled = root.titled(&chart.title, ("sans-serif", 20)).map_err(e)?;
+    let with_legend = chart.series.len() > 1;
+    let (plot_area, legend_area) = if with_legend {
+        titled.split_horizontally(chart.size.0.saturating_sub(LEGEND_WIDTH))
+    } else {
+        titled.split_horizontally(chart.size.0)
+    };
+    let mut ctx = ChartBuilder::on(&plot_area)
+        .margin(10)
         .x_label_area_size(44)
-        .y_label_area_size(64)
+        .y_label_area_size(70)
         .build_cartesian_2d(x, y)
         .map_err(e)?;
+    let log = chart.log_y;
     ctx.configure_mesh()
         .x_desc(&chart.x_label)
         .y_desc(&chart.y_label)
+        .x_label_formatter(&|v| tick(*v, false))
+        .y_label_formatter(&|v| tick(*v, log))
         .label_style(("sans-serif", 13))
         .axis_desc_style(("sans-serif", 15))
-        .light_line_style(RGBColor(235, 235, 235))
+        .light_line_style(RGBColor(238, 238, 238))
         .draw()
         .map_err(e)?;
     for s in &chart.series {
-        let color = PALETTE[s.color % PALETTE.len()];
-        let style = color.stroke_width(2);
+        let style = PALETTE[s.color % PALETTE.len()].stroke_width(2);
         let pts: Vec<(f64, f64)> = s
             .points
             .iter()
             .copied()
             .filter(|p| usable(chart, p))
             .collect();
-        let legend = move |(x, y): (i32, i32)| PathElement::new(vec![(x, y), (x + 20, y)], style);
         if s.dashed {
             ctx.draw_series(DashedLineSeries::new(pts, 6, 4, style))
-                .map_err(e)?
-                .label(&s.name)
-                .legend(legend);
+                .map_err(e)?;
         } else {
-            ctx.draw_series(LineSeries::new(pts, style))
-                .map_err(e)?
-                .label(&s.name)
-                .legend(legend);
+            ctx.draw_series(LineSeries::new(pts, style)).map_err(e)?;
         }
     }
-    if chart.series.len() > 1 {
-        ctx.configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .label_font(("sans-serif", 13))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(e)?;
+    if with_legend {
+        for (i, s) in chart.series.iter().enumerate() {
+            let y = 40 + 22 * i as i32;
+            let style = PALETTE[s.color % PALETTE.len()].stroke_width(2);
+            let line: Vec<(i32, i32)> = vec![(8, y), (36, y)];
+            if s.dashed {
+                legend_area
+                    .draw(&DashedPathElement::new(line.into_iter(), 5, 3, style))
+                    .map_err(e)?;
+            } else {
+                legend_area
+                    .draw(&PathElement::new(line, style))
+                    .map_err(e)?;
+            }
+            legend_area
+                .draw(&Text::new(
+                    s.name.clone(),
+                    (42, y - 7),
+                    ("sans-serif", 13).into_font(),
+                ))
+                .map_err(e)?;
+        }
     }
     root.present().map_err(e)?;
     Ok(())
