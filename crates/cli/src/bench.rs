@@ -1,12 +1,15 @@
 //! `nabla bench`: speed and memory measurements, run on demand (never as
-//! timed tests). `tools/bench_graph.py` runs the same graph in micrograd in
-//! the same run and prints the ratio.
+//! timed tests). `tools/bench_graph.py` and `tools/bench_mlp.py` run the
+//! same work in micrograd, numpy and PyTorch in the same run and print ratios.
 
 use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use nabla_dense::train::epoch;
+use nabla_dense::{Activation, Init, Mlp, NumpyRandom, Optimizer, OptimizerState};
 use nabla_graph::{Func, Graph, NodeId};
+use ndarray::Array2;
 use serde::Serialize;
 
 use crate::output::{number, table, OutputArgs};
@@ -19,6 +22,79 @@ pub enum BenchCommand {
         after_help = "Example:\n  nabla bench graph --nodes 1000000\n  python3 tools/bench_graph.py   # the same graph in micrograd, side by side"
     )]
     Graph(GraphBenchArgs),
+    /// One SGD epoch of the sheet's net (L = 5, d = 10) on synthetic data.
+    #[command(
+        after_help = "Example:\n  nabla bench mlp --samples 100000 --batch-size 32\n  python3 tools/bench_mlp.py   # the same epoch in numpy and PyTorch, side by side"
+    )]
+    Mlp(MlpBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MlpBenchArgs {
+    /// Synthetic samples: x ~ np.random.seed(0); randn(5, N), label i mod 3.
+    #[arg(long, default_value_t = 100_000)]
+    pub samples: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f64,
+    /// Repetitions of the epoch (each from the same initial weights); the fastest is reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct MlpBench {
+    samples: usize,
+    batch_size: usize,
+    updates: usize,
+    epoch_s: f64,
+    /// Mean cross-entropy over all samples after the epoch, for cross-checking.
+    loss_after: f64,
+}
+
+fn run_mlp(args: &MlpBenchArgs) -> Result<()> {
+    let n = args.samples.max(1);
+    let mut rng = NumpyRandom::new(0);
+    let x = Array2::from_shape_vec((5, n), rng.randn_vec(5 * n))?;
+    let y: Vec<usize> = (0..n).map(|i| i % 3).collect();
+    let order: Vec<usize> = (0..n).collect();
+    let dims = Mlp::dims(5, 5, 10, 3);
+    let start = Mlp::initialize(&dims, Init::He, Activation::Elu, 42);
+    let mut best = f64::INFINITY;
+    let mut trained = start.clone();
+    for _ in 0..args.repeat.max(1) {
+        let mut net = start.clone();
+        let mut opt = OptimizerState::new(Optimizer::Sgd, args.lr, 0.0, &net);
+        let t = Instant::now();
+        epoch(&mut net, &mut opt, &x, &y, &order, args.batch_size, |_| {});
+        best = best.min(t.elapsed().as_secs_f64());
+        trained = net;
+    }
+    let report = MlpBench {
+        samples: n,
+        batch_size: args.batch_size,
+        updates: n.div_ceil(args.batch_size.max(1)),
+        epoch_s: best,
+        loss_after: trained.evaluate(&x, &y).0,
+    };
+    if args.json {
+        return OutputArgs::print_json(&report);
+    }
+    let rows = vec![
+        vec!["samples".into(), report.samples.to_string()],
+        vec![
+            "updates (batch size)".into(),
+            format!("{} ({})", report.updates, report.batch_size),
+        ],
+        vec!["epoch (best)".into(), format!("{:.1} ms", best * 1e3)],
+        vec!["loss after the epoch".into(), number(report.loss_after)],
+    ];
+    print!("{}", table(&["mlp benchmark", ""], &rows));
+    Ok(())
 }
 
 #[derive(Args, Debug)]
@@ -95,7 +171,13 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 pub fn run(cmd: &BenchCommand) -> Result<()> {
-    let BenchCommand::Graph(args) = cmd;
+    match cmd {
+        BenchCommand::Graph(args) => run_graph(args),
+        BenchCommand::Mlp(args) => run_mlp(args),
+    }
+}
+
+fn run_graph(args: &GraphBenchArgs) -> Result<()> {
     let neurons = args.nodes.div_ceil(7).max(1);
     let t = Instant::now();
     let (graph, output, [a0, b0, c0]) = build(neurons);

@@ -182,7 +182,7 @@ fn forward(a: &ForwardArgs) -> Result<()> {
     let dims = Mlp::dims(a.input.len(), layers, a.net.width, a.classes);
     let net = Mlp::initialize(&dims, a.init, a.activation, a.net.seed);
     let x = Array2::from_shape_vec((a.input.len(), 1), a.input.clone())?;
-    let probs = net.forward(&x).probs;
+    let probs = net.forward(&x);
     let report = ForwardReport {
         layer_dims: dims,
         activation: a.activation,
@@ -354,7 +354,7 @@ fn train_cmd(a: &TrainArgs) -> Result<()> {
     if !(0.0..1.0).contains(&a.test_fraction) {
         return Err(InputError("--test-fraction must be in [0, 1)".into()).into());
     }
-    if !(a.lr > 0.0 && a.lr.is_finite()) || !(0.0..1.0).contains(&a.momentum) {
+    if !(a.lr > 0.0 && a.lr.is_finite() && (0.0..1.0).contains(&a.momentum)) {
         return Err(InputError("--lr must be positive and --momentum in [0, 1)".into()).into());
     }
     let layers = a.net.layers.unwrap_or(5);

@@ -8,8 +8,8 @@ use ndarray::{Array1, Array2};
 
 use crate::activation::Activation;
 use crate::layers::{
-    accuracy, cross_entropy, linear_backward, linear_forward, softmax_cross_entropy_backward,
-    softmax_forward,
+    accuracy, linear_backward, linear_forward, softmax_cross_entropy_backward,
+    softmax_cross_entropy_forward, LANES,
 };
 use crate::rng::NumpyRandom;
 
@@ -76,15 +76,124 @@ pub struct Grads {
     pub biases: Vec<Array1<f64>>,
 }
 
-/// What the forward pass keeps for the backward pass.
-#[derive(Clone, Debug)]
-pub struct Forward {
-    /// a_0 = x, a_1, …, a_L (inputs to each linear layer).
-    pub inputs: Vec<Array2<f64>>,
-    /// z_1, …, z_L (pre-activations of the hidden layers).
-    pub hidden_z: Vec<Array2<f64>>,
-    /// softmax output, classes × samples.
-    pub probs: Array2<f64>,
+impl Grads {
+    pub fn zeros_like(net: &Mlp) -> Self {
+        Self {
+            weights: net
+                .weights
+                .iter()
+                .map(|w| Array2::zeros(w.raw_dim()))
+                .collect(),
+            biases: net
+                .biases
+                .iter()
+                .map(|b| Array1::zeros(b.raw_dim()))
+                .collect(),
+        }
+    }
+}
+
+fn slice(a: &Array2<f64>) -> &[f64] {
+    a.as_slice().expect("parameters are in standard layout")
+}
+
+/// Buffers for one batch, reused across updates so training allocates
+/// nothing per step. Feature-major, padded to whole tiles (see [`crate::layers`]).
+#[derive(Clone, Debug, Default)]
+pub struct Workspace {
+    labels: Vec<usize>,
+    /// Columns per buffer: the batch size rounded up to whole tiles.
+    padded: usize,
+    /// acts[0] is the input batch; acts[l] the output of hidden layer l.
+    acts: Vec<Vec<f64>>,
+    /// Pre-activations of the hidden layers, then the logits.
+    zs: Vec<Vec<f64>>,
+    probs: Vec<f64>,
+    delta: Vec<f64>,
+    delta_prev: Vec<f64>,
+}
+
+impl Workspace {
+    /// Loads columns `cols` of `x` (features × samples) and their labels as the batch.
+    pub fn load(&mut self, net: &Mlp, x: &Array2<f64>, labels: &[usize], cols: &[usize]) {
+        let n = cols.len().div_ceil(LANES).max(1) * LANES;
+        self.padded = n;
+        let layers = net.weights.len();
+        self.acts.resize_with(layers, Vec::new);
+        self.zs.resize_with(layers, Vec::new);
+        for (l, w) in net.weights.iter().enumerate() {
+            self.acts[l].resize(n * w.ncols(), 0.0);
+            self.zs[l].resize(n * w.nrows(), 0.0);
+        }
+        let widest = net
+            .weights
+            .iter()
+            .map(|w| w.nrows().max(w.ncols()))
+            .max()
+            .unwrap_or(0);
+        self.probs.resize(n * net.weights[layers - 1].nrows(), 0.0);
+        self.delta.resize(n * widest, 0.0);
+        self.delta_prev.resize(n * widest, 0.0);
+        for (row, feature) in self.acts[0].chunks_exact_mut(n).zip(x.rows()) {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = cols.get(j).map_or(0.0, |&c| feature[c]);
+            }
+        }
+        self.labels.clear();
+        self.labels.extend(cols.iter().map(|&c| labels[c]));
+    }
+
+    /// Forward pass over the loaded batch; returns the mean cross-entropy.
+    pub fn forward(&mut self, net: &Mlp) -> f64 {
+        let layers = net.weights.len();
+        for l in 0..layers {
+            let b = net.biases[l].as_slice().expect("standard layout");
+            let (before, after) = self.acts.split_at_mut(l + 1);
+            linear_forward(slice(&net.weights[l]), b, &before[l], &mut self.zs[l]);
+            if l + 1 < layers {
+                net.activation.forward(&self.zs[l], &mut after[0]);
+            }
+        }
+        softmax_cross_entropy_forward(&self.zs[layers - 1], &self.labels, &mut self.probs)
+    }
+
+    /// Backward pass after [`Workspace::forward`]; writes every gradient into `grads`.
+    pub fn backward(&mut self, net: &Mlp, grads: &mut Grads) {
+        let layers = net.weights.len();
+        let n = self.padded;
+        let k = net.weights[layers - 1].nrows();
+        softmax_cross_entropy_backward(&self.probs, &self.labels, &mut self.delta[..n * k]);
+        for l in (0..layers).rev() {
+            let (m, fan_in) = net.weights[l].dim();
+            let dx = (l > 0).then(|| &mut self.delta_prev[..n * fan_in]);
+            linear_backward(
+                &self.acts[l],
+                slice(&net.weights[l]),
+                &self.delta[..n * m],
+                grads.weights[l].as_slice_mut().expect("standard layout"),
+                grads.biases[l].as_slice_mut().expect("standard layout"),
+                dx,
+            );
+            if l > 0 {
+                let dz = &mut self.delta_prev[..n * fan_in];
+                net.activation.backward(&self.zs[l - 1], &self.acts[l], dz);
+                std::mem::swap(&mut self.delta, &mut self.delta_prev);
+            }
+        }
+    }
+
+    /// Softmax output of the last forward pass, classes × samples.
+    pub fn probabilities(&self) -> Array2<f64> {
+        let k = self.probs.len() / self.padded;
+        Array2::from_shape_fn((k, self.labels.len()), |(i, j)| {
+            self.probs[i * self.padded + j]
+        })
+    }
+
+    /// Accuracy of the last forward pass.
+    pub fn accuracy(&self) -> f64 {
+        accuracy(&self.probs, &self.labels)
+    }
 }
 
 impl Mlp {
@@ -119,50 +228,34 @@ impl Mlp {
             .collect()
     }
 
-    pub fn forward(&self, x: &Array2<f64>) -> Forward {
-        let last = self.weights.len() - 1;
-        let mut inputs = vec![x.clone()];
-        let mut hidden_z = Vec::with_capacity(last);
-        for l in 0..last {
-            let z = linear_forward(&self.weights[l], &self.biases[l], &inputs[l]);
-            inputs.push(self.activation.forward(&z));
-            hidden_z.push(z);
-        }
-        let logits = linear_forward(&self.weights[last], &self.biases[last], &inputs[last]);
-        Forward {
-            inputs,
-            hidden_z,
-            probs: softmax_forward(&logits),
-        }
+    fn workspace(&self, x: &Array2<f64>, labels: &[usize]) -> Workspace {
+        let mut ws = Workspace::default();
+        let cols: Vec<usize> = (0..x.ncols()).collect();
+        ws.load(self, x, labels, &cols);
+        ws
+    }
+
+    /// Softmax output (classes × samples) for inputs `x` (features × samples).
+    pub fn forward(&self, x: &Array2<f64>) -> Array2<f64> {
+        let mut ws = self.workspace(x, &vec![0; x.ncols()]);
+        ws.forward(self);
+        ws.probabilities()
     }
 
     /// Mean cross-entropy and its gradient with respect to every parameter.
     pub fn loss_and_grads(&self, x: &Array2<f64>, labels: &[usize]) -> (f64, Grads) {
-        let fwd = self.forward(x);
-        let loss = cross_entropy(&fwd.probs, labels);
-        let mut dz = softmax_cross_entropy_backward(&fwd.probs, labels);
-        let layers = self.weights.len();
-        let mut weights = Vec::with_capacity(layers);
-        let mut biases = Vec::with_capacity(layers);
-        for l in (0..layers).rev() {
-            let (dw, db, mut da) = linear_backward(&self.weights[l], &fwd.inputs[l], &dz);
-            weights.push(dw);
-            biases.push(db);
-            if l > 0 {
-                self.activation
-                    .backward(&fwd.hidden_z[l - 1], &fwd.inputs[l], &mut da);
-                dz = da;
-            }
-        }
-        weights.reverse();
-        biases.reverse();
-        (loss, Grads { weights, biases })
+        let mut ws = self.workspace(x, labels);
+        let loss = ws.forward(self);
+        let mut grads = Grads::zeros_like(self);
+        ws.backward(self, &mut grads);
+        (loss, grads)
     }
 
     /// Mean cross-entropy and accuracy on a data set.
     pub fn evaluate(&self, x: &Array2<f64>, labels: &[usize]) -> (f64, f64) {
-        let p = self.forward(x).probs;
-        (cross_entropy(&p, labels), accuracy(&p, labels))
+        let mut ws = self.workspace(x, labels);
+        let loss = ws.forward(self);
+        (loss, ws.accuracy())
     }
 
     /// ‖W‖₂ over all layers' weights (biases excluded), as the sheet's (iii) plots.
@@ -172,10 +265,5 @@ impl Mlp {
             .map(|w| w.iter().map(|v| v * v).sum::<f64>())
             .sum::<f64>()
             .sqrt()
-    }
-
-    pub fn parameter_count(&self) -> usize {
-        self.weights.iter().map(Array2::len).sum::<usize>()
-            + self.biases.iter().map(Array1::len).sum::<usize>()
     }
 }

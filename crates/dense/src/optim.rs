@@ -3,8 +3,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use ndarray::{Array1, Array2};
-
 use crate::network::{Grads, Mlp};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -52,8 +50,9 @@ pub struct OptimizerState {
     pub kind: Optimizer,
     pub lr: f64,
     pub momentum: f64,
-    velocity_w: Vec<Array2<f64>>,
-    velocity_b: Vec<Array1<f64>>,
+    velocity: Grads,
+    /// Nesterov's look-ahead parameters, kept to avoid an allocation per step.
+    ahead: Option<Mlp>,
 }
 
 impl OptimizerState {
@@ -62,16 +61,29 @@ impl OptimizerState {
             kind,
             lr,
             momentum,
-            velocity_w: net
-                .weights
-                .iter()
-                .map(|w| Array2::zeros(w.raw_dim()))
-                .collect(),
-            velocity_b: net
-                .biases
-                .iter()
-                .map(|b| Array1::zeros(b.raw_dim()))
-                .collect(),
+            velocity: Grads::zeros_like(net),
+            ahead: None,
+        }
+    }
+
+    fn fill_look_ahead(&self, net: &Mlp, ahead: &mut Mlp) {
+        for ((a, w), v) in ahead
+            .weights
+            .iter_mut()
+            .zip(&net.weights)
+            .zip(&self.velocity.weights)
+        {
+            a.assign(w);
+            a.scaled_add(self.momentum, v);
+        }
+        for ((a, b), v) in ahead
+            .biases
+            .iter_mut()
+            .zip(&net.biases)
+            .zip(&self.velocity.biases)
+        {
+            a.assign(b);
+            a.scaled_add(self.momentum, v);
         }
     }
 
@@ -79,49 +91,55 @@ impl OptimizerState {
     /// `SGD(nesterov=True)` keeps exactly these parameters.
     pub fn look_ahead(&self, net: &Mlp) -> Mlp {
         let mut ahead = net.clone();
-        for (w, v) in ahead.weights.iter_mut().zip(&self.velocity_w) {
-            w.scaled_add(self.momentum, v);
-        }
-        for (b, v) in ahead.biases.iter_mut().zip(&self.velocity_b) {
-            b.scaled_add(self.momentum, v);
-        }
+        self.fill_look_ahead(net, &mut ahead);
         ahead
     }
 
-    /// One update. `gradient` is asked once, at the point the rule needs.
-    pub fn step(&mut self, net: &mut Mlp, mut gradient: impl FnMut(&Mlp) -> Grads) {
+    /// One update. `gradient(at, grads)` writes the gradient at the point
+    /// the rule needs into `grads`, a buffer with the network's shapes.
+    pub fn step(
+        &mut self,
+        net: &mut Mlp,
+        grads: &mut Grads,
+        mut gradient: impl FnMut(&Mlp, &mut Grads),
+    ) {
         let (lr, rho) = (self.lr, self.momentum);
-        let g = match self.kind {
-            Optimizer::Nesterov => gradient(&self.look_ahead(net)),
-            Optimizer::Sgd | Optimizer::Momentum => gradient(net),
-        };
+        if self.kind == Optimizer::Nesterov {
+            let mut ahead = self.ahead.take().unwrap_or_else(|| net.clone());
+            self.fill_look_ahead(net, &mut ahead);
+            gradient(&ahead, grads);
+            self.ahead = Some(ahead);
+        } else {
+            gradient(net, grads);
+        }
         if self.kind == Optimizer::Sgd {
-            for (w, gw) in net.weights.iter_mut().zip(&g.weights) {
-                w.scaled_add(-lr, gw);
+            for (w, g) in net.weights.iter_mut().zip(&grads.weights) {
+                w.scaled_add(-lr, g);
             }
-            for (b, gb) in net.biases.iter_mut().zip(&g.biases) {
-                b.scaled_add(-lr, gb);
+            for (b, g) in net.biases.iter_mut().zip(&grads.biases) {
+                b.scaled_add(-lr, g);
             }
             return;
         }
-        for ((w, v), gw) in net
+        let velocity = &mut self.velocity;
+        for ((w, v), g) in net
             .weights
             .iter_mut()
-            .zip(&mut self.velocity_w)
-            .zip(&g.weights)
+            .zip(&mut velocity.weights)
+            .zip(&grads.weights)
         {
             *v *= rho;
-            v.scaled_add(-lr, gw);
+            v.scaled_add(-lr, g);
             *w += &*v;
         }
-        for ((b, v), gb) in net
+        for ((b, v), g) in net
             .biases
             .iter_mut()
-            .zip(&mut self.velocity_b)
-            .zip(&g.biases)
+            .zip(&mut velocity.biases)
+            .zip(&grads.biases)
         {
             *v *= rho;
-            v.scaled_add(-lr, gb);
+            v.scaled_add(-lr, g);
             *b += &*v;
         }
     }

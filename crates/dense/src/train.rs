@@ -1,10 +1,10 @@
 //! Mini-batch training with per-iteration weight norm, loss and accuracy.
 
-use ndarray::{Array2, Axis};
+use ndarray::Array2;
 
 use crate::activation::Activation;
 use crate::data::Dataset;
-use crate::network::{Init, Mlp};
+use crate::network::{Grads, Init, Mlp, Workspace};
 use crate::optim::{Optimizer, OptimizerState};
 use crate::rng::NumpyRandom;
 
@@ -82,23 +82,45 @@ pub fn train(
     // The shuffling stream is separate from the initialisation's.
     let mut rng = NumpyRandom::new(config.seed.wrapping_add(1));
     let mut order: Vec<usize> = (0..n).collect();
-    for epoch in 0..config.epochs {
+    for done in 1..=config.epochs {
         if config.shuffle {
             rng.shuffle(&mut order);
         }
-        for rows in order.chunks(batch) {
-            let (x, y) = batch_columns(&train_x, &train.y, rows);
-            opt.step(&mut net, |at| at.loss_and_grads(&x, &y).1);
-            history.push(record(&net, history.len()));
-        }
-        on_epoch(epoch + 1);
+        epoch(
+            &mut net,
+            &mut opt,
+            &train_x,
+            &train.y,
+            &order,
+            batch,
+            |net| {
+                history.push(record(net, history.len()));
+            },
+        );
+        on_epoch(done);
     }
     history
 }
 
-fn batch_columns(x: &Array2<f64>, y: &[usize], rows: &[usize]) -> (Array2<f64>, Vec<usize>) {
-    (
-        x.select(Axis(1), rows),
-        rows.iter().map(|&r| y[r]).collect(),
-    )
+/// One pass over `order` in batches of `batch` columns of `x`, one update
+/// per batch; `after_step` sees the network after each update.
+pub fn epoch(
+    net: &mut Mlp,
+    opt: &mut OptimizerState,
+    x: &Array2<f64>,
+    y: &[usize],
+    order: &[usize],
+    batch: usize,
+    mut after_step: impl FnMut(&Mlp),
+) {
+    let mut ws = Workspace::default();
+    let mut grads = Grads::zeros_like(net);
+    for rows in order.chunks(batch.max(1)) {
+        ws.load(net, x, y, rows);
+        opt.step(net, &mut grads, |at, g| {
+            ws.forward(at);
+            ws.backward(at, g);
+        });
+        after_step(net);
+    }
 }

@@ -2,7 +2,7 @@
 //! (its docstring says how to rerun it).
 
 use nabla_dense::gradnorms::gradient_norms;
-use nabla_dense::{Activation, Init, Mlp, NumpyRandom, Optimizer, OptimizerState};
+use nabla_dense::{Activation, Grads, Init, Mlp, NumpyRandom, Optimizer, OptimizerState};
 use ndarray::Array2;
 use serde_json::Value;
 
@@ -69,7 +69,7 @@ fn sheet_initialisation_and_forward_pass() {
         assert_eq!(&got, bits, "W{}", l + 1);
     }
     let x = Array2::from_shape_vec((5, 1), vec![1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
-    let probs = net.forward(&x).probs;
+    let probs = net.forward(&x);
     let want: Vec<f64> = serde_json::from_value(doc["probs"].clone()).unwrap();
     for (g, w) in probs.iter().zip(&want) {
         assert!((g - w).abs() < 1e-12, "{g} vs {w}");
@@ -120,6 +120,7 @@ fn optimizers_follow_pytorch_sgd_trajectories() {
             if kind == Optimizer::Sgd { 0.0 } else { rho },
             &net,
         );
+        let mut grads = Grads::zeros_like(&net);
         for (t, want_loss) in want.iter().enumerate() {
             // PyTorch's Nesterov keeps the look-ahead point w + ρv as its parameters.
             let seen = if kind == Optimizer::Nesterov {
@@ -133,7 +134,9 @@ fn optimizers_follow_pytorch_sgd_trajectories() {
                 "{kind} t={t}: {loss} vs torch {want_loss}"
             );
             if t + 1 < want.len() {
-                opt.step(&mut net, |at| at.loss_and_grads(&x, &labels).1);
+                opt.step(&mut net, &mut grads, |at, g| {
+                    *g = at.loss_and_grads(&x, &labels).1
+                });
             }
         }
         let final_net = if kind == Optimizer::Nesterov {

@@ -170,7 +170,7 @@ where
             let line: Vec<(i32, i32)> = vec![(8, y), (36, y)];
             if s.dashed {
                 legend_area
-                    .draw(&DashedPathElement::new(line.into_iter(), 5, 3, style))
+                    .draw(&DashedPathElement::new(line, 5, 3, style))
                     .map_err(e)?;
             } else {
                 legend_area
