@@ -37,7 +37,7 @@ pub enum MlpCommand {
 /// The network's shape and initialisation, shared by the three commands.
 #[derive(Args, Debug, Clone)]
 pub struct NetArgs {
-    /// Number of hidden layers L.
+    /// Number of hidden layers L [default: 5; 30 for grad-norms].
     #[arg(long)]
     pub layers: Option<usize>,
     /// Width d of every hidden layer.
