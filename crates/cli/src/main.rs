@@ -6,6 +6,7 @@ mod graph_cmd;
 mod mlp_cmd;
 mod output;
 mod progress;
+mod theory_cmd;
 
 use std::process::ExitCode;
 
@@ -44,6 +45,16 @@ enum Command {
     /// Problem 2: dense networks from scratch — forward pass, gradient norms, SGD/momentum/Nesterov.
     #[command(subcommand)]
     Mlp(mlp_cmd::MlpCommand),
+    /// Problem 3: SGD convergence — the bound of 3(iii) against simulation, per step-size schedule.
+    #[command(
+        after_help = "Example:\n  nabla sgd-rates --out runs/sgd\n  nabla sgd-rates --steps 10000 --runs 200 --schedule \"0.5/(k+1)^0.6\" --json"
+    )]
+    SgdRates(theory_cmd::SgdRatesArgs),
+    /// Problem 4: dropout as multiplicative noise — η's moments, the second-order penalty, the linear case.
+    #[command(
+        after_help = "Example:\n  nabla dropout --out runs/dropout\n  nabla dropout --q 0.05,0.1,0.5 --layer 3 --json"
+    )]
+    Dropout(theory_cmd::DropoutArgs),
     /// Speed and memory benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -54,6 +65,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Graph(args) => graph_cmd::run(args),
         Command::Mlp(cmd) => mlp_cmd::run(cmd),
+        Command::SgdRates(args) => theory_cmd::sgd_rates(args),
+        Command::Dropout(args) => theory_cmd::dropout(args),
         Command::Bench(cmd) => bench::run(cmd),
     };
     match result {

@@ -392,7 +392,7 @@ fn train_cmd(a: &TrainArgs) -> Result<()> {
         .iter()
         .map(|&opt| {
             progress.set_message(opt.name());
-            let history = train(&train_set, test_set.as_ref(), opt, &config, |_| {
+            let (_, history) = train(&train_set, test_set.as_ref(), opt, &config, |_| {
                 progress.inc(1)
             });
             Run {

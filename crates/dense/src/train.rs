@@ -35,15 +35,16 @@ pub struct Record {
     pub test_accuracy: Option<f64>,
 }
 
-/// Trains one network from the seeded initialisation. Runs with the same
-/// config see the same initial weights and the same batches.
+/// Trains one network from the seeded initialisation and returns it with
+/// its history. Runs with the same config see the same initial weights and
+/// the same batches.
 pub fn train(
     train: &Dataset,
     test: Option<&Dataset>,
     optimizer: Optimizer,
     config: &TrainConfig,
     mut on_epoch: impl FnMut(usize),
-) -> Vec<Record> {
+) -> (Mlp, Vec<Record>) {
     let dims = Mlp::dims(
         train.x.ncols(),
         config.layers,
@@ -99,7 +100,7 @@ pub fn train(
         );
         on_epoch(done);
     }
-    history
+    (net, history)
 }
 
 /// One pass over `order` in batches of `batch` columns of `x`, one update

@@ -39,6 +39,8 @@ pub struct LineChart {
     pub title: String,
     pub x_label: String,
     pub y_label: String,
+    /// Logarithmic x axis; points with x ≤ 0 are left out.
+    pub log_x: bool,
     /// Logarithmic y axis; points with y ≤ 0 are left out.
     pub log_y: bool,
     pub series: Vec<Series>,
@@ -51,6 +53,7 @@ impl LineChart {
             title: title.to_string(),
             x_label: x_label.to_string(),
             y_label: y_label.to_string(),
+            log_x: false,
             log_y: false,
             series: Vec::new(),
             size: (860, 460),
@@ -59,7 +62,7 @@ impl LineChart {
 }
 
 fn usable(chart: &LineChart, &(x, y): &(f64, f64)) -> bool {
-    x.is_finite() && y.is_finite() && (!chart.log_y || y > 0.0)
+    x.is_finite() && y.is_finite() && (!chart.log_x || x > 0.0) && (!chart.log_y || y > 0.0)
 }
 
 /// Renders `chart` to an SVG document.
@@ -75,20 +78,34 @@ pub fn line_chart(chart: &LineChart) -> Result<String, PlotError> {
     if x0 > x1 {
         return Err(PlotError::Empty(chart.title.clone()));
     }
-    if x0 == x1 {
-        (x0, x1) = (x0 - 0.5, x1 + 0.5);
-    }
-    let mut svg = String::new();
-    let result = if chart.log_y {
-        let (lo, hi) = if y0 == y1 {
+    let (xr, x_log) = if chart.log_x {
+        let (lo, hi) = if x0 == x1 {
+            (x0 / 2.0, x1 * 2.0)
+        } else {
+            (x0, x1)
+        };
+        (lo..hi, true)
+    } else if x0 == x1 {
+        ((x0 - 0.5)..(x1 + 0.5), false)
+    } else {
+        (x0..x1, false)
+    };
+    let (ylo, yhi) = if chart.log_y {
+        if y0 == y1 {
             (y0 / 2.0, y1 * 2.0)
         } else {
             (y0 / 1.5, y1 * 1.5)
-        };
-        draw(chart, &mut svg, x0..x1, (lo..hi).log_scale())
+        }
     } else {
         let pad = if y0 == y1 { 0.5 } else { (y1 - y0) * 0.05 };
-        draw(chart, &mut svg, x0..x1, (y0 - pad)..(y1 + pad))
+        (y0 - pad, y1 + pad)
+    };
+    let mut svg = String::new();
+    let result = match (x_log, chart.log_y) {
+        (false, false) => draw(chart, &mut svg, xr, ylo..yhi),
+        (false, true) => draw(chart, &mut svg, xr, (ylo..yhi).log_scale()),
+        (true, false) => draw(chart, &mut svg, xr.log_scale(), ylo..yhi),
+        (true, true) => draw(chart, &mut svg, xr.log_scale(), (ylo..yhi).log_scale()),
     };
     result.map_err(|message| PlotError::Draw {
         title: chart.title.clone(),
@@ -116,8 +133,10 @@ fn tick(v: f64, log: bool) -> String {
 /// Width of the legend column to the right of the plot.
 const LEGEND_WIDTH: u32 = 170;
 
-fn draw<Y>(chart: &LineChart, out: &mut String, x: std::ops::Range<f64>, y: Y) -> Result<(), String>
+fn draw<X, Y>(chart: &LineChart, out: &mut String, x: X, y: Y) -> Result<(), String>
 where
+    X: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
     Y: AsRangedCoord<Value = f64>,
     Y::CoordDescType: ValueFormatter<f64>,
 {
@@ -141,7 +160,7 @@ where
     ctx.configure_mesh()
         .x_desc(&chart.x_label)
         .y_desc(&chart.y_label)
-        .x_label_formatter(&|v| tick(*v, false))
+        .x_label_formatter(&|v| tick(*v, chart.log_x))
         .y_label_formatter(&|v| tick(*v, log))
         .label_style(("sans-serif", 13))
         .axis_desc_style(("sans-serif", 15))
