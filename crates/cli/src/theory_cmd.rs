@@ -370,7 +370,7 @@ their weights shrunk hardest; the strength grows like q/(1−q)."
             dashed: true,
         });
         chart.series.push(Series {
-            name: "q·D'(0), exact to first order".into(),
+            name: "q·D'(0), first order".into(),
             points: pts(|g| g.first_order_in_q),
             color: 2,
             dashed: true,

@@ -79,10 +79,12 @@ pub fn line_chart(chart: &LineChart) -> Result<String, PlotError> {
         return Err(PlotError::Empty(chart.title.clone()));
     }
     let (xr, x_log) = if chart.log_x {
+        // Room at both ends: plotters rounds log10 of the lower bound up, and
+        // log10(0.01) = −1.999… would lose the whole first decade's ticks.
         let (lo, hi) = if x0 == x1 {
             (x0 / 2.0, x1 * 2.0)
         } else {
-            (x0, x1)
+            (x0 / 1.1, x1 * 1.1)
         };
         (lo..hi, true)
     } else if x0 == x1 {
@@ -120,6 +122,12 @@ fn tick(v: f64, log: bool) -> String {
         return "0".into();
     }
     let a = v.abs();
+    // On log axes only 1, 2 and 5 times a power of ten get a label, so
+    // labels never crowd.
+    let mantissa = a / 10f64.powf(a.log10().floor());
+    if log && ![1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-6) {
+        return String::new();
+    }
     if log && !(1e-2..1e4).contains(&a) {
         return format!("{v:.0e}");
     }
@@ -130,8 +138,16 @@ fn tick(v: f64, log: bool) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// Width of the legend column to the right of the plot.
-const LEGEND_WIDTH: u32 = 170;
+/// Width of the legend column: room for the longest label at ~7 px a character.
+fn legend_width(chart: &LineChart) -> u32 {
+    let longest = chart
+        .series
+        .iter()
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(0) as u32;
+    (50 + 7 * longest).clamp(150, chart.size.0 / 2)
+}
 
 fn draw<X, Y>(chart: &LineChart, out: &mut String, x: X, y: Y) -> Result<(), String>
 where
@@ -146,7 +162,7 @@ where
     let titled = root.titled(&chart.title, ("sans-serif", 20)).map_err(e)?;
     let with_legend = chart.series.len() > 1;
     let (plot_area, legend_area) = if with_legend {
-        titled.split_horizontally(chart.size.0.saturating_sub(LEGEND_WIDTH))
+        titled.split_horizontally(chart.size.0.saturating_sub(legend_width(chart)))
     } else {
         titled.split_horizontally(chart.size.0)
     };
@@ -164,7 +180,12 @@ where
         .y_label_formatter(&|v| tick(*v, log))
         .label_style(("sans-serif", 13))
         .axis_desc_style(("sans-serif", 15))
-        .light_line_style(RGBColor(238, 238, 238))
+        .light_line_style(if chart.log_x {
+            // plotters draws a dense block of minor lines in one decade of a log x axis.
+            ShapeStyle::from(TRANSPARENT)
+        } else {
+            ShapeStyle::from(RGBColor(238, 238, 238))
+        })
         .draw()
         .map_err(e)?;
     for s in &chart.series {
