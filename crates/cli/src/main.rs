@@ -2,6 +2,7 @@
 //! Each subcommand parses its arguments, calls its part's crate and prints.
 
 mod bench;
+mod data_cmd;
 mod graph_cmd;
 mod mlp_cmd;
 mod output;
@@ -55,6 +56,9 @@ enum Command {
         after_help = "Example:\n  nabla dropout --out runs/dropout\n  nabla dropout --q 0.05,0.1,0.5 --layer 3 --json"
     )]
     Dropout(theory_cmd::DropoutArgs),
+    /// Problem 5's data: inspect an image folder, fetch the face-mask photos.
+    #[command(subcommand)]
+    Data(data_cmd::DataCommand),
     /// Speed and memory benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Command::Mlp(cmd) => mlp_cmd::run(cmd),
         Command::SgdRates(args) => theory_cmd::sgd_rates(args),
         Command::Dropout(args) => theory_cmd::dropout(args),
+        Command::Data(cmd) => data_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     };
     match result {

@@ -232,18 +232,31 @@ pub fn stratified_split(
     if test_fraction <= 0.0 {
         return (data.clone(), None);
     }
-    let mut rng = NumpyRandom::new(seed);
-    let (mut train, mut test) = (Vec::new(), Vec::new());
-    for class in 0..data.class_names.len() {
-        let mut rows: Vec<usize> = (0..data.len()).filter(|&r| data.y[r] == class).collect();
-        rng.shuffle(&mut rows);
-        let n_test = ((rows.len() as f64) * test_fraction).round() as usize;
-        test.extend_from_slice(&rows[..n_test]);
-        train.extend_from_slice(&rows[n_test..]);
-    }
-    train.sort_unstable();
-    test.sort_unstable();
+    let (train, test) = stratified_indices(&data.y, data.class_names.len(), test_fraction, seed);
     (data.subset(&train), Some(data.subset(&test)))
+}
+
+/// Indices of a stratified, seeded split of `labels` (0 … classes−1): each
+/// class is shuffled with numpy's generator and its first `fraction`
+/// (rounded) goes to the second part. Both parts come back sorted.
+pub fn stratified_indices(
+    labels: &[usize],
+    classes: usize,
+    fraction: f64,
+    seed: u32,
+) -> (Vec<usize>, Vec<usize>) {
+    let mut rng = NumpyRandom::new(seed);
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    for class in 0..classes {
+        let mut rows: Vec<usize> = (0..labels.len()).filter(|&r| labels[r] == class).collect();
+        rng.shuffle(&mut rows);
+        let n = ((rows.len() as f64) * fraction).round() as usize;
+        second.extend_from_slice(&rows[..n]);
+        first.extend_from_slice(&rows[n..]);
+    }
+    first.sort_unstable();
+    second.sort_unstable();
+    (first, second)
 }
 
 /// Per-feature mean and standard deviation of the training split.

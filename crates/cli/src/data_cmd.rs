@@ -1,0 +1,167 @@
+//! `nabla data`: image folders for Problem 5 — inspect them, fetch the face-mask set.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::{Args, Subcommand, ValueEnum};
+use nabla_vision::fetch::fetch_face_mask;
+use nabla_vision::folder::ImageFolder;
+use nabla_vision::inspect::inspect;
+
+use crate::output::{table, OutputArgs};
+use crate::InputError;
+
+/// Duplicate groups listed in the table output.
+const SHOWN_GROUPS: usize = 8;
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Per-class counts, image sizes, formats, unreadable files and duplicate groups of an image folder.
+    #[command(after_help = "Example:\n  nabla data inspect data/face-mask")]
+    Inspect(InspectArgs),
+    /// Download a public dataset and unpack it as an image folder.
+    #[command(
+        after_help = "Example:\n  nabla data fetch face-mask            # into data/face-mask/"
+    )]
+    Fetch(FetchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// An image folder: one subfolder per class.
+    pub dir: PathBuf,
+    /// Print one JSON document instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Dataset {
+    /// Faces with and without masks (GitHub: chandrikadeb7/Face-Mask-Detection, dataset/).
+    FaceMask,
+}
+
+#[derive(Args, Debug)]
+pub struct FetchArgs {
+    pub dataset: Dataset,
+    /// Where the class folders go.
+    #[arg(long, default_value = "data/face-mask")]
+    pub out: PathBuf,
+}
+
+pub fn run(cmd: &DataCommand) -> Result<()> {
+    match cmd {
+        DataCommand::Inspect(a) => inspect_cmd(a),
+        DataCommand::Fetch(a) => fetch_cmd(a),
+    }
+}
+
+fn inspect_cmd(a: &InspectArgs) -> Result<()> {
+    let start = Instant::now();
+    let folder = ImageFolder::scan(&a.dir).map_err(|e| InputError(e.to_string()))?;
+    let report = inspect(&folder);
+    if a.json {
+        return OutputArgs::print_json(&report);
+    }
+    println!(
+        "{}: {} classes, {} unique files ({} byte-identical duplicates removed), {:.1} s",
+        report.root,
+        report.classes.len(),
+        folder.files.len(),
+        report.duplicates_removed,
+        start.elapsed().as_secs_f64()
+    );
+    let rows: Vec<Vec<String>> = report
+        .classes
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.clone(),
+                c.images.to_string(),
+                format!("{} / {} / {}", c.width.min, c.width.median, c.width.max),
+                format!("{} / {} / {}", c.height.min, c.height.median, c.height.max),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &[
+                "class",
+                "readable images",
+                "width min/median/max",
+                "height min/median/max"
+            ],
+            &rows
+        )
+    );
+    let counts = |m: &std::collections::BTreeMap<String, usize>| {
+        m.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("formats: {}", counts(&report.formats));
+    println!(
+        "colour types (converted to RGB): {}",
+        counts(&report.color_types)
+    );
+    println!(
+        "unreadable (skipped in training): {}",
+        report.unreadable.len()
+    );
+    for s in &report.unreadable {
+        println!("  {}: {}", s.path.display(), s.reason);
+    }
+    println!(
+        "byte-identical duplicate groups: {} (the first of each is kept)",
+        report.duplicate_groups.len()
+    );
+    let relative = |p: &String| {
+        p.strip_prefix(&report.root)
+            .unwrap_or(p)
+            .trim_start_matches('/')
+            .to_string()
+    };
+    for g in report.duplicate_groups.iter().take(SHOWN_GROUPS) {
+        println!(
+            "  {}",
+            g.iter().map(relative).collect::<Vec<_>>().join(" = ")
+        );
+    }
+    if report.duplicate_groups.len() > SHOWN_GROUPS {
+        println!(
+            "  … and {} more (--json lists them all)",
+            report.duplicate_groups.len() - SHOWN_GROUPS
+        );
+    }
+    Ok(())
+}
+
+fn fetch_cmd(a: &FetchArgs) -> Result<()> {
+    let Dataset::FaceMask = a.dataset;
+    eprintln!(
+        "downloading the face-mask dataset into {} …",
+        a.out.display()
+    );
+    let progress = crate::progress::bar(0, false, "download");
+    let folder = fetch_face_mask(&a.out, &|bytes| progress.set_position(bytes)).map_err(|e| {
+        progress.finish_and_clear();
+        InputError(format!("{e}"))
+    })?;
+    progress.finish_and_clear();
+    let counts = folder.class_counts();
+    println!(
+        "{}: {} with_mask, {} without_mask ({} duplicates removed when training)",
+        a.out.display(),
+        counts[0],
+        counts[1],
+        folder
+            .duplicate_groups
+            .iter()
+            .map(|g| g.len() - 1)
+            .sum::<usize>()
+    );
+    Ok(())
+}
