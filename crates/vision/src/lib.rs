@@ -9,6 +9,8 @@ pub mod decode;
 pub mod fetch;
 pub mod folder;
 pub mod inspect;
+pub mod model;
+pub mod train;
 
 use std::path::PathBuf;
 
@@ -23,4 +25,14 @@ pub enum VisionError {
     Layout { path: PathBuf, message: String },
     #[error("{0}")]
     Fetch(String),
+    #[error(
+        "training diverged: the loss became {loss} in epoch {epoch}, batch {batch}; lower --lr"
+    )]
+    Diverged {
+        epoch: usize,
+        batch: usize,
+        loss: f64,
+    },
+    #[error("{0}")]
+    Store(String),
 }

@@ -1,0 +1,152 @@
+//! The sheet's CNNs on Burn: (ii) four 3×3 convolutions with ReLU and 2×2
+//! max-pooling, then two dense layers; (iii) the same with BatchNorm after
+//! each convolution, dropout on the first dense layer and Kaiming (He)
+//! initialisation.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig,
+    PaddingConfig2d, Relu,
+};
+use burn::tensor::{Device, Tensor};
+
+/// Which of the sheet's CNNs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Architecture {
+    /// (ii): convolutions, ReLU, max-pooling, two dense layers.
+    Cnn,
+    /// (iii): plus BatchNorm, dropout and Kaiming initialisation.
+    CnnBn,
+}
+
+impl Architecture {
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::Cnn => "cnn",
+            Architecture::CnnBn => "cnn-bn",
+        }
+    }
+}
+
+/// The CNNs' sizes.
+#[derive(Config, Debug)]
+pub struct CnnConfig {
+    pub architecture: Architecture,
+    /// Number of classes.
+    pub classes: usize,
+    /// Side of the square input images.
+    #[config(default = 128)]
+    pub image_size: usize,
+    /// Output channels of the four convolutions.
+    #[config(default = "[32, 64, 128, 128]")]
+    pub channels: [usize; 4],
+    /// Units of the hidden dense layer.
+    #[config(default = 256)]
+    pub hidden: usize,
+    /// Dropout probability on the first dense layer (cnn-bn only).
+    #[config(default = 0.5)]
+    pub dropout: f64,
+}
+
+/// Convolution (3×3, same padding), optional BatchNorm, ReLU, 2×2 max-pool.
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    conv: Conv2d,
+    norm: Option<BatchNorm>,
+    pool: MaxPool2d,
+    activation: Relu,
+}
+
+impl ConvBlock {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = self.conv.forward(x);
+        let x = match &self.norm {
+            Some(norm) => norm.forward(x),
+            None => x,
+        };
+        self.pool.forward(self.activation.forward(x))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Cnn {
+    blocks: Vec<ConvBlock>,
+    hidden: Linear,
+    dropout: Option<Dropout>,
+    output: Linear,
+    activation: Relu,
+}
+
+/// He initialisation for layers followed by ReLU: Var(w) = 2 / fan_in keeps
+/// the activations' second moment constant from layer to layer, since ReLU
+/// zeroes half of a symmetric input (Kaiming normal, gain √2).
+fn kaiming() -> Initializer {
+    Initializer::KaimingNormal {
+        gain: std::f64::consts::SQRT_2,
+        fan_out_only: false,
+    }
+}
+
+impl CnnConfig {
+    /// Spatial side after the four 2×2 poolings.
+    pub fn final_side(&self) -> usize {
+        self.image_size / 16
+    }
+
+    pub fn init(&self, device: &Device) -> Cnn {
+        let bn = self.architecture == Architecture::CnnBn;
+        let mut in_channels = 3;
+        let blocks = self
+            .channels
+            .iter()
+            .map(|&out| {
+                let mut conv = Conv2dConfig::new([in_channels, out], [3, 3])
+                    .with_padding(PaddingConfig2d::Same);
+                if bn {
+                    // BatchNorm's shift makes the convolution's bias redundant.
+                    conv = conv.with_initializer(kaiming()).with_bias(false);
+                }
+                in_channels = out;
+                ConvBlock {
+                    conv: conv.init(device),
+                    norm: bn.then(|| BatchNormConfig::new(out).init(device)),
+                    pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+                    activation: Relu::new(),
+                }
+            })
+            .collect();
+        let flat = in_channels * self.final_side() * self.final_side();
+        let mut hidden = LinearConfig::new(flat, self.hidden);
+        if bn {
+            hidden = hidden.with_initializer(kaiming());
+        }
+        Cnn {
+            blocks,
+            hidden: hidden.init(device),
+            dropout: bn.then(|| DropoutConfig::new(self.dropout).init()),
+            output: LinearConfig::new(self.hidden, self.classes).init(device),
+            activation: Relu::new(),
+        }
+    }
+}
+
+impl Cnn {
+    /// Logits for a batch `[n, 3, side, side]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let mut x = images;
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        let x: Tensor<2> = x.flatten(1, 3);
+        let x = self.activation.forward(self.hidden.forward(x));
+        let x = match &self.dropout {
+            Some(d) => d.forward(x),
+            None => x,
+        };
+        self.output.forward(x)
+    }
+}
