@@ -8,6 +8,7 @@ mod mlp_cmd;
 mod output;
 mod progress;
 mod theory_cmd;
+mod vision_cmd;
 
 use std::process::ExitCode;
 
@@ -56,6 +57,9 @@ enum Command {
         after_help = "Example:\n  nabla dropout --out runs/dropout\n  nabla dropout --q 0.05,0.1,0.5 --layer 3 --json"
     )]
     Dropout(theory_cmd::DropoutArgs),
+    /// Problem 5: train and evaluate the CNNs on an image folder (Burn, CPU).
+    #[command(subcommand)]
+    Vision(vision_cmd::VisionCommand),
     /// Problem 5's data: inspect an image folder, fetch the face-mask photos.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         Command::SgdRates(args) => theory_cmd::sgd_rates(args),
         Command::Dropout(args) => theory_cmd::dropout(args),
         Command::Data(cmd) => data_cmd::run(cmd),
+        Command::Vision(cmd) => vision_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     };
     match result {

@@ -43,7 +43,11 @@ impl ImageFolder {
         for entry in fs::read_dir(root).map_err(io(root))? {
             let entry = entry.map_err(io(root))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.file_type().map_err(io(&entry.path()))?.is_dir() && !name.starts_with('.') {
+            if fs::metadata(entry.path())
+                .map_err(io(&entry.path()))?
+                .is_dir()
+                && !name.starts_with('.')
+            {
                 classes.push(name);
             }
         }
@@ -67,7 +71,8 @@ impl ImageFolder {
             let mut paths: Vec<PathBuf> = fs::read_dir(&dir)
                 .map_err(io(&dir))?
                 .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                // metadata follows symbolic links, so a folder of links works too.
+                .filter(|e| fs::metadata(e.path()).is_ok_and(|m| m.is_file()))
                 .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
                 .map(|e| e.path())
                 .collect();

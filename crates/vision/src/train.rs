@@ -227,3 +227,35 @@ pub fn train(
     }
     Ok((model, history))
 }
+
+/// What `eval` needs to rebuild a trained model: its configuration and class names.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ModelCard {
+    pub model: CnnConfig,
+    pub classes: Vec<String>,
+}
+
+/// Writes the model's parameters to `path` (burnpack) through a temporary
+/// file and a rename, so an interrupted save never leaves a torn file.
+pub fn save_model(model: &Cnn, path: &std::path::Path) -> Result<(), VisionError> {
+    let tmp = path.with_extension(format!("partial{}", std::process::id()));
+    model
+        .clone()
+        .save_file(&tmp)
+        .map_err(|e| VisionError::Store(format!("{}: {e:?}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(|source| VisionError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Rebuilds the model described by `card` and loads its parameters from `path`.
+pub fn load_model(
+    card: &ModelCard,
+    path: &std::path::Path,
+    device: &Device,
+) -> Result<Cnn, VisionError> {
+    card.model.init(device).try_load_file(path).map_err(|e| {
+        VisionError::Store(format!("{}: cannot load the model: {e:?}", path.display()))
+    })
+}

@@ -1,0 +1,105 @@
+//! `nabla vision train` and `eval` end to end on a tiny generated image folder.
+
+use std::process::{Command, Output};
+
+fn nabla(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nabla"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn train_writes_a_run_that_eval_reads() {
+    let root = std::env::temp_dir().join(format!("nabla-vision-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    for (class, base) in [("dark", 40u8), ("light", 200u8)] {
+        let dir = root.join("data").join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..10u8 {
+            let img = image::RgbImage::from_fn(20, 20, |x, y| {
+                let v = base.saturating_add(((x + y) as u8 + 3 * i) % 30);
+                image::Rgb([v, v, v])
+            });
+            img.save(dir.join(format!("{i}.png"))).unwrap();
+        }
+    }
+    std::fs::write(root.join("data/light/broken.png"), b"not a png").unwrap();
+    let (data, run, cache) = (root.join("data"), root.join("run"), root.join("cache"));
+    let o = nabla(&[
+        "vision",
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--image-size",
+        "16",
+        "--epochs",
+        "2",
+        "--channels",
+        "4,4,4,4",
+        "--hidden",
+        "8",
+        "--batch-size",
+        "8",
+        "--cache",
+        cache.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["classes"], serde_json::json!(["dark", "light"]));
+    assert_eq!(doc["history"].as_array().unwrap().len(), 2);
+    assert_eq!(doc["skipped"].as_array().unwrap().len(), 1);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("skipped"));
+    for file in [
+        "model.json",
+        "best.bpk",
+        "last.bpk",
+        "metrics.csv",
+        "loss.svg",
+        "accuracy.svg",
+        "train.json",
+    ] {
+        assert!(run.join(file).exists(), "{file} missing");
+    }
+    let o = nabla(&[
+        "vision",
+        "eval",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let eval: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let total: u64 = eval["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 20);
+    let o = nabla(&[
+        "vision",
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--image-size",
+        "20",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}
