@@ -108,6 +108,11 @@ pub fn number(v: f64) -> String {
     }
 }
 
+/// A check's outcome for a table cell.
+pub fn yes_no(passed: bool) -> String {
+    if passed { "yes" } else { "NO" }.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

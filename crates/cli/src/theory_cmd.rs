@@ -15,7 +15,7 @@ use nabla_theory::dropout::{
 use nabla_theory::sgd::{default_schedules, simulate, Problem, RateCurve, Schedule, SgdConfig};
 use serde::Serialize;
 
-use crate::output::{number, table, OutputArgs};
+use crate::output::{number, table, yes_no, OutputArgs};
 use crate::{CheckFailed, InputError};
 
 #[derive(Args, Debug)]
@@ -153,11 +153,7 @@ pub fn sgd_rates(a: &SgdRatesArgs) -> Result<()> {
                     format!("{:+.2}", r.bound_slope),
                     format!("{:+.2}", r.predicted_rate),
                     r.plateau.map_or("—".into(), number),
-                    if r.bound_held {
-                        "yes".into()
-                    } else {
-                        "NO".into()
-                    },
+                    yes_no(r.bound_held),
                 ]
             })
             .collect();
@@ -430,7 +426,7 @@ fn print_dropout(r: &DropoutReport) {
                 format!("{:.5} ± {:.5}", e.variance, e.variance_se),
                 number(e.variance_exact),
                 format!("{:.5} ± {:.5}", e.dropped, e.dropped_se),
-                if e.passed { "yes".into() } else { "NO".into() },
+                yes_no(e.passed),
             ]
         })
         .collect();
@@ -495,11 +491,7 @@ fn print_dropout(r: &DropoutReport) {
                 format!("{} ± {}", number(l.monte_carlo), number(l.standard_error)),
                 number(l.closed_form),
                 number(l.second_order),
-                if l.within_4_se {
-                    "yes".into()
-                } else {
-                    "NO".into()
-                },
+                yes_no(l.within_4_se),
             ]
         })
         .collect();

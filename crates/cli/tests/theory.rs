@@ -1,23 +1,7 @@
 //! `nabla sgd-rates` and `nabla dropout` end to end, on small settings.
 
-use std::process::{Command, Output};
-
-fn nabla(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nabla"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
-}
+mod common;
+use common::*;
 
 #[test]
 fn sgd_rates_reports_every_problem_and_schedule_with_the_bound_held() {

@@ -1,13 +1,7 @@
 //! `nabla vision train` and `eval` end to end on a tiny generated image folder.
 
-use std::process::{Command, Output};
-
-fn nabla(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nabla"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod common;
+use common::*;
 
 #[test]
 fn train_writes_a_run_that_eval_reads() {
