@@ -48,10 +48,9 @@ pub struct NetArgs {
     pub seed: u32,
 }
 
-#[derive(Args, Debug)]
-pub struct ForwardArgs {
-    #[command(flatten)]
-    pub net: NetArgs,
+/// The one sample of (i) and (ii), and the number of classes.
+#[derive(Args, Debug, Clone)]
+pub struct SampleArgs {
     /// The input x, comma-separated; its length is d_in.
     #[arg(
         long,
@@ -63,6 +62,14 @@ pub struct ForwardArgs {
     /// Number of classes K.
     #[arg(long, default_value_t = 3)]
     pub classes: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct ForwardArgs {
+    #[command(flatten)]
+    pub net: NetArgs,
+    #[command(flatten)]
+    pub sample: SampleArgs,
     /// Hidden activation: elu, relu, leaky-relu, tanh, sigmoid, selu.
     #[arg(long, default_value = "elu")]
     pub activation: Activation,
@@ -78,20 +85,11 @@ pub struct ForwardArgs {
 pub struct GradNormArgs {
     #[command(flatten)]
     pub net: NetArgs,
-    /// The input x, comma-separated; its length is d_in.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "1,2,3,4,5",
-        allow_hyphen_values = true
-    )]
-    pub input: Vec<f64>,
+    #[command(flatten)]
+    pub sample: SampleArgs,
     /// The class y is one-hot at.
     #[arg(long, default_value_t = 0)]
     pub target: usize,
-    /// Number of classes K.
-    #[arg(long, default_value_t = 3)]
-    pub classes: usize,
     /// Activations to compare, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "elu")]
     pub activation: Vec<Activation>,
@@ -178,17 +176,17 @@ struct ForwardReport {
 
 fn forward(a: &ForwardArgs) -> Result<()> {
     let layers = a.net.layers.unwrap_or(5);
-    check_shape(&a.input, a.classes, layers, a.net.width)?;
-    let dims = Mlp::dims(a.input.len(), layers, a.net.width, a.classes);
+    check_shape(&a.sample.input, a.sample.classes, layers, a.net.width)?;
+    let dims = Mlp::dims(a.sample.input.len(), layers, a.net.width, a.sample.classes);
     let net = Mlp::initialize(&dims, a.init, a.activation, a.net.seed);
-    let x = Array2::from_shape_vec((a.input.len(), 1), a.input.clone())?;
+    let x = Array2::from_shape_vec((a.sample.input.len(), 1), a.sample.input.clone())?;
     let probs = net.forward(&x);
     let report = ForwardReport {
         layer_dims: dims,
         activation: a.activation,
         init: a.init,
         seed: a.net.seed,
-        input: a.input.clone(),
+        input: a.sample.input.clone(),
         probabilities: probs.iter().copied().collect(),
     };
     if a.json {
@@ -217,19 +215,19 @@ struct GradNormReport {
 
 fn grad_norms(a: &GradNormArgs) -> Result<()> {
     let layers = a.net.layers.unwrap_or(30);
-    check_shape(&a.input, a.classes, layers, a.net.width)?;
-    if a.target >= a.classes {
+    check_shape(&a.sample.input, a.sample.classes, layers, a.net.width)?;
+    if a.target >= a.sample.classes {
         return Err(InputError(format!(
             "--target {} is not a class of 0..{}",
-            a.target, a.classes
+            a.target, a.sample.classes
         ))
         .into());
     }
     let setup = NormSetup {
         layers,
         width: a.net.width,
-        classes: a.classes,
-        input: a.input.clone(),
+        classes: a.sample.classes,
+        input: a.sample.input.clone(),
         target: a.target,
         seed: a.net.seed,
     };
@@ -304,7 +302,7 @@ fn grad_norms(a: &GradNormArgs) -> Result<()> {
         .collect();
     println!(
         "δ_l = ‖∇_W_l ℓ(f(x), y)‖_F, x = {:?}, y one-hot at {}, {} hidden layers of {}",
-        a.input, a.target, layers, a.net.width
+        a.sample.input, a.target, layers, a.net.width
     );
     print!("{}", table(&header_refs, &rows));
     println!();
