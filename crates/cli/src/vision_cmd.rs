@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use burn::module::Module;
 use burn::tensor::Device;
 use clap::{Args, Subcommand};
 use nabla_dense::data::stratified_indices;
@@ -279,7 +280,7 @@ fn train_cmd(a: &TrainArgs) -> Result<()> {
         data: a.data.display().to_string(),
         classes: folder.classes.clone(),
         model: a.model.name().to_string(),
-        parameters: parameter_count(&model_config, &device),
+        parameters: model.num_params(),
         train_images: train_set.len(),
         val_images: val_set.len(),
         duplicates_removed: folder.duplicate_groups.iter().map(|g| g.len() - 1).sum(),
@@ -312,11 +313,6 @@ fn train_cmd(a: &TrainArgs) -> Result<()> {
     print_confusion(&report.classes, &report.final_validation);
     println!("best validation accuracy in epoch {}", report.best_epoch);
     Ok(())
-}
-
-fn parameter_count(config: &CnnConfig, device: &Device) -> usize {
-    use burn::module::Module;
-    config.init(device).num_params()
 }
 
 fn write_metrics(dir: &Path, history: &[EpochRecord]) -> Result<()> {
