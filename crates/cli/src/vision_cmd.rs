@@ -9,14 +9,16 @@ use burn::tensor::Device;
 use clap::{Args, Subcommand};
 use nabla_dense::data::stratified_indices;
 use nabla_report::{line_chart, LineChart, Series};
-use nabla_vision::decode::{decode_all, ImageCache, Skipped};
+use nabla_vision::augment::Augmentation;
+use nabla_vision::decode::{decode_all, decode_resized, ImageCache, Skipped};
+use nabla_vision::device::Accelerator;
 use nabla_vision::folder::ImageFolder;
-use nabla_vision::model::{Architecture, CnnConfig};
+use nabla_vision::model::{Architecture, Cnn, CnnConfig};
 use nabla_vision::train::{
-    evaluate, load_model, save_model, train, EpochRecord, Evaluation, ImageSet, ModelCard,
-    VisionOptimizer, VisionTrainConfig,
+    evaluate, load_model, predict, save_model, EpochRecord, Evaluation, ImageSet, ModelCard,
+    Trainer, VisionOptimizer, VisionTrainConfig,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::output::{table, write_atomic, OutputArgs};
 use crate::InputError;
@@ -25,7 +27,7 @@ use crate::InputError;
 pub enum VisionCommand {
     /// Train `cnn` (the sheet's ii) or `cnn-bn` (iii) on an image folder.
     #[command(
-        after_help = "Example:\n  nabla vision train --data data/face-mask --model cnn-bn --epochs 10 --out runs/cnn-bn"
+        after_help = "Examples:\n  nabla vision train --data data/face-mask --model cnn-bn --epochs 10 --out runs/cnn-bn\n  nabla vision train --resume runs/cnn-bn --epochs 15"
     )]
     Train(TrainArgs),
     /// Loss, accuracy and confusion matrix of a trained model on an image folder.
@@ -33,6 +35,11 @@ pub enum VisionCommand {
         after_help = "Example:\n  nabla vision eval --checkpoint runs/cnn-bn --data data/face-mask"
     )]
     Eval(EvalArgs),
+    /// Class and probability for each image, from a trained model.
+    #[command(
+        after_help = "Example:\n  nabla vision predict --checkpoint runs/cnn-bn photo1.jpg photo2.png"
+    )]
+    Predict(PredictArgs),
 }
 
 #[derive(Args, Debug)]
@@ -43,8 +50,9 @@ pub struct TrainArgs {
     /// `cnn` or `cnn-bn`.
     #[arg(long, default_value = "cnn-bn", value_parser = parse_architecture)]
     pub model: Architecture,
-    #[arg(long, default_value_t = 10)]
-    pub epochs: usize,
+    /// Epochs in all [default: 10]; with --resume, the new total.
+    #[arg(long)]
+    pub epochs: Option<usize>,
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     #[arg(long, default_value_t = 1e-3)]
@@ -73,11 +81,22 @@ pub struct TrainArgs {
     /// No random horizontal flips of training images.
     #[arg(long)]
     pub no_flip: bool,
+    /// Random resized crops of training images keeping at least this
+    /// fraction of the area (e.g. 0.5); off by default.
+    #[arg(long, value_name = "MIN_SCALE")]
+    pub random_crop: Option<f64>,
     #[arg(long, default_value_t = 42)]
     pub seed: u32,
     /// Decoded-image cache [default: ~/.cache/nabla/images].
     #[arg(long)]
     pub cache: Option<PathBuf>,
+    /// Continue the run in this directory from its latest checkpoint (its
+    /// model, data and settings; only --epochs may change).
+    #[arg(long, value_name = "RUN", conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+    /// cpu, cuda or wgpu (the last two need a build with that feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: Accelerator,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -92,7 +111,26 @@ pub struct EvalArgs {
     pub data: PathBuf,
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    /// cpu, cuda or wgpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: Accelerator,
     /// Print one JSON document instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// A run directory written by `nabla vision train --out`.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Image files (any format `data inspect` reads).
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// cpu, cuda or wgpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: Accelerator,
+    /// Print one JSON document instead of a table.
     #[arg(long)]
     pub json: bool,
 }
@@ -109,6 +147,7 @@ pub fn run(cmd: &VisionCommand) -> Result<()> {
     match cmd {
         VisionCommand::Train(a) => train_cmd(a),
         VisionCommand::Eval(a) => eval_cmd(a),
+        VisionCommand::Predict(a) => predict_cmd(a),
     }
 }
 
@@ -157,18 +196,35 @@ struct TrainReport {
     data: String,
     classes: Vec<String>,
     model: String,
+    device: String,
     parameters: usize,
     train_images: usize,
     val_images: usize,
     duplicates_removed: usize,
     skipped: Vec<Skipped>,
     config: VisionTrainConfig,
+    resumed_from_epoch: Option<usize>,
     history: Vec<EpochRecord>,
     best_epoch: usize,
     final_validation: Evaluation,
 }
 
-fn train_cmd(a: &TrainArgs) -> Result<()> {
+/// What a run directory needs besides its checkpoint to be resumed: where
+/// the data is and how it was split.
+#[derive(Serialize, Deserialize)]
+struct RunSpec {
+    data: PathBuf,
+    val_fraction: f64,
+    cache: Option<PathBuf>,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| InputError(format!("cannot read {}: {e}", path.display())))?;
+    Ok(serde_json::from_str(&text).map_err(|e| InputError(format!("{}: {e}", path.display())))?)
+}
+
+fn new_run(a: &TrainArgs) -> Result<(VisionTrainConfig, RunSpec)> {
     if a.image_size < 16 || a.image_size % 16 != 0 {
         return Err(
             InputError("--image-size must be a multiple of 16 (four 2×2 poolings)".into()).into(),
@@ -179,125 +235,176 @@ fn train_cmd(a: &TrainArgs) -> Result<()> {
         .clone()
         .try_into()
         .map_err(|_| InputError("--channels takes four numbers, e.g. 32,64,128,128".into()))?;
+    let epochs = a.epochs.unwrap_or(10);
     let valid = a.val_fraction > 0.0
         && a.val_fraction < 1.0
         && a.lr > 0.0
         && a.lr.is_finite()
-        && a.epochs > 0;
+        && epochs > 0
+        && a.random_crop.is_none_or(|s| s > 0.0 && s <= 1.0);
     if !valid {
         return Err(InputError(
-            "--val-fraction must be in (0, 1), --lr positive, --epochs at least 1".into(),
+            "--val-fraction must be in (0, 1), --lr positive, --epochs at least 1, \
+             --random-crop in (0, 1]"
+                .into(),
         )
         .into());
     }
-    let quiet = a.output.json;
-    let (folder, all, skipped) = load_folder(&a.data, a.image_size, a.cache.as_ref(), quiet)?;
-    let (train_rows, val_rows) =
-        stratified_indices(&all.labels, folder.classes.len(), a.val_fraction, a.seed);
-    let (train_set, val_set) = (subset(&all, &train_rows), subset(&all, &val_rows));
-    let model_config = CnnConfig::new(a.model, folder.classes.len())
-        .with_image_size(a.image_size)
-        .with_channels(channels)
-        .with_hidden(a.hidden)
-        .with_dropout(a.dropout);
     let config = VisionTrainConfig {
-        model: model_config.clone(),
-        epochs: a.epochs,
+        model: CnnConfig::new(a.model, 0)
+            .with_image_size(a.image_size)
+            .with_channels(channels)
+            .with_hidden(a.hidden)
+            .with_dropout(a.dropout),
+        epochs,
         batch_size: a.batch_size,
         lr: a.lr,
         optimizer: a.optimizer,
         momentum: a.momentum,
         seed: a.seed,
-        flip: !a.no_flip,
+        augmentation: Augmentation {
+            flip: !a.no_flip,
+            crop_min_scale: a.random_crop,
+        },
     };
-    let device = Device::flex().autodiff();
+    let spec = RunSpec {
+        data: a.data.clone(),
+        val_fraction: a.val_fraction,
+        cache: a.cache.clone(),
+    };
+    Ok((config, spec))
+}
+
+fn train_cmd(a: &TrainArgs) -> Result<()> {
+    let device = a.device.device().map_err(InputError)?.autodiff();
+    let quiet = a.output.json;
+    let mut output = a.output.clone();
+    let (mut trainer, spec) = match &a.resume {
+        Some(run) => {
+            let spec: RunSpec = read_json(&run.join("run.json"))?;
+            let mut trainer =
+                Trainer::resume(run, &device).map_err(|e| InputError(e.to_string()))?;
+            if let Some(epochs) = a.epochs {
+                trainer.config.epochs = epochs;
+            }
+            output.out = Some(run.clone());
+            (trainer, spec)
+        }
+        None => {
+            let (mut config, spec) = new_run(a)?;
+            let folder = ImageFolder::scan(&spec.data).map_err(|e| InputError(format!("{e}")))?;
+            config.model.classes = folder.classes.len();
+            (Trainer::new(config, &device), spec)
+        }
+    };
+    let resumed_from = a.resume.as_ref().map(|_| trainer.epochs_done());
+    let config = trainer.config.clone();
+    let (folder, all, skipped) = load_folder(
+        &spec.data,
+        config.model.image_size,
+        spec.cache.as_ref(),
+        quiet,
+    )?;
+    if folder.classes.len() != config.model.classes {
+        return Err(InputError(format!(
+            "{} has {} classes, the run was started with {}",
+            spec.data.display(),
+            folder.classes.len(),
+            config.model.classes
+        ))
+        .into());
+    }
+    let (train_rows, val_rows) = stratified_indices(
+        &all.labels,
+        folder.classes.len(),
+        spec.val_fraction,
+        config.seed,
+    );
+    let (train_set, val_set) = (subset(&all, &train_rows), subset(&all, &val_rows));
     let card = ModelCard {
-        model: model_config.clone(),
+        model: config.model.clone(),
         classes: folder.classes.clone(),
     };
-    if let Some(dir) = &a.output.out {
+    let name = config.model.architecture.name();
+    if let Some(dir) = &output.out {
         std::fs::create_dir_all(dir)
             .map_err(|e| InputError(format!("cannot create {}: {e}", dir.display())))?;
         write_atomic(
             &dir.join("model.json"),
             serde_json::to_string_pretty(&card)?.as_bytes(),
         )?;
+        write_atomic(
+            &dir.join("run.json"),
+            serde_json::to_string_pretty(&spec)?.as_bytes(),
+        )?;
     }
-    let bar = crate::progress::bar(0, quiet, a.model.name());
-    let mut best = (0usize, f64::NEG_INFINITY);
-    let out = a.output.out.clone();
-    let mut lines: Vec<EpochRecord> = Vec::new();
-    let (model, history) = train(
-        &config,
-        &train_set,
-        &val_set,
-        &device,
-        &mut |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        },
-        &mut |record, model| {
-            let line = format!(
-                "epoch {:>3}: train loss {:.4} acc {:.2}% | val loss {:.4} acc {:.2}% ({:.0} s)",
-                record.epoch,
-                record.train_loss,
-                100.0 * record.train_accuracy,
-                record.val_loss,
-                100.0 * record.val_accuracy,
-                record.seconds
-            );
-            // Plain lines when there is no progress bar (no terminal), none with --json.
-            if !bar.is_hidden() {
-                bar.println(line);
-            } else if !quiet {
-                eprintln!("{line}");
+    let bar = crate::progress::bar(0, quiet, name);
+    while trainer.epochs_done() < config.epochs {
+        let record = trainer
+            .run_epoch(&train_set, &val_set, &device, &mut |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })
+            .map_err(|e| InputError(e.to_string()))?;
+        let line = format!(
+            "epoch {:>3}/{}: train loss {:.4} acc {:.2}% | val loss {:.4} acc {:.2}% ({:.0} s)",
+            record.epoch,
+            config.epochs,
+            record.train_loss,
+            100.0 * record.train_accuracy,
+            record.val_loss,
+            100.0 * record.val_accuracy,
+            record.seconds
+        );
+        // Plain lines when there is no progress bar (no terminal), none with --json.
+        if !bar.is_hidden() {
+            bar.println(line);
+        } else if !quiet {
+            eprintln!("{line}");
+        }
+        if let Some(dir) = &output.out {
+            trainer
+                .save_checkpoint(dir)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if trainer.best().map(|b| b.epoch) == Some(record.epoch) {
+                save_model(trainer.model(), &dir.join("best.bpk"))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
             }
-            lines.push(record.clone());
-            if let Some(dir) = &out {
-                save_model(model, &dir.join("last.bpk"))?;
-                if record.val_accuracy > best.1 {
-                    best = (record.epoch, record.val_accuracy);
-                    save_model(model, &dir.join("best.bpk"))?;
-                }
-                write_metrics(dir, &lines)
-                    .map_err(|e| nabla_vision::VisionError::Store(format!("{e:#}")))?;
-            } else if record.val_accuracy > best.1 {
-                best = (record.epoch, record.val_accuracy);
-            }
-            Ok(())
-        },
-    )
-    .map_err(|e| InputError(e.to_string()))?;
+            write_metrics(dir, &trainer.history)?;
+        }
+    }
     bar.finish_and_clear();
     let final_validation = evaluate(
-        &model,
+        trainer.model(),
         &val_set,
         folder.classes.len(),
-        a.batch_size,
+        config.batch_size,
         &device,
     );
     let report = TrainReport {
-        data: a.data.display().to_string(),
+        data: spec.data.display().to_string(),
         classes: folder.classes.clone(),
-        model: a.model.name().to_string(),
-        parameters: model.num_params(),
+        model: name.to_string(),
+        device: a.device.name().to_string(),
+        parameters: trainer.model().num_params(),
         train_images: train_set.len(),
         val_images: val_set.len(),
         duplicates_removed: folder.duplicate_groups.iter().map(|g| g.len() - 1).sum(),
         skipped,
         config,
-        history,
-        best_epoch: best.0,
+        resumed_from_epoch: resumed_from,
+        best_epoch: trainer.best().map_or(0, |b| b.epoch),
+        history: trainer.history.clone(),
         final_validation,
     };
-    if a.output.out.is_some() {
-        write_plots(&a.output, &report.history, a.model.name())?;
-        a.output.write_file(
+    if output.out.is_some() {
+        write_plots(&output, &report.history, name)?;
+        output.write_file(
             "train.json",
             serde_json::to_string_pretty(&report)?.as_bytes(),
         )?;
     }
-    if a.output.json {
+    if output.json {
         return OutputArgs::print_json(&report);
     }
     println!(
@@ -399,16 +506,17 @@ fn print_confusion(classes: &[String], eval: &Evaluation) {
     print!("{}", table(&header_refs, &rows));
 }
 
+/// The model card and best weights of a run directory.
+fn load_run(run: &Path, device: &Device) -> Result<(ModelCard, Cnn)> {
+    let card: ModelCard = read_json(&run.join("model.json"))?;
+    let model =
+        load_model(&card, &run.join("best.bpk"), device).map_err(|e| InputError(e.to_string()))?;
+    Ok((card, model))
+}
+
 fn eval_cmd(a: &EvalArgs) -> Result<()> {
-    let card_path = a.checkpoint.join("model.json");
-    let card: ModelCard = serde_json::from_str(
-        &std::fs::read_to_string(&card_path)
-            .map_err(|e| InputError(format!("cannot read {}: {e}", card_path.display())))?,
-    )
-    .map_err(|e| InputError(format!("{}: {e}", card_path.display())))?;
-    let weights = a.checkpoint.join("best.bpk");
-    let device = Device::flex();
-    let model = load_model(&card, &weights, &device).map_err(|e| InputError(e.to_string()))?;
+    let device = a.device.device().map_err(InputError)?;
+    let (card, model) = load_run(&a.checkpoint, &device)?;
     let (folder, set, _) = load_folder(&a.data, card.model.image_size, None, a.json)?;
     if folder.classes != card.classes {
         return Err(InputError(format!(
@@ -426,4 +534,70 @@ fn eval_cmd(a: &EvalArgs) -> Result<()> {
     println!("{} images of {}", set.len(), a.data.display());
     print_confusion(&card.classes, &eval);
     Ok(())
+}
+
+#[derive(Serialize)]
+struct Prediction {
+    image: String,
+    class: String,
+    probability: f32,
+    probabilities: Vec<f32>,
+}
+
+fn predict_cmd(a: &PredictArgs) -> Result<()> {
+    let device = a.device.device().map_err(InputError)?;
+    let (card, model) = load_run(&a.checkpoint, &device)?;
+    let size = card.model.image_size;
+    let mut set = ImageSet {
+        size,
+        ..ImageSet::default()
+    };
+    let mut names = Vec::new();
+    let mut failed = Vec::new();
+    for path in &a.images {
+        match decode_resized(path, size as u32) {
+            Ok(pixels) => {
+                set.pixels.push(pixels);
+                set.labels.push(0);
+                names.push(path.display().to_string());
+            }
+            Err(reason) => failed.push(format!("{}: {reason}", path.display())),
+        }
+    }
+    let probs = predict(&model, &set, 32, &device);
+    let predictions: Vec<Prediction> = names
+        .into_iter()
+        .zip(probs)
+        .map(|(image, p)| {
+            let best = (0..p.len())
+                .max_by(|&i, &j| p[i].total_cmp(&p[j]))
+                .unwrap_or(0);
+            Prediction {
+                image,
+                class: card.classes[best].clone(),
+                probability: p[best],
+                probabilities: p,
+            }
+        })
+        .collect();
+    if a.json {
+        OutputArgs::print_json(&predictions)?;
+    } else {
+        let rows: Vec<Vec<String>> = predictions
+            .iter()
+            .map(|p| {
+                vec![
+                    p.image.clone(),
+                    p.class.clone(),
+                    format!("{:.4}", p.probability),
+                ]
+            })
+            .collect();
+        print!("{}", table(&["image", "class", "probability"], &rows));
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(InputError(format!("cannot read {}", failed.join("; "))).into())
+    }
 }

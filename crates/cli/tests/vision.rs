@@ -55,7 +55,8 @@ fn train_writes_a_run_that_eval_reads() {
     for file in [
         "model.json",
         "best.bpk",
-        "last.bpk",
+        "run.json",
+        "checkpoints/epoch-0002/state.json",
         "metrics.csv",
         "loss.svg",
         "accuracy.svg",
@@ -87,6 +88,72 @@ fn train_writes_a_run_that_eval_reads() {
         .map(|v| v.as_u64().unwrap())
         .sum();
     assert_eq!(total, 20);
+
+    // Resuming to a longer run continues from epoch 2 with the same data.
+    let o = nabla(&[
+        "vision",
+        "train",
+        "--resume",
+        run.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["resumed_from_epoch"], 2);
+    assert_eq!(doc["history"].as_array().unwrap().len(), 3);
+    assert!(run.join("checkpoints/epoch-0003/model.bpk").exists());
+    assert!(!run.join("checkpoints/epoch-0002").exists());
+
+    let image = data.join("light/0.png");
+    let o = nabla(&[
+        "vision",
+        "predict",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        image.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let predictions: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let p = &predictions[0];
+    assert!(["dark", "light"].contains(&p["class"].as_str().unwrap()));
+    let probs: Vec<f64> = p["probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-5, "{probs:?}");
+    assert_eq!(
+        p["probability"].as_f64().unwrap(),
+        probs.iter().cloned().fold(0.0, f64::max)
+    );
+    // An unreadable image is named, the others are still predicted.
+    let broken = data.join("light/broken.png");
+    let o = nabla(&[
+        "vision",
+        "predict",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        image.to_str().unwrap(),
+        broken.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).contains("0.png"));
+    assert!(stderr(&o).contains("broken.png"), "{}", stderr(&o));
+
+    let o = nabla(&[
+        "vision",
+        "train",
+        "--device",
+        "cuda",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--features cuda"), "{}", stderr(&o));
     let o = nabla(&[
         "vision",
         "train",

@@ -5,7 +5,9 @@
 //! - [`inspect`]: what a folder holds (counts, sizes, formats, problems).
 //! - [`fetch`]: downloading the public face-mask dataset.
 
+pub mod augment;
 pub mod decode;
+pub mod device;
 pub mod fetch;
 pub mod folder;
 pub mod inspect;

@@ -1,14 +1,18 @@
-//! Training and evaluating the CNNs on decoded images.
+//! Training and evaluating the CNNs on decoded images, with checkpoints that
+//! let a run stop and resume to the same numbers.
 
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, GradientsParams, SgdConfig};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use nabla_dense::NumpyRandom;
 
+use crate::augment::{render, Augmentation, View};
 use crate::model::{Cnn, CnnConfig};
 use crate::VisionError;
 
@@ -29,22 +33,18 @@ impl ImageSet {
         self.labels.is_empty()
     }
 
-    /// The images at `rows` as a `[n, 3, size, size]` tensor scaled to [−1, 1],
-    /// each mirrored left–right where `flip` says so.
-    fn batch(&self, rows: &[usize], flip: &[bool], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    /// The images at `rows`, each seen through its view, as a
+    /// `[n, 3, size, size]` tensor scaled to [−1, 1].
+    fn batch(
+        &self,
+        rows: &[usize],
+        views: &[View],
+        device: &Device,
+    ) -> (Tensor<4>, Tensor<1, Int>) {
         let s = self.size;
         let mut data = vec![0f32; rows.len() * 3 * s * s];
-        for (b, (&r, &mirror)) in rows.iter().zip(flip).enumerate() {
-            let img = &self.pixels[r];
-            for y in 0..s {
-                for x in 0..s {
-                    let sx = if mirror { s - 1 - x } else { x };
-                    for c in 0..3 {
-                        let v = f32::from(img[(y * s + sx) * 3 + c]);
-                        data[((b * 3 + c) * s + y) * s + x] = v / 127.5 - 1.0;
-                    }
-                }
-            }
+        for ((&r, view), out) in rows.iter().zip(views).zip(data.chunks_mut(3 * s * s)) {
+            render(&self.pixels[r], s, view, out);
         }
         let images = Tensor::<4>::from_data(TensorData::new(data, [rows.len(), 3, s, s]), device);
         let labels: Vec<i64> = rows.iter().map(|&r| self.labels[r] as i64).collect();
@@ -79,10 +79,10 @@ impl std::str::FromStr for VisionOptimizer {
 }
 
 /// Everything a run needs besides the data.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct VisionTrainConfig {
-    #[serde(skip)]
     pub model: CnnConfig,
+    /// Epochs in all (a resumed run counts the ones already done).
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
@@ -90,12 +90,28 @@ pub struct VisionTrainConfig {
     /// ρ for momentum and Nesterov.
     pub momentum: f64,
     pub seed: u32,
-    /// Random horizontal flips of training images.
-    pub flip: bool,
+    pub augmentation: Augmentation,
+}
+
+impl VisionTrainConfig {
+    fn optimizer(&self) -> ModuleOptimizer {
+        match self.optimizer {
+            VisionOptimizer::Sgd => SgdConfig::new().init(),
+            VisionOptimizer::Momentum | VisionOptimizer::Nesterov => SgdConfig::new()
+                .with_momentum(Some(
+                    MomentumConfig::new()
+                        .with_momentum(self.momentum)
+                        .with_dampening(0.0)
+                        .with_nesterov(self.optimizer == VisionOptimizer::Nesterov),
+                ))
+                .init(),
+            VisionOptimizer::Adam => AdamConfig::new().init(),
+        }
+    }
 }
 
 /// One epoch's numbers.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochRecord {
     pub epoch: usize,
     pub train_loss: f64,
@@ -113,6 +129,26 @@ pub struct Evaluation {
     pub confusion: Vec<Vec<usize>>,
 }
 
+/// Class probabilities of `model` (in evaluation mode) for every image of `set`.
+pub fn predict(model: &Cnn, set: &ImageSet, batch_size: usize, device: &Device) -> Vec<Vec<f32>> {
+    let model = model.valid();
+    let rows: Vec<usize> = (0..set.len()).collect();
+    let mut out = Vec::with_capacity(set.len());
+    for chunk in rows.chunks(batch_size.max(1)) {
+        let views = vec![View::identity(set.size); chunk.len()];
+        let (images, _) = set.batch(chunk, &views, device);
+        let probs = burn::tensor::activation::softmax(model.forward(images), 1);
+        let classes = probs.dims()[1];
+        let flat = probs
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32 data");
+        out.extend(flat.chunks(classes).map(<[f32]>::to_vec));
+    }
+    out
+}
+
 /// Mean loss and accuracy of `model` (in evaluation mode) on `set`.
 pub fn evaluate(
     model: &Cnn,
@@ -121,25 +157,17 @@ pub fn evaluate(
     batch_size: usize,
     device: &Device,
 ) -> Evaluation {
-    let model = model.valid();
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let probs = predict(model, set, batch_size, device);
     let mut confusion = vec![vec![0; classes]; classes];
     let mut total = 0.0;
-    let rows: Vec<usize> = (0..set.len()).collect();
-    for chunk in rows.chunks(batch_size.max(1)) {
-        let (images, labels) = set.batch(chunk, &vec![false; chunk.len()], device);
-        let logits = model.forward(images);
-        let loss: f32 = loss_fn.forward(logits.clone(), labels).into_scalar();
-        total += f64::from(loss) * chunk.len() as f64;
-        let predicted = logits
-            .argmax(1)
-            .into_data()
-            .convert::<i64>()
-            .try_to_vec::<i64>()
-            .expect("i64 data");
-        for (&r, p) in chunk.iter().zip(predicted) {
-            confusion[set.labels[r]][p as usize] += 1;
-        }
+    for (p, &label) in probs.iter().zip(&set.labels) {
+        // Cross-entropy from the probabilities, floored so that a confident
+        // mistake costs a large finite loss rather than infinity.
+        total -= f64::from(p[label]).max(1e-30).ln();
+        let predicted = (0..p.len())
+            .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+            .unwrap_or(0);
+        confusion[label][predicted] += 1;
     }
     let n = set.len().max(1) as f64;
     let correct: usize = (0..classes).map(|c| confusion[c][c]).sum();
@@ -150,50 +178,94 @@ pub fn evaluate(
     }
 }
 
-/// Trains from the seeded initialisation. `on_batch(done, total)` reports
-/// progress; `on_epoch` sees each epoch's record and model.
-pub fn train(
-    config: &VisionTrainConfig,
-    train_set: &ImageSet,
-    val_set: &ImageSet,
-    device: &Device,
-    on_batch: &mut dyn FnMut(usize, usize),
-    on_epoch: &mut dyn FnMut(&EpochRecord, &Cnn) -> Result<(), VisionError>,
-) -> Result<(Cnn, Vec<EpochRecord>), VisionError> {
-    device.seed(u64::from(config.seed));
-    let mut model = config.model.init(device);
-    let mut optim = match config.optimizer {
-        VisionOptimizer::Sgd => SgdConfig::new().init(),
-        VisionOptimizer::Momentum | VisionOptimizer::Nesterov => SgdConfig::new()
-            .with_momentum(Some(
-                MomentumConfig::new()
-                    .with_momentum(config.momentum)
-                    .with_dampening(0.0)
-                    .with_nesterov(config.optimizer == VisionOptimizer::Nesterov),
-            ))
-            .init(),
-        VisionOptimizer::Adam => AdamConfig::new().init(),
-    };
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let mut rng = NumpyRandom::new(config.seed.wrapping_add(1));
-    let batch = config.batch_size.max(1);
-    let mut history = Vec::new();
-    for epoch in 1..=config.epochs {
+/// A training run in progress: model, optimizer state and the epochs so far.
+/// Every epoch draws its shuffling, augmentation and dropout from seeds
+/// derived from (seed, epoch), so the random state at an epoch boundary is a
+/// function of those two numbers, and a resumed run repeats an uninterrupted
+/// one exactly.
+pub struct Trainer {
+    pub config: VisionTrainConfig,
+    model: Option<Cnn>,
+    optim: ModuleOptimizer,
+    pub history: Vec<EpochRecord>,
+}
+
+/// The file in a checkpoint directory that says what it holds.
+const STATE_FILE: &str = "state.json";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CheckpointState {
+    config: VisionTrainConfig,
+    history: Vec<EpochRecord>,
+}
+
+impl Trainer {
+    /// A fresh run from the seeded initialisation.
+    pub fn new(config: VisionTrainConfig, device: &Device) -> Self {
+        device.seed(u64::from(config.seed));
+        let model = config.model.init(device);
+        let optim = config.optimizer();
+        Trainer {
+            config,
+            model: Some(model),
+            optim,
+            history: Vec::new(),
+        }
+    }
+
+    pub fn model(&self) -> &Cnn {
+        self.model
+            .as_ref()
+            .expect("the model is only taken during a step")
+    }
+
+    pub fn epochs_done(&self) -> usize {
+        self.history.len()
+    }
+
+    /// The best epoch so far by validation accuracy (the first on ties).
+    pub fn best(&self) -> Option<&EpochRecord> {
+        self.history.iter().reduce(|a, b| {
+            if b.val_accuracy > a.val_accuracy {
+                b
+            } else {
+                a
+            }
+        })
+    }
+
+    /// Trains one more epoch and evaluates on `val_set`. `on_batch(done,
+    /// total)` reports progress.
+    pub fn run_epoch(
+        &mut self,
+        train_set: &ImageSet,
+        val_set: &ImageSet,
+        device: &Device,
+        on_batch: &mut dyn FnMut(usize, usize),
+    ) -> Result<EpochRecord, VisionError> {
+        let epoch = self.history.len() + 1;
         let start = Instant::now();
+        let seed = self.config.seed;
+        device.seed((u64::from(seed) << 32) | epoch as u64);
+        let mut rng = NumpyRandom::new(seed ^ (epoch as u32).wrapping_mul(0x9E37_79B9));
+        let loss_fn = CrossEntropyLossConfig::new().init(device);
         let mut order: Vec<usize> = (0..train_set.len()).collect();
         rng.shuffle(&mut order);
+        let batch = self.config.batch_size.max(1);
         let batches = order.len().div_ceil(batch);
         let (mut loss_sum, mut correct) = (0.0, 0usize);
         for (i, rows) in order.chunks(batch).enumerate() {
-            let flips: Vec<bool> = rows
+            let views: Vec<View> = rows
                 .iter()
-                .map(|_| config.flip && rng.random_sample() < 0.5)
+                .map(|_| self.config.augmentation.draw(&mut rng, train_set.size))
                 .collect();
-            let (images, labels) = train_set.batch(rows, &flips, device);
+            let (images, labels) = train_set.batch(rows, &views, device);
+            let model = self.model.take().expect("model present between steps");
             let logits = model.forward(images);
             let loss = loss_fn.forward(logits.clone(), labels.clone());
             let value: f32 = loss.clone().into_scalar();
             if !value.is_finite() {
+                self.model = Some(model);
                 return Err(VisionError::Diverged {
                     epoch,
                     batch: i + 1,
@@ -210,25 +282,162 @@ pub fn train(
             correct += hits as usize;
             loss_sum += f64::from(value) * rows.len() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(config.lr, model, grads);
+            self.model = Some(self.optim.step(self.config.lr, model, grads));
             on_batch(i + 1, batches);
         }
-        let val = evaluate(&model, val_set, config.model.classes, batch, device);
+        let val = evaluate(
+            self.model(),
+            val_set,
+            self.config.model.classes,
+            batch,
+            device,
+        );
+        let n = train_set.len().max(1) as f64;
         let record = EpochRecord {
             epoch,
-            train_loss: loss_sum / train_set.len().max(1) as f64,
-            train_accuracy: correct as f64 / train_set.len().max(1) as f64,
+            train_loss: loss_sum / n,
+            train_accuracy: correct as f64 / n,
             val_loss: val.loss,
             val_accuracy: val.accuracy,
             seconds: start.elapsed().as_secs_f64(),
         };
-        on_epoch(&record, &model)?;
-        history.push(record);
+        self.history.push(record.clone());
+        Ok(record)
     }
-    Ok((model, history))
+
+    /// Writes model, optimizer state, configuration and history to
+    /// `run/checkpoints/epoch-NNNN/`. The directory is filled under a
+    /// temporary name, synced and renamed into place, and older checkpoints
+    /// are removed only afterwards, so a run killed at any moment leaves its
+    /// previous complete checkpoint loadable.
+    pub fn save_checkpoint(&self, run: &Path) -> Result<PathBuf, VisionError> {
+        let root = run.join("checkpoints");
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| VisionError::Io { path, source }
+        };
+        fs::create_dir_all(&root).map_err(io(&root))?;
+        let name = format!("epoch-{:04}", self.epochs_done());
+        let tmp = root.join(format!(".{name}.partial-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir(&tmp).map_err(io(&tmp))?;
+        let store = |what: &str, e: burn::store::RecordError| {
+            VisionError::Store(format!("{}: {e:?}", tmp.join(what).display()))
+        };
+        self.model()
+            .clone()
+            .save_file(tmp.join("model.bpk"))
+            .map_err(|e| store("model.bpk", e))?;
+        self.optim
+            .save(tmp.join("optimizer.bpk"))
+            .map_err(|e| store("optimizer.bpk", e))?;
+        let state = CheckpointState {
+            config: self.config.clone(),
+            history: self.history.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&state).expect("plain data serialises");
+        fs::write(tmp.join(STATE_FILE), json).map_err(io(&tmp.join(STATE_FILE)))?;
+        for file in ["model.bpk", "optimizer.bpk", STATE_FILE] {
+            sync(&tmp.join(file)).map_err(io(&tmp.join(file)))?;
+        }
+        let dest = root.join(&name);
+        if dest.exists() {
+            fs::remove_dir_all(&dest).map_err(io(&dest))?;
+        }
+        fs::rename(&tmp, &dest).map_err(io(&dest))?;
+        sync(&root).map_err(io(&root))?;
+        for (epoch, dir) in checkpoints(&root) {
+            if epoch < self.epochs_done() {
+                let _ = fs::remove_dir_all(dir);
+            }
+        }
+        Ok(dest)
+    }
+
+    /// Continues the run saved under `run` from its latest complete checkpoint.
+    pub fn resume(run: &Path, device: &Device) -> Result<Self, VisionError> {
+        let root = run.join("checkpoints");
+        let (_, dir) = checkpoints(&root)
+            .pop()
+            .ok_or_else(|| VisionError::Layout {
+                path: run.to_path_buf(),
+                message: "no checkpoint to resume from (expected checkpoints/epoch-NNNN/)".into(),
+            })?;
+        let state_path = dir.join(STATE_FILE);
+        let text = fs::read_to_string(&state_path).map_err(|source| VisionError::Io {
+            path: state_path.clone(),
+            source,
+        })?;
+        let state: CheckpointState =
+            serde_json::from_str(&text).map_err(|e| VisionError::Layout {
+                path: state_path.clone(),
+                message: e.to_string(),
+            })?;
+        let model = state
+            .config
+            .model
+            .init(device)
+            .try_load_file(dir.join("model.bpk"))
+            .map_err(|e| {
+                VisionError::Store(format!("{}: {e:?}", dir.join("model.bpk").display()))
+            })?;
+        let optim = state
+            .config
+            .optimizer()
+            .load(dir.join("optimizer.bpk"))
+            .map_err(|e| {
+                VisionError::Store(format!("{}: {e:?}", dir.join("optimizer.bpk").display()))
+            })?;
+        Ok(Trainer {
+            config: state.config,
+            model: Some(model),
+            optim,
+            history: state.history,
+        })
+    }
 }
 
-/// What `eval` needs to rebuild a trained model: its configuration and class names.
+/// Complete checkpoints under `root` (those with a state file), oldest first.
+fn checkpoints(root: &Path) -> Vec<(usize, PathBuf)> {
+    let mut found: Vec<(usize, PathBuf)> = fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let epoch = name.strip_prefix("epoch-")?.parse().ok()?;
+            let dir = entry.path();
+            dir.join(STATE_FILE).is_file().then_some((epoch, dir))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Flushes a file or directory to disk.
+fn sync(path: &Path) -> std::io::Result<()> {
+    fs::File::open(path)?.sync_all()
+}
+
+/// Trains `config.epochs` epochs from the seeded initialisation without
+/// checkpoints; `on_epoch` sees each record.
+pub fn train(
+    config: &VisionTrainConfig,
+    train_set: &ImageSet,
+    val_set: &ImageSet,
+    device: &Device,
+    on_epoch: &mut dyn FnMut(&EpochRecord),
+) -> Result<Trainer, VisionError> {
+    let mut trainer = Trainer::new(config.clone(), device);
+    while trainer.epochs_done() < config.epochs {
+        let record = trainer.run_epoch(train_set, val_set, device, &mut |_, _| {})?;
+        on_epoch(&record);
+    }
+    Ok(trainer)
+}
+
+/// What `eval` and `predict` need to rebuild a trained model: its
+/// configuration and class names.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ModelCard {
     pub model: CnnConfig,
@@ -236,25 +445,23 @@ pub struct ModelCard {
 }
 
 /// Writes the model's parameters to `path` (burnpack) through a temporary
-/// file and a rename, so an interrupted save never leaves a torn file.
-pub fn save_model(model: &Cnn, path: &std::path::Path) -> Result<(), VisionError> {
+/// file, a sync and a rename, so an interrupted save never leaves a torn file.
+pub fn save_model(model: &Cnn, path: &Path) -> Result<(), VisionError> {
     let tmp = path.with_extension(format!("partial{}", std::process::id()));
     model
         .clone()
         .save_file(&tmp)
         .map_err(|e| VisionError::Store(format!("{}: {e:?}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(|source| VisionError::Io {
+    let io = |source| VisionError::Io {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    sync(&tmp).map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)
 }
 
 /// Rebuilds the model described by `card` and loads its parameters from `path`.
-pub fn load_model(
-    card: &ModelCard,
-    path: &std::path::Path,
-    device: &Device,
-) -> Result<Cnn, VisionError> {
+pub fn load_model(card: &ModelCard, path: &Path, device: &Device) -> Result<Cnn, VisionError> {
     card.model.init(device).try_load_file(path).map_err(|e| {
         VisionError::Store(format!("{}: cannot load the model: {e:?}", path.display()))
     })

@@ -1,43 +1,14 @@
 //! The CNNs on tiny synthetic images: training lowers the loss, and
 //! BatchNorm and dropout behave differently in training and evaluation.
 
+mod common;
+
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use nabla_dense::NumpyRandom;
-use nabla_vision::model::{Architecture, CnnConfig};
-use nabla_vision::train::{evaluate, train, ImageSet, VisionOptimizer, VisionTrainConfig};
-
-/// Class 0: a bright left half; class 1: a bright right half; plus noise.
-fn synthetic(n: usize, size: usize, seed: u32) -> ImageSet {
-    let mut rng = NumpyRandom::new(seed);
-    let mut set = ImageSet {
-        size,
-        ..ImageSet::default()
-    };
-    for i in 0..n {
-        let class = i % 2;
-        let mut img = vec![0u8; size * size * 3];
-        for y in 0..size {
-            for x in 0..size {
-                let bright = (x < size / 2) == (class == 0);
-                for c in 0..3 {
-                    let noise = rng.random_sample() * 60.0;
-                    img[(y * size + x) * 3 + c] = (if bright { 170.0 } else { 40.0 } + noise) as u8;
-                }
-            }
-        }
-        set.pixels.push(img);
-        set.labels.push(class);
-    }
-    set
-}
-
-fn tiny(architecture: Architecture) -> CnnConfig {
-    CnnConfig::new(architecture, 2)
-        .with_image_size(16)
-        .with_channels([4, 8, 8, 8])
-        .with_hidden(16)
-}
+use common::{synthetic, tiny};
+use nabla_vision::augment::Augmentation;
+use nabla_vision::model::Architecture;
+use nabla_vision::train::{evaluate, train, VisionOptimizer, VisionTrainConfig};
 
 #[test]
 fn training_lowers_the_loss_and_learns_the_task() {
@@ -52,24 +23,17 @@ fn training_lowers_the_loss_and_learns_the_task() {
             optimizer: VisionOptimizer::Adam,
             momentum: 0.9,
             seed: 5,
-            flip: false,
+            augmentation: Augmentation::NONE,
         };
-        let (model, history) = train(
-            &config,
-            &train_set,
-            &val_set,
-            &device,
-            &mut |_, _| {},
-            &mut |_, _| Ok(()),
-        )
-        .unwrap();
+        let trainer = train(&config, &train_set, &val_set, &device, &mut |_| {}).unwrap();
+        let (model, history) = (trainer.model(), &trainer.history);
         assert_eq!(history.len(), 6);
         let (first, last) = (&history[0], &history[5]);
         assert!(
             last.train_loss < first.train_loss,
             "{architecture:?}: {history:?}"
         );
-        let eval = evaluate(&model, &val_set, 2, 8, &device);
+        let eval = evaluate(model, &val_set, 2, 8, &device);
         assert!(eval.accuracy >= 0.9, "{architecture:?}: {eval:?}");
         assert_eq!(eval.confusion.iter().flatten().sum::<usize>(), 32);
         assert!((eval.accuracy - last.val_accuracy).abs() < 1e-12);
