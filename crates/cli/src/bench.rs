@@ -1,6 +1,7 @@
 //! `nabla bench`: speed and memory measurements, run on demand (never as
-//! timed tests). `tools/bench_graph.py` and `tools/bench_mlp.py` run the
-//! same work in micrograd, numpy and PyTorch in the same run and print ratios.
+//! timed tests). `tools/bench_graph.py`, `tools/bench_mlp.py` and
+//! `tools/bench_vision.py` run the same work in micrograd, numpy and PyTorch
+//! in the same run and print ratios.
 
 use std::time::Instant;
 
@@ -12,7 +13,14 @@ use nabla_graph::{Func, Graph, NodeId};
 use ndarray::Array2;
 use serde::Serialize;
 
+use burn::module::Module;
+use nabla_vision::augment::Augmentation;
+use nabla_vision::device::Accelerator;
+use nabla_vision::model::{Architecture, CnnConfig};
+use nabla_vision::train::{ImageSet, Trainer, VisionOptimizer, VisionTrainConfig};
+
 use crate::output::{number, table, OutputArgs};
+use crate::InputError;
 
 #[derive(Subcommand, Debug)]
 #[command(after_help = "Example:\n  nabla bench graph --nodes 1000000 --json")]
@@ -27,6 +35,124 @@ pub enum BenchCommand {
         after_help = "Example:\n  nabla bench mlp --samples 100000 --batch-size 32\n  python3 tools/bench_mlp.py   # the same epoch in numpy and PyTorch, side by side"
     )]
     Mlp(MlpBenchArgs),
+    /// Training steps of `cnn` or `cnn-bn` on random images.
+    #[command(
+        after_help = "Example:\n  nabla bench vision --model cnn-bn --batch-size 32 --image-size 128\n  python3 tools/bench_vision.py   # the same models in PyTorch, side by side"
+    )]
+    Vision(VisionBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VisionBenchArgs {
+    /// `cnn` or `cnn-bn`.
+    #[arg(long, default_value = "cnn-bn", value_parser = crate::vision_cmd::parse_architecture)]
+    pub model: Architecture,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 128)]
+    pub image_size: usize,
+    /// Timed training steps (after `--warmup` untimed ones).
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// cpu, cuda or wgpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: Accelerator,
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct VisionBench {
+    model: &'static str,
+    device: &'static str,
+    batch_size: usize,
+    image_size: usize,
+    steps: usize,
+    parameters: usize,
+    step_s: f64,
+    images_per_s: f64,
+    peak_rss_mib: Option<f64>,
+}
+
+/// Random RGB images with alternating labels.
+fn random_images(n: usize, size: usize, rng: &mut NumpyRandom) -> ImageSet {
+    ImageSet {
+        size,
+        pixels: (0..n)
+            .map(|_| (0..size * size * 3).map(|_| rng.below(256) as u8).collect())
+            .collect(),
+        labels: (0..n).map(|i| i % 2).collect(),
+    }
+}
+
+fn run_vision(args: &VisionBenchArgs) -> Result<()> {
+    let device = args.device.device().map_err(InputError)?.autodiff();
+    let batch = args.batch_size.max(1);
+    let mut rng = NumpyRandom::new(0);
+    let config = VisionTrainConfig {
+        model: CnnConfig::new(args.model, 2).with_image_size(args.image_size),
+        epochs: 2,
+        batch_size: batch,
+        lr: 1e-3,
+        optimizer: VisionOptimizer::Adam,
+        momentum: 0.9,
+        seed: 0,
+        augmentation: Augmentation::NONE,
+    };
+    let mut trainer = Trainer::new(config, &device);
+    let none = ImageSet {
+        size: args.image_size,
+        ..ImageSet::default()
+    };
+    let warm = random_images(batch * args.warmup, args.image_size, &mut rng);
+    trainer.run_epoch(&warm, &none, &device, &mut |_, _| {})?;
+    let timed = random_images(batch * args.steps.max(1), args.image_size, &mut rng);
+    let t = Instant::now();
+    trainer.run_epoch(&timed, &none, &device, &mut |_, _| {})?;
+    let seconds = t.elapsed().as_secs_f64();
+    let report = VisionBench {
+        model: args.model.name(),
+        device: args.device.name(),
+        batch_size: batch,
+        image_size: args.image_size,
+        steps: args.steps.max(1),
+        parameters: trainer.model().num_params(),
+        step_s: seconds / args.steps.max(1) as f64,
+        images_per_s: timed.len() as f64 / seconds,
+        peak_rss_mib: peak_rss_mib(),
+    };
+    if args.json {
+        return OutputArgs::print_json(&report);
+    }
+    let rows = vec![
+        vec![
+            "model".into(),
+            format!("{} ({} parameters)", report.model, report.parameters),
+        ],
+        vec![
+            "input".into(),
+            format!("{} × 3×{}×{}", batch, report.image_size, report.image_size),
+        ],
+        vec![
+            "step (mean)".into(),
+            format!("{:.1} ms", report.step_s * 1e3),
+        ],
+        vec![
+            "images per second".into(),
+            format!("{:.1}", report.images_per_s),
+        ],
+        vec![
+            "peak memory".into(),
+            report
+                .peak_rss_mib
+                .map_or("unknown".into(), |m| format!("{m:.1} MiB")),
+        ],
+    ];
+    print!("{}", table(&["vision benchmark", ""], &rows));
+    Ok(())
 }
 
 #[derive(Args, Debug)]
@@ -174,6 +300,7 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Graph(args) => run_graph(args),
         BenchCommand::Mlp(args) => run_mlp(args),
+        BenchCommand::Vision(args) => run_vision(args),
     }
 }
 

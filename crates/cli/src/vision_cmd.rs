@@ -135,7 +135,7 @@ pub struct PredictArgs {
     pub json: bool,
 }
 
-fn parse_architecture(s: &str) -> Result<Architecture, String> {
+pub fn parse_architecture(s: &str) -> Result<Architecture, String> {
     match s {
         "cnn" => Ok(Architecture::Cnn),
         "cnn-bn" => Ok(Architecture::CnnBn),
