@@ -1,6 +1,7 @@
 //! `nabla`: the exercise sheet's computations from one command line.
 //! Each subcommand parses its arguments, calls its part's crate and prints.
 
+mod all_cmd;
 mod bench;
 mod data_cmd;
 mod graph_cmd;
@@ -59,6 +60,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The whole sheet on built-in defaults, written up as report/index.html and report/report.md.
+    All(all_cmd::AllArgs),
     /// Problem 1: a scalar computational graph — expressions, forward values, gradients, picture.
     #[command(after_help = graph_cmd::LANGUAGE_HELP)]
     Graph(graph_cmd::GraphArgs),
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
     keep_freed_memory();
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::All(args) => all_cmd::run(args),
         Command::Graph(args) => graph_cmd::run(args),
         Command::Mlp(cmd) => mlp_cmd::run(cmd),
         Command::SgdRates(args) => theory_cmd::sgd_rates(args),

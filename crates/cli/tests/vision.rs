@@ -7,18 +7,7 @@ use common::*;
 fn train_writes_a_run_that_eval_reads() {
     let root = std::env::temp_dir().join(format!("nabla-vision-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    for (class, base) in [("dark", 40u8), ("light", 200u8)] {
-        let dir = root.join("data").join(class);
-        std::fs::create_dir_all(&dir).unwrap();
-        for i in 0..10u8 {
-            let img = image::RgbImage::from_fn(20, 20, |x, y| {
-                let v = base.saturating_add(((x + y) as u8 + 3 * i) % 30);
-                image::Rgb([v, v, v])
-            });
-            img.save(dir.join(format!("{i}.png"))).unwrap();
-        }
-    }
-    std::fs::write(root.join("data/light/broken.png"), b"not a png").unwrap();
+    image_folder(&root.join("data"));
     let (data, run, cache) = (root.join("data"), root.join("run"), root.join("cache"));
     let o = nabla(&[
         "vision",

@@ -39,3 +39,20 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8(o.stderr.clone()).unwrap()
 }
+
+/// Two classes of ten 20×20 PNGs each (`dark`, `light`), plus a broken
+/// file, under `dir`: a tiny image folder for the vision commands.
+pub fn image_folder(dir: &std::path::Path) {
+    for (class, base) in [("dark", 40u8), ("light", 200u8)] {
+        let dir = dir.join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..10u8 {
+            let img = image::RgbImage::from_fn(20, 20, |x, y| {
+                let v = base.saturating_add(((x + y) as u8 + 3 * i) % 30);
+                image::Rgb([v, v, v])
+            });
+            img.save(dir.join(format!("{i}.png"))).unwrap();
+        }
+    }
+    std::fs::write(dir.join("light/broken.png"), b"not a png").unwrap();
+}

@@ -1,0 +1,85 @@
+//! `nabla all --quick` end to end: every problem's section is written, with
+//! its numbers, figures and commands; without image data Problem 5 says
+//! how to get it and the rest still runs.
+
+mod common;
+use common::*;
+
+fn sections(html: &str) -> Vec<String> {
+    html.split("<h2>")
+        .skip(1)
+        .map(|s| s.split("</h2>").next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn all_writes_every_section_with_numbers_and_figures() {
+    let root = temp_dir("all");
+    image_folder(&root.join("data"));
+    let out = root.join("report");
+    let o = nabla(&[
+        "all",
+        "--quick",
+        "--quiet",
+        "--data",
+        root.join("data").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    let heads = sections(&html);
+    for n in 1..=5 {
+        assert!(
+            heads
+                .iter()
+                .any(|h| h.starts_with(&format!("Problem {n}:"))),
+            "Problem {n} missing from {heads:?}"
+        );
+    }
+    assert!(
+        !html.contains("could not be completed"),
+        "a section failed:\n{html}"
+    );
+    // Numbers the sheet asks for, as the parts computed them.
+    assert!(html.contains("0.583055"), "Problem 2 (i) output");
+    assert!(html.contains("(iii) With BatchNorm"));
+    assert!(html.contains("nabla vision train --data"));
+    let figures = html.matches("<figure>").count();
+    assert!(figures >= 14, "{figures} figures");
+    assert_eq!(html.matches("<svg").count(), figures);
+    // Self-contained: no scripts, nothing fetched from elsewhere.
+    assert!(!html.contains("<script"));
+    assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## Problem 3: Stochastic Gradient Descent"));
+    let linked: Vec<&str> = md
+        .split("](figures/")
+        .skip(1)
+        .map(|s| s.split(')').next().unwrap())
+        .collect();
+    assert_eq!(linked.len(), figures);
+    for file in linked {
+        assert!(out.join("figures").join(file).is_file(), "{file}");
+    }
+}
+
+#[test]
+fn all_without_images_explains_how_to_get_them() {
+    let root = temp_dir("all-nodata");
+    let out = root.join("report");
+    let o = nabla(&[
+        "all",
+        "--quick",
+        "--quiet",
+        "--data",
+        root.join("missing").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("nabla data fetch face-mask"));
+    assert_eq!(sections(&html).len(), 6);
+    assert!(html.contains("Problem 4: Dropout"));
+}
