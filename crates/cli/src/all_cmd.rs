@@ -848,6 +848,8 @@ fn problem5(s: &mut Section, find: &Lookup, a: &AllArgs, with_vision: bool) -> R
     s.subsections.push(data);
 
     let mut summary_rows = Vec::new();
+    // (model, best validation accuracy, final train − validation accuracy)
+    let mut measured: Vec<(String, f64, f64)> = Vec::new();
     for (id, title, what) in [
         ("vision-cnn", "(ii) A CNN with four convolutions", "Four 3×3 convolutions (32-64-128-128) with ReLU and 2×2 max-pooling, a 256-unit dense layer, a 2-way output; PyTorch-default initialisation."),
         ("vision-cnn-bn", "(iii) With BatchNorm, dropout and He initialisation", "The same with BatchNorm after each convolution, dropout 0.5 on the first dense layer and He (Kaiming) initialisation, the correct one for ReLU: Var(w) = 2/fan_in keeps the activations' scale from layer to layer."),
@@ -879,6 +881,11 @@ fn problem5(s: &mut Section, find: &Lookup, a: &AllArgs, with_vision: bool) -> R
             sub.figure(caption, &format!("p5-{id}-{file}"), svg(o, file)?);
         }
         sub.command(&o.command);
+        measured.push((
+            j.str_at("model")?.to_string(),
+            best.num("val_accuracy")?,
+            last.num("train_accuracy")? - last.num("val_accuracy")?,
+        ));
         summary_rows.push(vec![
             j.str_at("model")?.to_string(),
             pct(best.num("val_accuracy")?),
@@ -906,6 +913,24 @@ fn problem5(s: &mut Section, find: &Lookup, a: &AllArgs, with_vision: bool) -> R
         ],
         summary_rows,
     );
+    if let [(a_name, a_best, a_gap), (b_name, b_best, b_gap)] = &measured[..] {
+        let (winner, loser, by) = if b_best >= a_best {
+            (b_name, a_name, b_best - a_best)
+        } else {
+            (a_name, b_name, a_best - b_best)
+        };
+        compare.text(format!(
+            "{winner} reaches the higher best validation accuracy, by {:.2} percentage points over {loser}. Final train minus validation accuracy: {a_name} {:+.2} points, {b_name} {:+.2} points{}.",
+            100.0 * by,
+            100.0 * a_gap,
+            100.0 * b_gap,
+            if a_gap.max(*b_gap) > 0.03 {
+                " — a gap above 3 points is overfitting"
+            } else {
+                " — neither overfits yet at this budget"
+            }
+        ));
+    }
     compare.note("ResNet34 (from scratch and from ImageNet weights) is not built yet; it is the next issue. This table will gain its rows then.");
     s.subsections.push(compare);
     Ok(())

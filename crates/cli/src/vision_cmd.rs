@@ -459,6 +459,7 @@ fn write_plots(out: &OutputArgs, history: &[EpochRecord], name: &str) -> Result<
             "epoch",
             what,
         );
+        chart.integer_x = true;
         let pts = |second: bool| {
             history
                 .iter()

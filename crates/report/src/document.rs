@@ -177,11 +177,11 @@ dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;font-
 dl.facts dt{font-weight:600}dl.facts dd{margin:0}\
 nav ol{columns:2;font-size:.95rem}\
 table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem;font-variant-numeric:tabular-nums}\
-th,td{border-bottom:1px solid #ddd;padding:.25rem .7rem;text-align:left}th{background:#f5f7fa}td.n{text-align:right}\
+th,td{border-bottom:1px solid #ddd;padding:.25rem .7rem;text-align:left}th{background:#f5f7fa}td.n{text-align:right;white-space:nowrap}\
 pre.failure{background:#fdecea;color:#8a1c12;white-space:pre-wrap}caption{caption-side:top;text-align:left;font-weight:600;padding-bottom:.3rem}\
 figure{margin:1rem 0}figure svg{max-width:100%;height:auto;display:block}figcaption{font-size:.9rem;color:#555}\
 .note{background:#fff7e0;border-left:4px solid #E69F00;padding:.5rem .8rem}\
-pre{background:#1d1d1f;color:#f5f5f7;padding:.6rem .8rem;border-radius:6px;overflow-x:auto}";
+pre{background:#1d1d1f;color:#f5f5f7;padding:.6rem .8rem;border-radius:6px;white-space:pre-wrap;word-break:break-all}";
 
 fn section_html(h: &mut String, s: &Section, level: usize, figure: &mut usize) {
     let _ = writeln!(

@@ -43,6 +43,8 @@ pub struct LineChart {
     pub log_x: bool,
     /// Logarithmic y axis; points with y ≤ 0 are left out.
     pub log_y: bool,
+    /// x counts whole things (epochs): labels only at integers.
+    pub integer_x: bool,
     pub series: Vec<Series>,
     pub size: (u32, u32),
 }
@@ -55,6 +57,7 @@ impl LineChart {
             y_label: y_label.to_string(),
             log_x: false,
             log_y: false,
+            integer_x: false,
             series: Vec::new(),
             size: (860, 460),
         }
@@ -173,10 +176,30 @@ where
         .build_cartesian_2d(x, y)
         .map_err(e)?;
     let log = chart.log_y;
+    let x_labels = if chart.integer_x {
+        let xs = chart
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.0));
+        let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+            (lo.min(x), hi.max(x))
+        });
+        ((hi - lo).round().max(0.0) as usize + 1).min(11)
+    } else {
+        10
+    };
+    let x_tick = |v: &f64| {
+        if chart.integer_x && (v - v.round()).abs() > 1e-9 {
+            String::new()
+        } else {
+            tick(*v, chart.log_x)
+        }
+    };
     ctx.configure_mesh()
+        .x_labels(x_labels)
         .x_desc(&chart.x_label)
         .y_desc(&chart.y_label)
-        .x_label_formatter(&|v| tick(*v, chart.log_x))
+        .x_label_formatter(&x_tick)
         .y_label_formatter(&|v| tick(*v, log))
         .label_style(("sans-serif", 13))
         .axis_desc_style(("sans-serif", 15))
