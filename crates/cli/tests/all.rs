@@ -12,22 +12,27 @@ fn sections(html: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn all_writes_every_section_with_numbers_and_figures() {
-    let root = temp_dir("all");
-    image_folder(&root.join("data"));
-    let out = root.join("report");
+/// Runs `nabla all --quick` and returns its index.html.
+fn quick_report(data: &std::path::Path, out: &std::path::Path) -> String {
     let o = nabla(&[
         "all",
         "--quick",
         "--quiet",
         "--data",
-        root.join("data").to_str().unwrap(),
+        data.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    std::fs::read_to_string(out.join("index.html")).unwrap()
+}
+
+#[test]
+fn all_writes_every_section_with_numbers_and_figures() {
+    let root = temp_dir("all");
+    image_folder(&root.join("data"));
+    let out = root.join("report");
+    let html = quick_report(&root.join("data"), &out);
     let heads = sections(&html);
     for n in 1..=5 {
         assert!(
@@ -67,18 +72,7 @@ fn all_writes_every_section_with_numbers_and_figures() {
 #[test]
 fn all_without_images_explains_how_to_get_them() {
     let root = temp_dir("all-nodata");
-    let out = root.join("report");
-    let o = nabla(&[
-        "all",
-        "--quick",
-        "--quiet",
-        "--data",
-        root.join("missing").to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    let html = quick_report(&root.join("missing"), &root.join("report"));
     assert!(html.contains("nabla data fetch face-mask"));
     assert_eq!(sections(&html).len(), 6);
     assert!(html.contains("Problem 4: Dropout"));
