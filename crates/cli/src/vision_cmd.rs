@@ -85,6 +85,10 @@ pub struct TrainArgs {
     /// fraction of the area (e.g. 0.5); off by default.
     #[arg(long, value_name = "MIN_SCALE")]
     pub random_crop: Option<f64>,
+    /// Stop after the first epoch whose validation accuracy reaches this
+    /// fraction (e.g. 0.95), before --epochs.
+    #[arg(long, value_name = "FRACTION")]
+    pub target_accuracy: Option<f64>,
     #[arg(long, default_value_t = 42)]
     pub seed: u32,
     /// Decoded-image cache [default: ~/.cache/nabla/images].
@@ -204,6 +208,9 @@ struct TrainReport {
     skipped: Vec<Skipped>,
     config: VisionTrainConfig,
     resumed_from_epoch: Option<usize>,
+    /// Seconds from the start of the command to the end of the last epoch,
+    /// decoding included.
+    wall_seconds: f64,
     history: Vec<EpochRecord>,
     best_epoch: usize,
     final_validation: Evaluation,
@@ -276,6 +283,7 @@ fn new_run(a: &TrainArgs) -> Result<(VisionTrainConfig, RunSpec)> {
 }
 
 fn train_cmd(a: &TrainArgs) -> Result<()> {
+    let started = std::time::Instant::now();
     let device = a.device.device().map_err(InputError)?.autodiff();
     let quiet = a.output.json;
     let mut output = a.output.clone();
@@ -372,8 +380,12 @@ fn train_cmd(a: &TrainArgs) -> Result<()> {
             }
             write_metrics(dir, &trainer.history)?;
         }
+        if a.target_accuracy.is_some_and(|t| record.val_accuracy >= t) {
+            break;
+        }
     }
     bar.finish_and_clear();
+    let wall_seconds = started.elapsed().as_secs_f64();
     let final_validation = evaluate(
         trainer.model(),
         &val_set,
@@ -393,6 +405,7 @@ fn train_cmd(a: &TrainArgs) -> Result<()> {
         skipped,
         config,
         resumed_from_epoch: resumed_from,
+        wall_seconds,
         best_epoch: trainer.best().map_or(0, |b| b.epoch),
         history: trainer.history.clone(),
         final_validation,
