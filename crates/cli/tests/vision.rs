@@ -133,6 +133,33 @@ fn train_writes_a_run_that_eval_reads() {
     assert!(stdout(&o).contains("0.png"));
     assert!(stderr(&o).contains("broken.png"), "{}", stderr(&o));
 
+    // A reachable target stops training after the first epoch.
+    let early = root.join("early");
+    let o = nabla(&[
+        "vision",
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--image-size",
+        "16",
+        "--epochs",
+        "5",
+        "--channels",
+        "4,4,4,4",
+        "--hidden",
+        "8",
+        "--cache",
+        cache.to_str().unwrap(),
+        "--target-accuracy",
+        "0",
+        "--out",
+        early.to_str().unwrap(),
+        "--json",
+    ]);
+    let doc = json(&o);
+    assert_eq!(doc["history"].as_array().unwrap().len(), 1);
+    assert!(doc["wall_seconds"].as_f64().unwrap() > 0.0);
+
     let o = nabla(&[
         "vision",
         "train",
