@@ -12,7 +12,10 @@ pub mod fetch;
 pub mod folder;
 pub mod inspect;
 pub mod model;
+pub mod pickle;
+pub mod resnet;
 pub mod train;
+pub mod weights;
 
 use std::path::PathBuf;
 

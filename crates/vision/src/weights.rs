@@ -1,0 +1,334 @@
+//! PyTorch state dicts: read from `.pth` (torch's zip format, its pickle
+//! read by [`crate::pickle`]) or `.safetensors`, and loaded into a Burn
+//! module with every name and shape checked first.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::DType;
+
+use crate::pickle::{self, StorageType, TensorRef, Value};
+
+/// A tensor of a state dict, as f32 in row-major order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Parameter name → tensor, in name order.
+pub type StateDict = BTreeMap<String, NamedTensor>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error("{path}: the weights do not fit the model:\n{report}")]
+    Mismatch { path: String, report: String },
+}
+
+fn file_error(path: &Path, message: impl std::fmt::Display) -> WeightsError {
+    WeightsError::File {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// Reads a state dict from `.safetensors` or a torch `.pth` (zip) file, by content.
+pub fn read_state_dict(path: &Path) -> Result<StateDict, WeightsError> {
+    let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
+    if bytes.starts_with(b"PK\x03\x04") {
+        read_pth_zip(path, &bytes)
+    } else if path.extension().is_some_and(|e| e == "safetensors") {
+        read_safetensors(path, &bytes)
+    } else {
+        Err(file_error(
+            path,
+            "neither a torch zip checkpoint (.pth from torch ≥ 1.6) nor .safetensors",
+        ))
+    }
+}
+
+fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<StateDict, WeightsError> {
+    use safetensors::Dtype;
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| file_error(path, e))?;
+    let mut out = StateDict::new();
+    for (name, view) in st.tensors() {
+        let ty = match view.dtype() {
+            Dtype::F32 => StorageType::F32,
+            Dtype::F64 => StorageType::F64,
+            Dtype::F16 => StorageType::F16,
+            Dtype::BF16 => StorageType::BF16,
+            Dtype::I64 => StorageType::I64,
+            other => {
+                return Err(file_error(
+                    path,
+                    format!("{name}: unsupported dtype {other:?}"),
+                ))
+            }
+        };
+        let shape = view.shape().to_vec();
+        let n: usize = shape.iter().product();
+        let data = decode(view.data(), ty, 0, &shape, &contiguous(&shape), n)
+            .ok_or_else(|| file_error(path, format!("{name}: data shorter than its shape")))?;
+        out.insert(name, NamedTensor { shape, data });
+    }
+    Ok(out)
+}
+
+fn contiguous(shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * shape[i + 1];
+    }
+    strides
+}
+
+/// Reads the elements of a strided view of `bytes` (little-endian) as f32.
+fn decode(
+    bytes: &[u8],
+    ty: StorageType,
+    offset: usize,
+    shape: &[usize],
+    strides: &[usize],
+    n: usize,
+) -> Option<Vec<f32>> {
+    let size = ty.size();
+    let read = |i: usize| -> Option<f32> {
+        let b = bytes.get(i * size..(i + 1) * size)?;
+        Some(match ty {
+            StorageType::F32 => f32::from_le_bytes(b.try_into().ok()?),
+            StorageType::F64 => f64::from_le_bytes(b.try_into().ok()?) as f32,
+            StorageType::F16 => half::f16::from_le_bytes(b.try_into().ok()?).to_f32(),
+            StorageType::BF16 => half::bf16::from_le_bytes(b.try_into().ok()?).to_f32(),
+            StorageType::I64 => i64::from_le_bytes(b.try_into().ok()?) as f32,
+            StorageType::I32 => i32::from_le_bytes(b.try_into().ok()?) as f32,
+            StorageType::U8 | StorageType::Bool => f32::from(b[0]),
+            StorageType::I8 => f32::from(b[0] as i8),
+        })
+    };
+    let mut out = Vec::with_capacity(n);
+    let mut index = vec![0usize; shape.len()];
+    for _ in 0..n {
+        let at = offset + index.iter().zip(strides).map(|(i, s)| i * s).sum::<usize>();
+        out.push(read(at)?);
+        for d in (0..shape.len()).rev() {
+            index[d] += 1;
+            if index[d] < shape[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+    Some(out)
+}
+
+/// torch's zip checkpoint: `<name>/data.pkl` describes the tensors, each
+/// storage is the file `<name>/data/<key>`.
+fn read_pth_zip(path: &Path, bytes: &[u8]) -> Result<StateDict, WeightsError> {
+    let mut zip =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| file_error(path, e))?;
+    let pkl_name = zip
+        .file_names()
+        .find(|n| n.ends_with("/data.pkl") || *n == "data.pkl")
+        .map(str::to_string)
+        .ok_or_else(|| file_error(path, "no data.pkl inside: not a torch checkpoint"))?;
+    let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
+    let mut entry = |name: &str| -> Result<Vec<u8>, WeightsError> {
+        let mut f = zip
+            .by_name(name)
+            .map_err(|e| file_error(path, format!("{name}: {e}")))?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf)
+            .map_err(|e| file_error(path, format!("{name}: {e}")))?;
+        Ok(buf)
+    };
+    let pickled = entry(&pkl_name)?;
+    let root = pickle::read(&pickled).map_err(|e| file_error(path, e))?;
+    let refs = tensor_entries(root).map_err(|m| file_error(path, m))?;
+    let mut storages: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut out = StateDict::new();
+    for (name, t) in refs {
+        if !storages.contains_key(&t.storage) {
+            let data = entry(&format!("{prefix}data/{}", t.storage))?;
+            storages.insert(t.storage.clone(), data);
+        }
+        let n: usize = t.shape.iter().product();
+        let data = decode(
+            &storages[&t.storage],
+            t.dtype,
+            t.offset,
+            &t.shape,
+            &t.strides,
+            n,
+        )
+        .ok_or_else(|| file_error(path, format!("{name}: storage shorter than the tensor")))?;
+        out.insert(
+            name,
+            NamedTensor {
+                shape: t.shape,
+                data,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The (name, tensor) pairs of a state dict, also when it is nested under
+/// `state_dict` or `model` in a training checkpoint.
+fn tensor_entries(root: Value) -> Result<Vec<(String, TensorRef)>, String> {
+    let Value::Dict(items) = root else {
+        return Err("the pickle holds no dict of tensors".into());
+    };
+    for key in ["state_dict", "model"] {
+        if let Some((_, inner)) = items.iter().find(|(k, _)| *k == Value::Str(key.into())) {
+            return tensor_entries(inner.clone());
+        }
+    }
+    items
+        .into_iter()
+        .map(|(k, v)| match (k, v) {
+            (Value::Str(k), Value::Tensor(t)) => Ok((k, t)),
+            (k, _) => Err(format!("entry {k:?} is not a tensor")),
+        })
+        .collect()
+}
+
+/// How torchvision names a parameter that nabla's module calls `burn_name`,
+/// and whether its matrix is stored transposed (Burn's `Linear` keeps
+/// `[in, out]`, PyTorch's `[out, in]`).
+pub trait TorchNames {
+    fn torch_name(&self, burn_name: &str) -> String;
+    fn transposed(&self, burn_name: &str) -> bool;
+}
+
+/// torchvision's convention: BatchNorm's γ and β are `weight` and `bias`;
+/// `downsample.0` / `downsample.1` are nabla's `downsample.conv` / `.bn`;
+/// the linear layers named here are transposed.
+pub struct Torchvision {
+    pub linear: &'static [&'static str],
+}
+
+impl TorchNames for Torchvision {
+    fn torch_name(&self, burn_name: &str) -> String {
+        burn_name
+            .replace("downsample.conv.", "downsample.0.")
+            .replace("downsample.bn.", "downsample.1.")
+            .replace(".gamma", ".weight")
+            .replace(".beta", ".bias")
+    }
+
+    fn transposed(&self, burn_name: &str) -> bool {
+        self.linear
+            .iter()
+            .any(|l| burn_name == format!("{l}.weight"))
+    }
+}
+
+/// Loads `dict` into `module`: every parameter of the module must be in the
+/// dict with its shape, and every tensor of the dict must be used (except
+/// BatchNorm's `num_batches_tracked` counters); otherwise the error lists
+/// each missing, unexpected and misshapen tensor.
+pub fn load_into<M: Module>(
+    module: M,
+    dict: &StateDict,
+    names: &dyn TorchNames,
+    source: &str,
+) -> Result<M, WeightsError> {
+    let mismatch = |report: String| WeightsError::Mismatch {
+        path: source.to_string(),
+        report,
+    };
+    let expected = burn_pack::Reader::from_bytes(
+        module
+            .clone()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| mismatch(format!("{e}")))?,
+    )
+    .map_err(|e| mismatch(format!("{e}")))?
+    .into_tensors()
+    .map_err(|e| mismatch(format!("{e}")))?;
+    let mut missing = Vec::new();
+    let mut misshapen = Vec::new();
+    let mut used = std::collections::BTreeSet::new();
+    let mut tensors = Vec::new();
+    for t in expected {
+        let (path, dtype, shape, id, bytes) =
+            t.into_parts().map_err(|e| mismatch(format!("{e}")))?;
+        if dtype != DType::F32 {
+            // Flags such as BatchNorm's training switch are not weights: kept as they are.
+            tensors.push(burn_pack::Tensor::new(path, dtype, shape, id, bytes));
+            continue;
+        }
+        let torch = names.torch_name(&path);
+        let transposed = names.transposed(&path);
+        let want: Vec<usize> = if transposed {
+            shape.iter().rev().copied().collect()
+        } else {
+            shape.to_vec()
+        };
+        let Some(found) = dict.get(&torch) else {
+            missing.push(format!("{torch} {want:?}"));
+            continue;
+        };
+        used.insert(torch.clone());
+        if found.shape != want {
+            misshapen.push(format!(
+                "{torch}: the file has {:?}, the model needs {want:?}",
+                found.shape
+            ));
+            continue;
+        }
+        let data = if transposed {
+            let (rows, cols) = (want[0], want[1]);
+            let mut t = vec![0f32; rows * cols];
+            for r in 0..rows {
+                for c in 0..cols {
+                    t[c * rows + r] = found.data[r * cols + c];
+                }
+            }
+            t
+        } else {
+            found.data.clone()
+        };
+        tensors.push(burn_pack::Tensor::new(
+            path,
+            DType::F32,
+            shape,
+            id,
+            burn::tensor::Bytes::from_elems(data),
+        ));
+    }
+    let unexpected: Vec<String> = dict
+        .keys()
+        .filter(|k| !used.contains(*k) && !k.ends_with("num_batches_tracked"))
+        .map(|k| format!("{k} {:?}", dict[k].shape))
+        .collect();
+    if !(missing.is_empty() && unexpected.is_empty() && misshapen.is_empty()) {
+        let mut report = String::new();
+        for (what, list) in [
+            ("missing", &missing),
+            ("unexpected", &unexpected),
+            ("wrong shape", &misshapen),
+        ] {
+            if !list.is_empty() {
+                report.push_str(&format!("  {what} ({}):\n", list.len()));
+                for item in list.iter() {
+                    report.push_str(&format!("    {item}\n"));
+                }
+            }
+        }
+        return Err(mismatch(report));
+    }
+    let bytes = burn_pack::Writer::new(tensors)
+        .into_bytes()
+        .map_err(|e| mismatch(format!("{e}")))?;
+    let record =
+        burn::store::ModuleRecord::from_bytes(bytes).map_err(|e| mismatch(format!("{e}")))?;
+    module
+        .try_load_record(record)
+        .map_err(|e| mismatch(format!("{e}")))
+}

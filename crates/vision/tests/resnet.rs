@@ -1,0 +1,179 @@
+//! ResNet34 against torchvision, and the PyTorch weight readers against
+//! files torch wrote (fixtures from tools/gen_resnet_fixtures.py).
+
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use nabla_dense::NumpyRandom;
+use nabla_vision::resnet::ResNetConfig;
+use nabla_vision::weights::{load_into, read_state_dict, NamedTensor, StateDict, Torchvision};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn json(name: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture(name)).unwrap()).unwrap()
+}
+
+const RESNET: Torchvision = Torchvision { linear: &["fc"] };
+
+/// The fixture's weights, drawn exactly as tools/gen_resnet_fixtures.py draws them.
+fn scaled(name: &str, shape: &[usize], v: Vec<f64>) -> Vec<f32> {
+    let leaf = name.rsplit('.').next().unwrap();
+    let fan_in: usize = shape[1..].iter().product();
+    v.into_iter()
+        .map(|x| {
+            (match leaf {
+                "running_var" => 0.5 + 0.5 * x * x,
+                "running_mean" | "bias" => 0.1 * x,
+                _ if shape.len() == 1 && name.contains(".bn2.") => 0.3 + 0.05 * x,
+                _ if shape.len() == 1 => 1.0 + 0.1 * x,
+                _ => x * (2.0 / fan_in as f64).sqrt(),
+            }) as f32
+        })
+        .collect()
+}
+
+#[test]
+fn resnet34_logits_match_torchvision_on_the_same_weights() {
+    let fx = json("resnet34_parity.json");
+    let mut rng = NumpyRandom::new(7);
+    let mut dict = StateDict::new();
+    for key in fx["keys"].as_array().unwrap() {
+        let name = key[0].as_str().unwrap().to_string();
+        let shape: Vec<usize> = key[1]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        let v = rng.randn_vec(shape.iter().product());
+        let data = scaled(&name, &shape, v);
+        dict.insert(name, NamedTensor { shape, data });
+    }
+    let device = Device::flex();
+    let model = ResNetConfig::new(10).init(&device);
+    let model = load_into(model, &dict, &RESNET, "fixture").unwrap();
+    let x: Vec<f32> = rng
+        .randn_vec(2 * 3 * 64 * 64)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect();
+    let x = Tensor::<4>::from_data(TensorData::new(x, [2, 3, 64, 64]), &device);
+    let got = model
+        .forward(x)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let want: Vec<f64> = fx["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+        .collect();
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(g, w)| (f64::from(*g) - w).abs())
+        .fold(0.0, f64::max);
+    eprintln!("ResNet34 parity: largest logit difference {worst:e}, logits up to {scale:.3}");
+    assert!(
+        worst <= 1e-4,
+        "largest logit difference {worst:e} (logits up to {scale})"
+    );
+}
+
+#[test]
+fn a_state_dict_that_does_not_fit_lists_every_problem() {
+    let device = Device::flex();
+    let model = ResNetConfig::new(10).init(&device);
+    let mut dict = StateDict::new();
+    dict.insert(
+        "conv1.weight".into(),
+        NamedTensor {
+            shape: vec![64, 3, 3, 3],
+            data: vec![0.0; 64 * 27],
+        },
+    );
+    dict.insert(
+        "head.weight".into(),
+        NamedTensor {
+            shape: vec![2],
+            data: vec![0.0; 2],
+        },
+    );
+    let message = load_into(model, &dict, &RESNET, "bad.pth")
+        .expect_err("mismatch")
+        .to_string();
+    assert!(
+        message.starts_with("bad.pth: the weights do not fit"),
+        "{message}"
+    );
+    assert!(
+        message.contains("conv1.weight: the file has [64, 3, 3, 3], the model needs [64, 3, 7, 7]"),
+        "{message}"
+    );
+    assert!(
+        message.contains("unexpected (1):\n    head.weight [2]"),
+        "{message}"
+    );
+    assert!(
+        message.contains("layer4.2.bn2.running_var [512]"),
+        "{message}"
+    );
+    assert!(message.contains("fc.weight [10, 512]"), "{message}");
+    assert!(message.contains("downsample.1.weight"), "{message}");
+}
+
+#[test]
+fn pth_and_safetensors_files_read_as_torch_wrote_them() {
+    let want = json("small_state_dict.json");
+    for file in ["small_state_dict.pth", "small_state_dict.safetensors"] {
+        let dict = read_state_dict(&fixture(file)).unwrap();
+        assert_eq!(dict.len(), 4, "{file}");
+        for (name, t) in want.as_object().unwrap() {
+            let got = &dict[name];
+            let shape: Vec<usize> = t["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
+            let data: Vec<f32> = t["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            assert_eq!(got.shape, shape, "{file}: {name}");
+            assert_eq!(got.data, data, "{file}: {name}");
+        }
+    }
+}
+
+#[test]
+fn a_pth_whose_pickle_calls_anything_else_is_refused() {
+    use std::io::Write;
+    let dir = std::env::temp_dir().join(format!("nabla-evil-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("evil.pth");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    zip.start_file("archive/data.pkl", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    // An object whose __reduce__ is (os.system, ("echo pwned",)), as pickle writes it.
+    zip.write_all(b"\x80\x02cposix\nsystem\nq\x00X\n\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.")
+        .unwrap();
+    zip.finish().unwrap();
+    let message = read_state_dict(&path).expect_err("refused").to_string();
+    assert!(
+        message.contains("refused") && message.contains("posix.system"),
+        "{message}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

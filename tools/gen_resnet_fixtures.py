@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Fixtures for nabla's ResNet34 and its PyTorch weight readers (crates/vision/tests/fixtures/).
+
+- resnet34_parity.json: torchvision's resnet34(num_classes=10) with weights drawn
+  from numpy's generator (seed 7, one np.random.randn(*shape) per state-dict key
+  in sorted order, scaled as `scaled` says, num_batches_tracked skipped), then
+  an input of np.random.randn(2, 3, 64, 64) from the same generator; the logits
+  in evaluation mode. The Rust test draws the same numbers with its
+  numpy-compatible generator, so no weights are stored.
+- small_state_dict.pth / .safetensors / small_state_dict.json: a few tensors
+  saved by torch.save (zip format) and safetensors, covering a Parameter, a
+  non-contiguous view, float16 and an int64 counter, with their values.
+
+Run (needs torch, torchvision, safetensors, numpy):
+
+    python3 -m venv /tmp/fx && /tmp/fx/bin/pip install torch torchvision==0.29.2 safetensors numpy pillow
+    /tmp/fx/bin/python tools/gen_resnet_fixtures.py
+"""
+
+import json
+import math
+import os
+
+import numpy as np
+import torch
+import torchvision
+from safetensors.torch import save_file
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "crates", "vision", "tests", "fixtures")
+
+
+def scaled(name, v):
+    """The weight for key `name` from standard normal draws `v` (float64)."""
+    leaf = name.rsplit(".", 1)[-1]
+    if leaf == "running_var":
+        return 0.5 + 0.5 * v * v
+    if leaf == "running_mean" or leaf == "bias":
+        return 0.1 * v
+    if v.ndim == 1:  # BatchNorm weight; small on each residual branch's last
+        # BatchNorm so that activations stay near unit scale through 16 blocks
+        return 0.3 + 0.05 * v if ".bn2." in name else 1.0 + 0.1 * v
+    fan_in = int(np.prod(v.shape[1:]))
+    return v * math.sqrt(2.0 / fan_in)
+
+
+def parity():
+    model = torchvision.models.resnet34(num_classes=10).eval()
+    sd = model.state_dict()
+    np.random.seed(7)
+    keys = []
+    new = {}
+    for name in sorted(sd):
+        if name.endswith("num_batches_tracked"):
+            new[name] = sd[name]
+            continue
+        shape = list(sd[name].shape)
+        keys.append([name, shape])
+        new[name] = torch.from_numpy(scaled(name, np.random.randn(*shape))).float()
+    model.load_state_dict(new)
+    x = np.random.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x).float()).double().numpy()
+    return {
+        "seed": 7,
+        "model": f"torchvision {torchvision.__version__} resnet34(num_classes=10), eval",
+        "keys": keys,
+        "input_shape": [2, 3, 64, 64],
+        "logits": logits.tolist(),
+    }
+
+
+def small():
+    base = torch.arange(12, dtype=torch.float32).reshape(3, 4) / 4
+    tensors = {
+        "layer.weight": torch.nn.Parameter(base.clone()),
+        "layer.transposed": base.t(),  # a non-contiguous view
+        "half": torch.tensor([0.5, -1.25, 3.0], dtype=torch.float16),
+        "bn.num_batches_tracked": torch.tensor(7, dtype=torch.int64),
+    }
+    torch.save(tensors, os.path.join(OUT, "small_state_dict.pth"))
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, os.path.join(OUT, "small_state_dict.safetensors"))
+    return {k: {"shape": list(v.shape), "data": v.detach().double().flatten().tolist()} for k, v in tensors.items()}
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, "resnet34_parity.json"), "w") as f:
+        json.dump(parity(), f)
+    with open(os.path.join(OUT, "small_state_dict.json"), "w") as f:
+        json.dump(small(), f, indent=1)
+    print("wrote", OUT)
+
+
+if __name__ == "__main__":
+    main()
