@@ -16,7 +16,7 @@ use serde::Serialize;
 use burn::module::Module;
 use nabla_vision::augment::Augmentation;
 use nabla_vision::device::Accelerator;
-use nabla_vision::model::{Architecture, CnnConfig};
+use nabla_vision::model::{Architecture, ModelConfig};
 use nabla_vision::train::{ImageSet, Trainer, VisionOptimizer, VisionTrainConfig};
 
 use crate::output::{number, table, OutputArgs};
@@ -85,6 +85,7 @@ fn random_images(n: usize, size: usize, rng: &mut NumpyRandom) -> ImageSet {
             .map(|_| (0..size * size * 3).map(|_| rng.below(256) as u8).collect())
             .collect(),
         labels: (0..n).map(|i| i % 2).collect(),
+        normalization: Default::default(),
     }
 }
 
@@ -93,7 +94,7 @@ fn run_vision(args: &VisionBenchArgs) -> Result<()> {
     let batch = args.batch_size.max(1);
     let mut rng = NumpyRandom::new(0);
     let config = VisionTrainConfig {
-        model: CnnConfig::new(args.model, 2).with_image_size(args.image_size),
+        model: ModelConfig::new(args.model, 2).with_image_size(args.image_size),
         epochs: 2,
         batch_size: batch,
         lr: 1e-3,
@@ -101,8 +102,9 @@ fn run_vision(args: &VisionBenchArgs) -> Result<()> {
         momentum: 0.9,
         seed: 0,
         augmentation: Augmentation::NONE,
+        pretrained: None,
     };
-    let mut trainer = Trainer::new(config, &device);
+    let mut trainer = Trainer::new(config, &device)?;
     let none = ImageSet {
         size: args.image_size,
         ..ImageSet::default()

@@ -13,7 +13,7 @@ use nabla_vision::augment::Augmentation;
 use nabla_vision::decode::{decode_all, decode_resized, ImageCache, Skipped};
 use nabla_vision::device::Accelerator;
 use nabla_vision::folder::ImageFolder;
-use nabla_vision::model::{Architecture, Cnn, CnnConfig};
+use nabla_vision::model::{Architecture, ModelConfig, Network};
 use nabla_vision::train::{
     evaluate, load_model, predict, save_model, EpochRecord, Evaluation, ImageSet, ModelCard,
     Trainer, VisionOptimizer, VisionTrainConfig,
@@ -85,6 +85,10 @@ pub struct TrainArgs {
     /// fraction of the area (e.g. 0.5); off by default.
     #[arg(long, value_name = "MIN_SCALE")]
     pub random_crop: Option<f64>,
+    /// A torchvision state dict (.pth or .safetensors) for resnet34: every
+    /// layer but the new head starts from it, inputs use ImageNet normalisation.
+    #[arg(long, value_name = "FILE")]
+    pub pretrained: Option<PathBuf>,
     /// Stop after the first epoch whose validation accuracy reaches this
     /// fraction (e.g. 0.95), before --epochs.
     #[arg(long, value_name = "FRACTION")]
@@ -143,7 +147,10 @@ pub fn parse_architecture(s: &str) -> Result<Architecture, String> {
     match s {
         "cnn" => Ok(Architecture::Cnn),
         "cnn-bn" => Ok(Architecture::CnnBn),
-        _ => Err(format!("unknown model `{s}`; expected cnn or cnn-bn")),
+        "resnet34" => Ok(Architecture::ResNet34),
+        _ => Err(format!(
+            "unknown model `{s}`; expected cnn, cnn-bn or resnet34"
+        )),
     }
 }
 
@@ -183,6 +190,7 @@ fn load_folder(
             .map(|&i| folder.files[i].class)
             .collect(),
         pixels: decoded.pixels,
+        normalization: Default::default(),
     };
     Ok((folder, set, decoded.skipped))
 }
@@ -190,6 +198,7 @@ fn load_folder(
 fn subset(set: &ImageSet, rows: &[usize]) -> ImageSet {
     ImageSet {
         size: set.size,
+        normalization: set.normalization,
         pixels: rows.iter().map(|&r| set.pixels[r].clone()).collect(),
         labels: rows.iter().map(|&r| set.labels[r]).collect(),
     }
@@ -232,10 +241,17 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 }
 
 fn new_run(a: &TrainArgs) -> Result<(VisionTrainConfig, RunSpec)> {
-    if a.image_size < 16 || a.image_size % 16 != 0 {
+    let resnet = a.model == Architecture::ResNet34;
+    if !resnet && (a.image_size < 16 || a.image_size % 16 != 0) {
         return Err(
             InputError("--image-size must be a multiple of 16 (four 2×2 poolings)".into()).into(),
         );
+    }
+    if resnet && a.image_size < 32 {
+        return Err(InputError("--image-size must be at least 32 for resnet34".into()).into());
+    }
+    if a.pretrained.is_some() && !resnet {
+        return Err(InputError("--pretrained needs --model resnet34".into()).into());
     }
     let channels: [usize; 4] = a
         .channels
@@ -258,11 +274,12 @@ fn new_run(a: &TrainArgs) -> Result<(VisionTrainConfig, RunSpec)> {
         .into());
     }
     let config = VisionTrainConfig {
-        model: CnnConfig::new(a.model, 0)
+        model: ModelConfig::new(a.model, 0)
             .with_image_size(a.image_size)
             .with_channels(channels)
             .with_hidden(a.hidden)
-            .with_dropout(a.dropout),
+            .with_dropout(a.dropout)
+            .with_imagenet_normalization(a.pretrained.is_some()),
         epochs,
         batch_size: a.batch_size,
         lr: a.lr,
@@ -273,6 +290,7 @@ fn new_run(a: &TrainArgs) -> Result<(VisionTrainConfig, RunSpec)> {
             flip: !a.no_flip,
             crop_min_scale: a.random_crop,
         },
+        pretrained: a.pretrained.clone(),
     };
     let spec = RunSpec {
         data: a.data.clone(),
@@ -302,17 +320,19 @@ fn train_cmd(a: &TrainArgs) -> Result<()> {
             let (mut config, spec) = new_run(a)?;
             let folder = ImageFolder::scan(&spec.data).map_err(|e| InputError(format!("{e}")))?;
             config.model.classes = folder.classes.len();
-            (Trainer::new(config, &device), spec)
+            let trainer = Trainer::new(config, &device).map_err(|e| InputError(e.to_string()))?;
+            (trainer, spec)
         }
     };
     let resumed_from = a.resume.as_ref().map(|_| trainer.epochs_done());
     let config = trainer.config.clone();
-    let (folder, all, skipped) = load_folder(
+    let (folder, mut all, skipped) = load_folder(
         &spec.data,
         config.model.image_size,
         spec.cache.as_ref(),
         quiet,
     )?;
+    all.normalization = config.model.normalization();
     if folder.classes.len() != config.model.classes {
         return Err(InputError(format!(
             "{} has {} classes, the run was started with {}",
@@ -521,7 +541,7 @@ fn print_confusion(classes: &[String], eval: &Evaluation) {
 }
 
 /// The model card and best weights of a run directory.
-fn load_run(run: &Path, device: &Device) -> Result<(ModelCard, Cnn)> {
+fn load_run(run: &Path, device: &Device) -> Result<(ModelCard, Network)> {
     let card: ModelCard = read_json(&run.join("model.json"))?;
     let model =
         load_model(&card, &run.join("best.bpk"), device).map_err(|e| InputError(e.to_string()))?;
@@ -531,7 +551,8 @@ fn load_run(run: &Path, device: &Device) -> Result<(ModelCard, Cnn)> {
 fn eval_cmd(a: &EvalArgs) -> Result<()> {
     let device = a.device.device().map_err(InputError)?;
     let (card, model) = load_run(&a.checkpoint, &device)?;
-    let (folder, set, _) = load_folder(&a.data, card.model.image_size, None, a.json)?;
+    let (folder, mut set, _) = load_folder(&a.data, card.model.image_size, None, a.json)?;
+    set.normalization = card.model.normalization();
     if folder.classes != card.classes {
         return Err(InputError(format!(
             "{} has classes {:?}, the model was trained on {:?}",
@@ -564,6 +585,7 @@ fn predict_cmd(a: &PredictArgs) -> Result<()> {
     let size = card.model.image_size;
     let mut set = ImageSet {
         size,
+        normalization: card.model.normalization(),
         ..ImageSet::default()
     };
     let mut names = Vec::new();

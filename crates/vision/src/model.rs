@@ -1,7 +1,7 @@
-//! The sheet's CNNs on Burn: (ii) four 3×3 convolutions with ReLU and 2×2
+//! The sheet's models on Burn: (ii) four 3×3 convolutions with ReLU and 2×2
 //! max-pooling, then two dense layers; (iii) the same with BatchNorm after
 //! each convolution, dropout on the first dense layer and Kaiming (He)
-//! initialisation.
+//! initialisation; (iv) ResNet34 ([`crate::resnet`]).
 
 use burn::config::Config;
 use burn::module::Module;
@@ -21,6 +21,9 @@ pub enum Architecture {
     Cnn,
     /// (iii): plus BatchNorm, dropout and Kaiming initialisation.
     CnnBn,
+    /// (iv): torchvision's ResNet34 with a new head.
+    #[serde(rename = "resnet34")]
+    ResNet34,
 }
 
 impl Architecture {
@@ -28,13 +31,14 @@ impl Architecture {
         match self {
             Architecture::Cnn => "cnn",
             Architecture::CnnBn => "cnn-bn",
+            Architecture::ResNet34 => "resnet34",
         }
     }
 }
 
-/// The CNNs' sizes.
+/// Which model and its sizes (the sizes apply to the CNNs; ResNet34's are fixed).
 #[derive(Config, Debug)]
-pub struct CnnConfig {
+pub struct ModelConfig {
     pub architecture: Architecture,
     /// Number of classes.
     pub classes: usize,
@@ -50,6 +54,10 @@ pub struct CnnConfig {
     /// Dropout probability on the first dense layer (cnn-bn only).
     #[config(default = 0.5)]
     pub dropout: f64,
+    /// Inputs normalised with ImageNet's channel statistics (pretrained
+    /// torchvision weights expect them) instead of to [−1, 1].
+    #[config(default = false)]
+    pub imagenet_normalization: bool,
 }
 
 /// Convolution (3×3, same padding), optional BatchNorm, ReLU, 2×2 max-pool.
@@ -91,13 +99,31 @@ fn kaiming() -> Initializer {
     }
 }
 
-impl CnnConfig {
+impl ModelConfig {
+    pub fn normalization(&self) -> crate::train::Normalization {
+        if self.imagenet_normalization {
+            crate::train::Normalization::ImageNet
+        } else {
+            crate::train::Normalization::Symmetric
+        }
+    }
+
     /// Spatial side after the four 2×2 poolings.
     pub fn final_side(&self) -> usize {
         self.image_size / 16
     }
 
-    pub fn init(&self, device: &Device) -> Cnn {
+    /// The model with its initial weights.
+    pub fn init(&self, device: &Device) -> Network {
+        match self.architecture {
+            Architecture::ResNet34 => {
+                Network::ResNet(crate::resnet::ResNetConfig::new(self.classes).init(device))
+            }
+            _ => Network::Cnn(self.init_cnn(device)),
+        }
+    }
+
+    fn init_cnn(&self, device: &Device) -> Cnn {
         let bn = self.architecture == Architecture::CnnBn;
         let mut in_channels = 3;
         let blocks = self
@@ -148,5 +174,22 @@ impl Cnn {
             None => x,
         };
         self.output.forward(x)
+    }
+}
+
+/// Any of the models, behind one type for training, checkpoints and prediction.
+#[derive(Module, Debug)]
+pub enum Network {
+    Cnn(Cnn),
+    ResNet(crate::resnet::ResNet),
+}
+
+impl Network {
+    /// Logits for a batch `[n, 3, side, side]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            Network::Cnn(m) => m.forward(images),
+            Network::ResNet(m) => m.forward(images),
+        }
     }
 }

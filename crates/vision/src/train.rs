@@ -13,7 +13,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use nabla_dense::NumpyRandom;
 
 use crate::augment::{render, Augmentation, View};
-use crate::model::{Cnn, CnnConfig};
+use crate::model::{ModelConfig, Network};
 use crate::VisionError;
 
 /// Square RGB images (row-major, channels last) with their labels.
@@ -22,6 +22,35 @@ pub struct ImageSet {
     pub size: usize,
     pub pixels: Vec<Vec<u8>>,
     pub labels: Vec<usize>,
+    /// How pixels become the model's input.
+    pub normalization: Normalization,
+}
+
+/// The model's input convention.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Normalization {
+    /// x/127.5 − 1, in [−1, 1]: nabla's models from scratch.
+    #[default]
+    Symmetric,
+    /// (x/255 − mean)/std with ImageNet's channel statistics, as torchvision's
+    /// pretrained models expect.
+    ImageNet,
+}
+
+impl Normalization {
+    /// Maps a value of [−1, 1] (from [`render`]) to this convention, in place.
+    fn apply(self, planes: &mut [f32], plane: usize) {
+        const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+        const STD: [f32; 3] = [0.229, 0.224, 0.225];
+        if self == Normalization::ImageNet {
+            for (c, p) in planes.chunks_mut(plane).enumerate() {
+                for v in p {
+                    *v = ((*v + 1.0) * 0.5 - MEAN[c % 3]) / STD[c % 3];
+                }
+            }
+        }
+    }
 }
 
 impl ImageSet {
@@ -45,6 +74,7 @@ impl ImageSet {
         let mut data = vec![0f32; rows.len() * 3 * s * s];
         for ((&r, view), out) in rows.iter().zip(views).zip(data.chunks_mut(3 * s * s)) {
             render(&self.pixels[r], s, view, out);
+            self.normalization.apply(out, s * s);
         }
         let images = Tensor::<4>::from_data(TensorData::new(data, [rows.len(), 3, s, s]), device);
         let labels: Vec<i64> = rows.iter().map(|&r| self.labels[r] as i64).collect();
@@ -81,7 +111,7 @@ impl std::str::FromStr for VisionOptimizer {
 /// Everything a run needs besides the data.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct VisionTrainConfig {
-    pub model: CnnConfig,
+    pub model: ModelConfig,
     /// Epochs in all (a resumed run counts the ones already done).
     pub epochs: usize,
     pub batch_size: usize,
@@ -91,6 +121,10 @@ pub struct VisionTrainConfig {
     pub momentum: f64,
     pub seed: u32,
     pub augmentation: Augmentation,
+    /// A torchvision state dict (`.pth` or `.safetensors`) that initialises
+    /// everything but the new head (ResNet34 only).
+    #[serde(default)]
+    pub pretrained: Option<PathBuf>,
 }
 
 impl VisionTrainConfig {
@@ -130,7 +164,12 @@ pub struct Evaluation {
 }
 
 /// Class probabilities of `model` (in evaluation mode) for every image of `set`.
-pub fn predict(model: &Cnn, set: &ImageSet, batch_size: usize, device: &Device) -> Vec<Vec<f32>> {
+pub fn predict(
+    model: &Network,
+    set: &ImageSet,
+    batch_size: usize,
+    device: &Device,
+) -> Vec<Vec<f32>> {
     let model = model.valid();
     let rows: Vec<usize> = (0..set.len()).collect();
     let mut out = Vec::with_capacity(set.len());
@@ -151,7 +190,7 @@ pub fn predict(model: &Cnn, set: &ImageSet, batch_size: usize, device: &Device) 
 
 /// Mean loss and accuracy of `model` (in evaluation mode) on `set`.
 pub fn evaluate(
-    model: &Cnn,
+    model: &Network,
     set: &ImageSet,
     classes: usize,
     batch_size: usize,
@@ -185,7 +224,7 @@ pub fn evaluate(
 /// one exactly.
 pub struct Trainer {
     pub config: VisionTrainConfig,
-    model: Option<Cnn>,
+    model: Option<Network>,
     optim: ModuleOptimizer,
     pub history: Vec<EpochRecord>,
 }
@@ -200,20 +239,40 @@ struct CheckpointState {
 }
 
 impl Trainer {
-    /// A fresh run from the seeded initialisation.
-    pub fn new(config: VisionTrainConfig, device: &Device) -> Self {
+    /// A fresh run from the seeded initialisation, with the pretrained
+    /// weights loaded when the configuration names them.
+    pub fn new(config: VisionTrainConfig, device: &Device) -> Result<Self, VisionError> {
         device.seed(u64::from(config.seed));
-        let model = config.model.init(device);
+        let mut model = config.model.init(device);
+        if let Some(path) = &config.pretrained {
+            let Network::ResNet(resnet) = model else {
+                return Err(VisionError::Store(
+                    "pretrained weights are for resnet34 only".into(),
+                ));
+            };
+            let dict = crate::weights::read_state_dict(path)
+                .map_err(|e| VisionError::Store(e.to_string()))?;
+            let names = crate::weights::Torchvision { linear: &["fc"] };
+            let loaded = crate::weights::load_into(
+                resnet,
+                &dict,
+                &names,
+                &["fc."],
+                &path.display().to_string(),
+            )
+            .map_err(|e| VisionError::Store(e.to_string()))?;
+            model = Network::ResNet(loaded);
+        }
         let optim = config.optimizer();
-        Trainer {
+        Ok(Trainer {
             config,
             model: Some(model),
             optim,
             history: Vec::new(),
-        }
+        })
     }
 
-    pub fn model(&self) -> &Cnn {
+    pub fn model(&self) -> &Network {
         self.model
             .as_ref()
             .expect("the model is only taken during a step")
@@ -428,7 +487,7 @@ pub fn train(
     device: &Device,
     on_epoch: &mut dyn FnMut(&EpochRecord),
 ) -> Result<Trainer, VisionError> {
-    let mut trainer = Trainer::new(config.clone(), device);
+    let mut trainer = Trainer::new(config.clone(), device)?;
     while trainer.epochs_done() < config.epochs {
         let record = trainer.run_epoch(train_set, val_set, device, &mut |_, _| {})?;
         on_epoch(&record);
@@ -440,13 +499,13 @@ pub fn train(
 /// configuration and class names.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ModelCard {
-    pub model: CnnConfig,
+    pub model: ModelConfig,
     pub classes: Vec<String>,
 }
 
 /// Writes the model's parameters to `path` (burnpack) through a temporary
 /// file, a sync and a rename, so an interrupted save never leaves a torn file.
-pub fn save_model(model: &Cnn, path: &Path) -> Result<(), VisionError> {
+pub fn save_model(model: &Network, path: &Path) -> Result<(), VisionError> {
     let tmp = path.with_extension(format!("partial{}", std::process::id()));
     model
         .clone()
@@ -461,7 +520,7 @@ pub fn save_model(model: &Cnn, path: &Path) -> Result<(), VisionError> {
 }
 
 /// Rebuilds the model described by `card` and loads its parameters from `path`.
-pub fn load_model(card: &ModelCard, path: &Path, device: &Device) -> Result<Cnn, VisionError> {
+pub fn load_model(card: &ModelCard, path: &Path, device: &Device) -> Result<Network, VisionError> {
     card.model.init(device).try_load_file(path).map_err(|e| {
         VisionError::Store(format!("{}: cannot load the model: {e:?}", path.display()))
     })

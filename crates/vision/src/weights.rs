@@ -230,13 +230,17 @@ impl TorchNames for Torchvision {
 /// Loads `dict` into `module`: every parameter of the module must be in the
 /// dict with its shape, and every tensor of the dict must be used (except
 /// BatchNorm's `num_batches_tracked` counters); otherwise the error lists
-/// each missing, unexpected and misshapen tensor.
+/// each missing, unexpected and misshapen tensor. Parameters whose torch
+/// name starts with one of `keep` (a new head, say) keep their initial
+/// values, and the dict's tensors of that name are ignored.
 pub fn load_into<M: Module>(
     module: M,
     dict: &StateDict,
     names: &dyn TorchNames,
+    keep: &[&str],
     source: &str,
 ) -> Result<M, WeightsError> {
+    let kept = |name: &str| keep.iter().any(|k| name.starts_with(k));
     let mismatch = |report: String| WeightsError::Mismatch {
         path: source.to_string(),
         report,
@@ -270,6 +274,10 @@ pub fn load_into<M: Module>(
         } else {
             shape.to_vec()
         };
+        if kept(&torch) {
+            tensors.push(burn_pack::Tensor::new(path, dtype, shape, id, bytes));
+            continue;
+        }
         let Some(found) = dict.get(&torch) else {
             missing.push(format!("{torch} {want:?}"));
             continue;
@@ -304,7 +312,7 @@ pub fn load_into<M: Module>(
     }
     let unexpected: Vec<String> = dict
         .keys()
-        .filter(|k| !used.contains(*k) && !k.ends_with("num_batches_tracked"))
+        .filter(|k| !used.contains(*k) && !k.ends_with("num_batches_tracked") && !kept(k))
         .map(|k| format!("{k} {:?}", dict[k].shape))
         .collect();
     if !(missing.is_empty() && unexpected.is_empty() && misshapen.is_empty()) {

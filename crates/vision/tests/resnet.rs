@@ -56,7 +56,7 @@ fn resnet34_logits_match_torchvision_on_the_same_weights() {
     }
     let device = Device::flex();
     let model = ResNetConfig::new(10).init(&device);
-    let model = load_into(model, &dict, &RESNET, "fixture").unwrap();
+    let model = load_into(model, &dict, &RESNET, &[], "fixture").unwrap();
     let x: Vec<f32> = rng
         .randn_vec(2 * 3 * 64 * 64)
         .into_iter()
@@ -108,7 +108,7 @@ fn a_state_dict_that_does_not_fit_lists_every_problem() {
             data: vec![0.0; 2],
         },
     );
-    let message = load_into(model, &dict, &RESNET, "bad.pth")
+    let message = load_into(model, &dict, &RESNET, &[], "bad.pth")
         .expect_err("mismatch")
         .to_string();
     assert!(
@@ -175,5 +175,109 @@ fn a_pth_whose_pickle_calls_anything_else_is_refused() {
         message.contains("refused") && message.contains("posix.system"),
         "{message}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A torchvision-style ResNet34 state dict with a 10-class head, written
+/// as safetensors; returns the path and the values of `conv1.weight`.
+fn pretrained_file(dir: &std::path::Path) -> (PathBuf, Vec<f32>) {
+    let fx = json("resnet34_parity.json");
+    let mut rng = NumpyRandom::new(7);
+    let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut conv1 = Vec::new();
+    for key in fx["keys"].as_array().unwrap() {
+        let name = key[0].as_str().unwrap().to_string();
+        let shape: Vec<usize> = key[1]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        let v = scaled(&name, &shape, rng.randn_vec(shape.iter().product()));
+        if name == "conv1.weight" {
+            conv1 = v.clone();
+        }
+        data.push((
+            name,
+            shape,
+            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = data
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let path = dir.join("resnet34.safetensors");
+    safetensors::serialize_to_file(views, None, &path).unwrap();
+    (path, conv1)
+}
+
+#[test]
+fn resnet34_trains_from_scratch_and_from_pretrained_weights_with_a_new_head() {
+    use burn::module::Module;
+    use nabla_vision::augment::Augmentation;
+    use nabla_vision::model::{Architecture, ModelConfig, Network};
+    use nabla_vision::train::{
+        ImageSet, Normalization, Trainer, VisionOptimizer, VisionTrainConfig,
+    };
+    let dir = std::env::temp_dir().join(format!("nabla-resnet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (file, conv1) = pretrained_file(&dir);
+    let mut rng = NumpyRandom::new(3);
+    let set = ImageSet {
+        size: 32,
+        pixels: (0..8)
+            .map(|i| {
+                (0..32 * 32 * 3)
+                    .map(|_| (rng.below(80) + if i % 2 == 0 { 0 } else { 150 }) as u8)
+                    .collect()
+            })
+            .collect(),
+        labels: (0..8).map(|i| i % 2).collect(),
+        normalization: Normalization::ImageNet,
+    };
+    let device = Device::flex().autodiff();
+    for pretrained in [None, Some(file.clone())] {
+        let config = VisionTrainConfig {
+            model: ModelConfig::new(Architecture::ResNet34, 2)
+                .with_image_size(32)
+                .with_imagenet_normalization(true),
+            epochs: 1,
+            batch_size: 4,
+            lr: 1e-3,
+            optimizer: VisionOptimizer::Adam,
+            momentum: 0.9,
+            seed: 1,
+            augmentation: Augmentation::NONE,
+            pretrained: pretrained.clone(),
+        };
+        let mut trainer = Trainer::new(config, &device).unwrap();
+        let Network::ResNet(resnet) = trainer.model() else {
+            panic!("not a ResNet")
+        };
+        assert_eq!(resnet.fc.weight.dims(), [512, 2], "a new two-class head");
+        let first: Vec<f32> = resnet
+            .conv1
+            .weight
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .unwrap();
+        assert_eq!(first == conv1, pretrained.is_some());
+        let record = trainer
+            .run_epoch(&set, &set, &device, &mut |_, _| {})
+            .unwrap();
+        assert!(record.train_loss.is_finite() && record.val_loss.is_finite());
+        // torchvision's resnet34(num_classes=2) has 21,285,698 parameters;
+        // Burn also counts BatchNorm's running mean and variance (2 × 8,512).
+        assert_eq!(trainer.model().num_params(), 21_285_698 + 2 * 8_512);
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

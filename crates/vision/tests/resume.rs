@@ -44,10 +44,11 @@ fn resuming_from_a_checkpoint_repeats_the_uninterrupted_run() {
             flip: true,
             crop_min_scale: Some(0.6),
         },
+        pretrained: None,
     };
     let root = std::env::temp_dir().join(format!("nabla-resume-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    let mut whole = Trainer::new(config.clone(), &device);
+    let mut whole = Trainer::new(config.clone(), &device).unwrap();
     for _ in 0..4 {
         whole
             .run_epoch(&train_set, &val_set, &device, &mut |_, _| {})
@@ -55,7 +56,7 @@ fn resuming_from_a_checkpoint_repeats_the_uninterrupted_run() {
     }
 
     let run = root.join("run");
-    let mut first = Trainer::new(config, &device);
+    let mut first = Trainer::new(config, &device).unwrap();
     for _ in 0..2 {
         first
             .run_epoch(&train_set, &val_set, &device, &mut |_, _| {})

@@ -24,6 +24,7 @@ fn training_lowers_the_loss_and_learns_the_task() {
             momentum: 0.9,
             seed: 5,
             augmentation: Augmentation::NONE,
+            pretrained: None,
         };
         let trainer = train(&config, &train_set, &val_set, &device, &mut |_| {}).unwrap();
         let (model, history) = (trainer.model(), &trainer.history);

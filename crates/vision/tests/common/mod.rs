@@ -1,7 +1,7 @@
 //! Tiny generated images and a tiny CNN shared by the training tests.
 
 use nabla_dense::NumpyRandom;
-use nabla_vision::model::{Architecture, CnnConfig};
+use nabla_vision::model::{Architecture, ModelConfig};
 use nabla_vision::train::ImageSet;
 
 /// Class 0: a bright left half; class 1: a bright right half; plus noise.
@@ -29,8 +29,8 @@ pub fn synthetic(n: usize, size: usize, seed: u32) -> ImageSet {
     set
 }
 
-pub fn tiny(architecture: Architecture) -> CnnConfig {
-    CnnConfig::new(architecture, 2)
+pub fn tiny(architecture: Architecture) -> ModelConfig {
+    ModelConfig::new(architecture, 2)
         .with_image_size(16)
         .with_channels([4, 8, 8, 8])
         .with_hidden(16)
