@@ -10,6 +10,7 @@ mod output;
 mod progress;
 mod theory_cmd;
 mod vision_cmd;
+mod weights_cmd;
 
 use std::process::ExitCode;
 
@@ -84,6 +85,9 @@ enum Command {
     /// Problem 5's data: inspect an image folder, fetch the face-mask photos.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
+    /// Pretrained weights for Problem 5 (iv): download torchvision's ResNet34.
+    #[command(subcommand)]
+    Weights(weights_cmd::WeightsCommand),
     /// Speed and memory benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
         Command::Data(cmd) => data_cmd::run(cmd),
         Command::Vision(cmd) => vision_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Weights(cmd) => weights_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -148,3 +148,106 @@ pub fn unpack_dataset(archive: &Path, staging: &Path) -> Result<(), VisionError>
     }
     Ok(())
 }
+
+/// torchvision's ImageNet weights for ResNet34 (`ResNet34_Weights.IMAGENET1K_V1`).
+pub const RESNET34_URL: &str = "https://download.pytorch.org/models/resnet34-b627a593.pth";
+
+/// Downloads a torchvision weights file into `dir` and checks it the way
+/// `torch.hub` does: the file name's 8-hex suffix must begin the SHA-256 of
+/// its contents. The file appears under its final name only after the check.
+pub fn fetch_weights(
+    url: &str,
+    dir: &Path,
+    on_bytes: &dyn Fn(u64),
+) -> Result<PathBuf, VisionError> {
+    let name = url.rsplit('/').next().unwrap_or("weights.pth").to_string();
+    let prefix = name
+        .rsplit_once('-')
+        .and_then(|(_, tail)| tail.split('.').next())
+        .filter(|h| h.len() >= 8 && h.chars().all(|c| c.is_ascii_hexdigit()))
+        .ok_or_else(|| VisionError::Fetch(format!("{name}: no hash in the file name")))?
+        .to_string();
+    fs::create_dir_all(dir).map_err(|source| VisionError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let dest = dir.join(&name);
+    let partial = dir.join(format!(".{name}.partial-{}", std::process::id()));
+    let manual = || {
+        format!(
+            "without network, download {url} elsewhere and put it at {}",
+            dest.display()
+        )
+    };
+    download(url, &partial, on_bytes).map_err(|e| {
+        let _ = fs::remove_file(&partial);
+        VisionError::Fetch(format!("{e}; {}", manual()))
+    })?;
+    let digest = sha256_hex(&partial)?;
+    if !digest.starts_with(&prefix) {
+        let _ = fs::remove_file(&partial);
+        return Err(VisionError::Fetch(format!(
+            "{url}: SHA-256 {digest} does not begin with {prefix}; the download is corrupt or not the published file"
+        )));
+    }
+    fs::rename(&partial, &dest).map_err(|source| VisionError::Io {
+        path: dest.clone(),
+        source,
+    })?;
+    Ok(dest)
+}
+
+/// The SHA-256 of a file, in lowercase hex.
+pub fn sha256_hex(path: &Path) -> Result<String, VisionError> {
+    use sha2::{Digest, Sha256};
+    let mut file = fs::File::open(path).map_err(|source| VisionError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|source| VisionError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_a_known_text() {
+        let dir = std::env::temp_dir().join(format!("nabla-sha-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("abc"), b"abc").unwrap();
+        assert_eq!(
+            sha256_hex(&dir.join("abc")).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn without_network_the_error_says_where_to_put_the_file() {
+        let dir = std::env::temp_dir().join(format!("nabla-weights-{}", std::process::id()));
+        // Port 9 (discard) on localhost refuses the connection at once.
+        let e = fetch_weights("http://127.0.0.1:9/resnet34-b627a593.pth", &dir, &|_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot download"), "{e}");
+        assert!(
+            e.contains(&format!(
+                "put it at {}",
+                dir.join("resnet34-b627a593.pth").display()
+            )),
+            "{e}"
+        );
+        assert!(!dir.join("resnet34-b627a593.pth").exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -178,6 +178,8 @@ impl Cnn {
 }
 
 /// Any of the models, behind one type for training, checkpoints and prediction.
+// A run holds one or two of these, so the unboxed ResNet variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Network {
     Cnn(Cnn),

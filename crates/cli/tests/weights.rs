@@ -1,0 +1,44 @@
+//! `nabla weights` and `--pretrained` argument errors.
+
+mod common;
+use common::*;
+
+#[test]
+fn unknown_weights_and_misused_pretrained_are_usage_errors() {
+    let o = nabla(&["weights", "download", "vgg11"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("expected resnet34"), "{}", stderr(&o));
+
+    let o = nabla(&[
+        "vision",
+        "train",
+        "--model",
+        "cnn",
+        "--pretrained",
+        "resnet34.pth",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--pretrained needs --model resnet34"),
+        "{}",
+        stderr(&o)
+    );
+
+    let root = temp_dir("weights");
+    image_folder(&root.join("data"));
+    let missing = root.join("missing.pth");
+    let o = nabla(&[
+        "vision",
+        "train",
+        "--model",
+        "resnet34",
+        "--image-size",
+        "32",
+        "--data",
+        root.join("data").to_str().unwrap(),
+        "--pretrained",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("missing.pth"), "{}", stderr(&o));
+}
