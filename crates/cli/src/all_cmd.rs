@@ -967,7 +967,7 @@ fn problem5(s: &mut Section, find: &Lookup, a: &AllArgs, with_vision: bool) -> R
             }
         ));
     }
-    compare.note("ResNet34 (from scratch and from ImageNet weights) is not built yet; it is the next issue. This table will gain its rows then.");
+    compare.note("ResNet34 from scratch and from ImageNet weights (nabla vision train --model resnet34 [--pretrained FILE]) is not in this comparison yet; `nabla vision compare` will add its rows.");
     s.subsections.push(compare);
     Ok(())
 }
