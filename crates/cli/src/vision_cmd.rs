@@ -305,7 +305,9 @@ fn train_cmd(a: &TrainArgs) -> Result<()> {
     let device = a.device.device().map_err(InputError)?.autodiff();
     let quiet = a.output.json;
     let mut output = a.output.clone();
-    let (mut trainer, spec) = match &a.resume {
+    // A resumed run brings its trainer; a new one is built once the folder
+    // is scanned (the scan reads every file to find duplicates, so once only).
+    let (resumed, spec, mut config) = match &a.resume {
         Some(run) => {
             let spec: RunSpec = read_json(&run.join("run.json"))?;
             let mut trainer =
@@ -314,18 +316,15 @@ fn train_cmd(a: &TrainArgs) -> Result<()> {
                 trainer.config.epochs = epochs;
             }
             output.out = Some(run.clone());
-            (trainer, spec)
+            let config = trainer.config.clone();
+            (Some(trainer), spec, config)
         }
         None => {
-            let (mut config, spec) = new_run(a)?;
-            let folder = ImageFolder::scan(&spec.data).map_err(|e| InputError(format!("{e}")))?;
-            config.model.classes = folder.classes.len();
-            let trainer = Trainer::new(config, &device).map_err(|e| InputError(e.to_string()))?;
-            (trainer, spec)
+            let (config, spec) = new_run(a)?;
+            (None, spec, config)
         }
     };
-    let resumed_from = a.resume.as_ref().map(|_| trainer.epochs_done());
-    let config = trainer.config.clone();
+    let resumed_from = resumed.as_ref().map(Trainer::epochs_done);
     let (folder, mut all, skipped) = load_folder(
         &spec.data,
         config.model.image_size,
@@ -333,6 +332,13 @@ fn train_cmd(a: &TrainArgs) -> Result<()> {
         quiet,
     )?;
     all.normalization = config.model.normalization();
+    let mut trainer = match resumed {
+        Some(trainer) => trainer,
+        None => {
+            config.model.classes = folder.classes.len();
+            Trainer::new(config.clone(), &device).map_err(|e| InputError(e.to_string()))?
+        }
+    };
     if folder.classes.len() != config.model.classes {
         return Err(InputError(format!(
             "{} has {} classes, the run was started with {}",
