@@ -37,23 +37,31 @@ fn scaled(name: &str, shape: &[usize], v: Vec<f64>) -> Vec<f32> {
         .collect()
 }
 
+/// The fixture's keys with their weights, drawn from `rng` in key order.
+fn fixture_weights(fx: &serde_json::Value, rng: &mut NumpyRandom) -> Vec<(String, NamedTensor)> {
+    fx["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| {
+            let name = key[0].as_str().unwrap().to_string();
+            let shape: Vec<usize> = key[1]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
+            let data = scaled(&name, &shape, rng.randn_vec(shape.iter().product()));
+            (name, NamedTensor { shape, data })
+        })
+        .collect()
+}
+
 #[test]
 fn resnet34_logits_match_torchvision_on_the_same_weights() {
     let fx = json("resnet34_parity.json");
     let mut rng = NumpyRandom::new(7);
-    let mut dict = StateDict::new();
-    for key in fx["keys"].as_array().unwrap() {
-        let name = key[0].as_str().unwrap().to_string();
-        let shape: Vec<usize> = key[1]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_u64().unwrap() as usize)
-            .collect();
-        let v = rng.randn_vec(shape.iter().product());
-        let data = scaled(&name, &shape, v);
-        dict.insert(name, NamedTensor { shape, data });
-    }
+    let dict: StateDict = fixture_weights(&fx, &mut rng).into_iter().collect();
     let device = Device::flex();
     let model = ResNetConfig::new(10).init(&device);
     let model = load_into(model, &dict, &RESNET, &[], "fixture").unwrap();
@@ -181,28 +189,19 @@ fn a_pth_whose_pickle_calls_anything_else_is_refused() {
 /// A torchvision-style ResNet34 state dict with a 10-class head, written
 /// as safetensors; returns the path and the values of `conv1.weight`.
 fn pretrained_file(dir: &std::path::Path) -> (PathBuf, Vec<f32>) {
-    let fx = json("resnet34_parity.json");
-    let mut rng = NumpyRandom::new(7);
-    let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    let mut conv1 = Vec::new();
-    for key in fx["keys"].as_array().unwrap() {
-        let name = key[0].as_str().unwrap().to_string();
-        let shape: Vec<usize> = key[1]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_u64().unwrap() as usize)
-            .collect();
-        let v = scaled(&name, &shape, rng.randn_vec(shape.iter().product()));
-        if name == "conv1.weight" {
-            conv1 = v.clone();
-        }
-        data.push((
-            name,
-            shape,
-            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        ));
-    }
+    let weights = fixture_weights(&json("resnet34_parity.json"), &mut NumpyRandom::new(7));
+    let conv1 = weights
+        .iter()
+        .find(|(name, _)| name == "conv1.weight")
+        .map(|(_, t)| t.data.clone())
+        .unwrap();
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = weights
+        .into_iter()
+        .map(|(name, t)| {
+            let bytes = t.data.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (name, t.shape, bytes)
+        })
+        .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = data
         .iter()
         .map(|(n, s, b)| {
