@@ -10,6 +10,9 @@
 - small_state_dict.pth / .safetensors / small_state_dict.json: a few tensors
   saved by torch.save (zip format) and safetensors, covering a Parameter, a
   non-contiguous view, float16 and an int64 counter, with their values.
+- small_state_dict_legacy.pth: the same in torch's legacy (pre-1.6) format,
+  and small_state_dict_legacy.zip: that file inside a zip archive, as a Python
+  wheel ships one.
 
 Run (needs torch, torchvision, safetensors, numpy):
 
@@ -20,6 +23,7 @@ Run (needs torch, torchvision, safetensors, numpy):
 import json
 import math
 import os
+import zipfile
 
 import numpy as np
 import torch
@@ -78,6 +82,11 @@ def small():
         "bn.num_batches_tracked": torch.tensor(7, dtype=torch.int64),
     }
     torch.save(tensors, os.path.join(OUT, "small_state_dict.pth"))
+    legacy = os.path.join(OUT, "small_state_dict_legacy.pth")
+    torch.save(tensors, legacy, _use_new_zipfile_serialization=False)
+    with zipfile.ZipFile(os.path.join(OUT, "small_state_dict_legacy.zip"), "w") as z:
+        z.write(legacy, "package/models/small.pth")
+        z.writestr("package/__init__.py", "")
     save_file({k: v.detach().contiguous() for k, v in tensors.items()}, os.path.join(OUT, "small_state_dict.safetensors"))
     return {k: {"shape": list(v.shape), "data": v.detach().double().flatten().tolist()} for k, v in tensors.items()}
 

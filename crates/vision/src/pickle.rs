@@ -117,13 +117,21 @@ pub enum PickleError {
 
 /// Reads a pickle, returning the value `STOP` leaves on the stack.
 pub fn read(bytes: &[u8]) -> Result<Value, PickleError> {
-    Machine {
+    read_prefix(bytes).map(|(value, _)| value)
+}
+
+/// Reads the pickle at the start of `bytes`, returning its value and the
+/// number of bytes it took: torch's legacy format writes several pickles and
+/// raw storages back to back.
+pub fn read_prefix(bytes: &[u8]) -> Result<(Value, usize), PickleError> {
+    let mut machine = Machine {
         bytes,
         pos: 0,
         stack: Vec::new(),
         memo: BTreeMap::new(),
-    }
-    .run()
+    };
+    let value = machine.run()?;
+    Ok((value, machine.pos))
 }
 
 struct Machine<'a> {
@@ -196,7 +204,7 @@ impl Machine<'_> {
             .ok_or_else(|| PickleError::Forbidden(format!("{module}.{name}")))
     }
 
-    fn run(mut self) -> Result<Value, PickleError> {
+    fn run(&mut self) -> Result<Value, PickleError> {
         loop {
             let at = self.pos;
             let op = self.u8()?;

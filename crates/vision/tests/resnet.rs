@@ -142,7 +142,12 @@ fn a_state_dict_that_does_not_fit_lists_every_problem() {
 #[test]
 fn pth_and_safetensors_files_read_as_torch_wrote_them() {
     let want = json("small_state_dict.json");
-    for file in ["small_state_dict.pth", "small_state_dict.safetensors"] {
+    for file in [
+        "small_state_dict.pth",
+        "small_state_dict.safetensors",
+        "small_state_dict_legacy.pth",
+        "small_state_dict_legacy.zip",
+    ] {
         let dict = read_state_dict(&fixture(file)).unwrap();
         assert_eq!(dict.len(), 4, "{file}");
         for (name, t) in want.as_object().unwrap() {
@@ -163,6 +168,19 @@ fn pth_and_safetensors_files_read_as_torch_wrote_them() {
             assert_eq!(got.data, data, "{file}: {name}");
         }
     }
+}
+
+#[test]
+fn a_truncated_legacy_pth_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(fixture("small_state_dict_legacy.pth")).unwrap();
+    let cut = dir.path().join("cut.pth");
+    std::fs::write(&cut, &bytes[..bytes.len() - 5]).unwrap();
+    let err = read_state_dict(&cut).unwrap_err().to_string();
+    assert!(
+        err.contains("cut.pth") && err.contains("ends early"),
+        "{err}"
+    );
 }
 
 #[test]
