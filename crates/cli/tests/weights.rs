@@ -7,7 +7,11 @@ use common::*;
 fn unknown_weights_and_misused_pretrained_are_usage_errors() {
     let o = nabla(&["weights", "download", "vgg11"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("expected resnet34"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("expected resnet34 or efficientnet-lite0"),
+        "{}",
+        stderr(&o)
+    );
 
     let o = nabla(&[
         "vision",

@@ -69,7 +69,7 @@ pub fn fetch_face_mask(out: &Path, on_bytes: &dyn Fn(u64)) -> Result<ImageFolder
     })
 }
 
-fn download(url: &str, to: &Path, on_bytes: &dyn Fn(u64)) -> Result<(), VisionError> {
+pub(crate) fn download(url: &str, to: &Path, on_bytes: &dyn Fn(u64)) -> Result<(), VisionError> {
     let mut response = ureq::get(url)
         .call()
         .map_err(|e| VisionError::Fetch(format!("cannot download {url}: {e}")))?;

@@ -8,11 +8,13 @@
 pub mod augment;
 pub mod decode;
 pub mod device;
+pub mod efficientnet;
 pub mod fetch;
 pub mod folder;
 pub mod inspect;
 pub mod model;
 pub mod pickle;
+pub mod pretrained;
 pub mod resnet;
 pub mod train;
 pub mod weights;

@@ -1,7 +1,9 @@
 //! The sheet's models on Burn: (ii) four 3×3 convolutions with ReLU and 2×2
 //! max-pooling, then two dense layers; (iii) the same with BatchNorm after
 //! each convolution, dropout on the first dense layer and Kaiming (He)
-//! initialisation; (iv) ResNet34 ([`crate::resnet`]).
+//! initialisation; (iv) ResNet34 ([`crate::resnet`]) and, as an ImageNet
+//! backbone that can be had offline, EfficientNet-Lite0
+//! ([`crate::efficientnet`]).
 
 use burn::config::Config;
 use burn::module::Module;
@@ -24,6 +26,9 @@ pub enum Architecture {
     /// (iv): torchvision's ResNet34 with a new head.
     #[serde(rename = "resnet34")]
     ResNet34,
+    /// (iv): EfficientNet-Lite0 with a new head.
+    #[serde(rename = "efficientnet-lite0")]
+    EfficientNetLite0,
 }
 
 impl Architecture {
@@ -32,11 +37,21 @@ impl Architecture {
             Architecture::Cnn => "cnn",
             Architecture::CnnBn => "cnn-bn",
             Architecture::ResNet34 => "resnet34",
+            Architecture::EfficientNetLite0 => "efficientnet-lite0",
         }
+    }
+
+    /// Whether pretrained weights and a frozen backbone make sense.
+    pub fn has_backbone(self) -> bool {
+        matches!(
+            self,
+            Architecture::ResNet34 | Architecture::EfficientNetLite0
+        )
     }
 }
 
-/// Which model and its sizes (the sizes apply to the CNNs; ResNet34's are fixed).
+/// Which model and its sizes (the sizes apply to the CNNs; ResNet34's and
+/// EfficientNet-Lite0's are fixed).
 #[derive(Config, Debug)]
 pub struct ModelConfig {
     pub architecture: Architecture,
@@ -101,7 +116,9 @@ fn kaiming() -> Initializer {
 
 impl ModelConfig {
     pub fn normalization(&self) -> crate::train::Normalization {
-        if self.imagenet_normalization {
+        if self.architecture == Architecture::EfficientNetLite0 {
+            crate::train::Normalization::Tf
+        } else if self.imagenet_normalization {
             crate::train::Normalization::ImageNet
         } else {
             crate::train::Normalization::Symmetric
@@ -119,7 +136,10 @@ impl ModelConfig {
             Architecture::ResNet34 => {
                 Network::ResNet(crate::resnet::ResNetConfig::new(self.classes).init(device))
             }
-            _ => Network::Cnn(self.init_cnn(device)),
+            Architecture::EfficientNetLite0 => Network::EfficientNet(
+                crate::efficientnet::EfficientNetConfig::new(self.classes).init(device),
+            ),
+            Architecture::Cnn | Architecture::CnnBn => Network::Cnn(self.init_cnn(device)),
         }
     }
 
@@ -184,6 +204,7 @@ impl Cnn {
 pub enum Network {
     Cnn(Cnn),
     ResNet(crate::resnet::ResNet),
+    EfficientNet(crate::efficientnet::EfficientNet),
 }
 
 impl Network {
@@ -192,6 +213,35 @@ impl Network {
         match self {
             Network::Cnn(m) => m.forward(images),
             Network::ResNet(m) => m.forward(images),
+            Network::EfficientNet(m) => m.forward(images),
+        }
+    }
+
+    /// What the backbone hands its linear head, `[n, features]`, for the
+    /// models that have one (ResNet34, EfficientNet-Lite0).
+    pub fn features(&self, images: Tensor<4>) -> Option<Tensor<2>> {
+        match self {
+            Network::Cnn(_) => None,
+            Network::ResNet(m) => Some(m.features(images)),
+            Network::EfficientNet(m) => Some(m.features(images)),
+        }
+    }
+
+    /// The linear head on top of [`Network::features`].
+    pub fn head(&self) -> Option<&Linear> {
+        match self {
+            Network::Cnn(_) => None,
+            Network::ResNet(m) => Some(&m.fc),
+            Network::EfficientNet(m) => Some(&m.fc),
+        }
+    }
+
+    /// The same network with another head (from [`Network::head`], trained).
+    pub fn with_head(self, head: Linear) -> Self {
+        match self {
+            Network::Cnn(m) => Network::Cnn(m),
+            Network::ResNet(m) => Network::ResNet(m.with_head(head)),
+            Network::EfficientNet(m) => Network::EfficientNet(m.with_head(head)),
         }
     }
 }

@@ -146,6 +146,16 @@ impl ResNetConfig {
 impl ResNet {
     /// Logits for a batch `[n, 3, h, w]` (any size ≥ 32 pixels).
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.fc.forward(self.features(images))
+    }
+
+    /// The same network with another classifier.
+    pub fn with_head(self, fc: Linear) -> Self {
+        Self { fc, ..self }
+    }
+
+    /// Pooled features `[n, 512]`, what the head sees.
+    pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
         let x = self
             .relu
             .forward(self.bn1.forward(self.conv1.forward(images)));
@@ -159,7 +169,6 @@ impl ResNet {
         {
             x = block.forward(x);
         }
-        let x: Tensor<2> = self.avgpool.forward(x).flatten(1, 3);
-        self.fc.forward(x)
+        self.avgpool.forward(x).flatten(1, 3)
     }
 }

@@ -36,6 +36,8 @@ pub enum Normalization {
     /// (x/255 − mean)/std with ImageNet's channel statistics, as torchvision's
     /// pretrained models expect.
     ImageNet,
+    /// (x − 127)/128, as TensorFlow's EfficientNet-Lite expects.
+    Tf,
 }
 
 impl Normalization {
@@ -43,10 +45,18 @@ impl Normalization {
     fn apply(self, planes: &mut [f32], plane: usize) {
         const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
         const STD: [f32; 3] = [0.229, 0.224, 0.225];
-        if self == Normalization::ImageNet {
-            for (c, p) in planes.chunks_mut(plane).enumerate() {
-                for v in p {
-                    *v = ((*v + 1.0) * 0.5 - MEAN[c % 3]) / STD[c % 3];
+        match self {
+            Normalization::Symmetric => {}
+            Normalization::ImageNet => {
+                for (c, p) in planes.chunks_mut(plane).enumerate() {
+                    for v in p {
+                        *v = ((*v + 1.0) * 0.5 - MEAN[c % 3]) / STD[c % 3];
+                    }
+                }
+            }
+            Normalization::Tf => {
+                for v in planes {
+                    *v = ((*v + 1.0) * 127.5 - 127.0) / 128.0;
                 }
             }
         }
@@ -121,8 +131,8 @@ pub struct VisionTrainConfig {
     pub momentum: f64,
     pub seed: u32,
     pub augmentation: Augmentation,
-    /// A torchvision state dict (`.pth` or `.safetensors`) that initialises
-    /// everything but the new head (ResNet34 only).
+    /// ImageNet weights (`.pth` or `.safetensors`) that initialise
+    /// everything but the new head (ResNet34, EfficientNet-Lite0).
     #[serde(default)]
     pub pretrained: Option<PathBuf>,
 }
@@ -245,23 +255,7 @@ impl Trainer {
         device.seed(u64::from(config.seed));
         let mut model = config.model.init(device);
         if let Some(path) = &config.pretrained {
-            let Network::ResNet(resnet) = model else {
-                return Err(VisionError::Store(
-                    "pretrained weights are for resnet34 only".into(),
-                ));
-            };
-            let dict = crate::weights::read_state_dict(path)
-                .map_err(|e| VisionError::Store(e.to_string()))?;
-            let names = crate::weights::Torchvision { linear: &["fc"] };
-            let loaded = crate::weights::load_into(
-                resnet,
-                &dict,
-                &names,
-                &["fc."],
-                &path.display().to_string(),
-            )
-            .map_err(|e| VisionError::Store(e.to_string()))?;
-            model = Network::ResNet(loaded);
+            model = crate::pretrained::load_pretrained(model, path, true)?;
         }
         let optim = config.optimizer();
         Ok(Trainer {

