@@ -103,6 +103,8 @@ fn run_vision(args: &VisionBenchArgs) -> Result<()> {
         seed: 0,
         augmentation: Augmentation::NONE,
         pretrained: None,
+        freeze_backbone: false,
+        backbone_lr_mult: 1.0,
     };
     let mut trainer = Trainer::new(config, &device)?;
     let none = ImageSet {

@@ -1,5 +1,6 @@
-//! `nabla vision`: the sheet's Problem 5 (ii)–(iii) — train the CNNs on an
-//! image folder, evaluate a trained model on another.
+//! `nabla vision`: the sheet's Problem 5 — train the CNNs (ii, iii), ResNet34
+//! and EfficientNet-Lite0 (iv) on an image folder, evaluate a trained model on
+//! another, predict, and compare them all.
 
 use std::path::{Path, PathBuf};
 
@@ -25,9 +26,10 @@ use crate::InputError;
 
 #[derive(Subcommand, Debug)]
 pub enum VisionCommand {
-    /// Train `cnn` (the sheet's ii) or `cnn-bn` (iii) on an image folder.
+    /// Train `cnn` (the sheet's ii), `cnn-bn` (iii), `resnet34` or
+    /// `efficientnet-lite0` (iv) on an image folder.
     #[command(
-        after_help = "Examples:\n  nabla vision train --data data/face-mask --model cnn-bn --epochs 10 --out runs/cnn-bn\n  nabla vision train --resume runs/cnn-bn --epochs 15"
+        after_help = "Examples:\n  nabla vision train --data data/face-mask --model cnn-bn --epochs 10 --out runs/cnn-bn\n  nabla vision train --resume runs/cnn-bn --epochs 15\n  nabla vision train --model efficientnet-lite0 --pretrained ~/.cache/nabla/weights/efficientnet-lite0.safetensors --freeze-backbone --out runs/probe"
     )]
     Train(TrainArgs),
     /// Loss, accuracy and confusion matrix of a trained model on an image folder.
@@ -47,7 +49,7 @@ pub struct TrainArgs {
     /// An image folder: one subfolder per class.
     #[arg(long, default_value = "data/face-mask")]
     pub data: PathBuf,
-    /// `cnn` or `cnn-bn`.
+    /// cnn, cnn-bn, resnet34 or efficientnet-lite0.
     #[arg(long, default_value = "cnn-bn", value_parser = parse_architecture)]
     pub model: Architecture,
     /// Epochs in all [default: 10]; with --resume, the new total.
@@ -85,10 +87,19 @@ pub struct TrainArgs {
     /// fraction of the area (e.g. 0.5); off by default.
     #[arg(long, value_name = "MIN_SCALE")]
     pub random_crop: Option<f64>,
-    /// A torchvision state dict (.pth or .safetensors) for resnet34: every
-    /// layer but the new head starts from it, inputs use ImageNet normalisation.
+    /// ImageNet weights (.pth or .safetensors) for resnet34 or
+    /// efficientnet-lite0 (`nabla weights download`): every layer but the new
+    /// head starts from them; resnet34's inputs then use ImageNet normalisation.
     #[arg(long, value_name = "FILE")]
     pub pretrained: Option<PathBuf>,
+    /// Train the new head only (a linear probe) on backbone features
+    /// computed once; augmentation does not apply.
+    #[arg(long)]
+    pub freeze_backbone: bool,
+    /// The backbone's learning rate as a multiple of --lr (e.g. 0.1), for
+    /// fine-tuning pretrained weights more gently than the new head.
+    #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+    pub backbone_lr_mult: f64,
     /// Stop after the first epoch whose validation accuracy reaches this
     /// fraction (e.g. 0.95), before --epochs.
     #[arg(long, value_name = "FRACTION")]
@@ -148,8 +159,9 @@ pub fn parse_architecture(s: &str) -> Result<Architecture, String> {
         "cnn" => Ok(Architecture::Cnn),
         "cnn-bn" => Ok(Architecture::CnnBn),
         "resnet34" => Ok(Architecture::ResNet34),
+        "efficientnet-lite0" => Ok(Architecture::EfficientNetLite0),
         _ => Err(format!(
-            "unknown model `{s}`; expected cnn, cnn-bn or resnet34"
+            "unknown model `{s}`; expected cnn, cnn-bn, resnet34 or efficientnet-lite0"
         )),
     }
 }
@@ -241,17 +253,34 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 }
 
 fn new_run(a: &TrainArgs) -> Result<(VisionTrainConfig, RunSpec)> {
-    let resnet = a.model == Architecture::ResNet34;
-    if !resnet && (a.image_size < 16 || a.image_size % 16 != 0) {
+    let backbone = a.model.has_backbone();
+    if !backbone && (a.image_size < 16 || a.image_size % 16 != 0) {
         return Err(
             InputError("--image-size must be a multiple of 16 (four 2×2 poolings)".into()).into(),
         );
     }
-    if resnet && a.image_size < 32 {
-        return Err(InputError("--image-size must be at least 32 for resnet34".into()).into());
+    if backbone && a.image_size < 32 {
+        return Err(InputError(format!(
+            "--image-size must be at least 32 for {}",
+            a.model.name()
+        ))
+        .into());
     }
-    if a.pretrained.is_some() && !resnet {
-        return Err(InputError("--pretrained needs --model resnet34".into()).into());
+    if !backbone && (a.pretrained.is_some() || a.freeze_backbone || a.backbone_lr_mult != 1.0) {
+        return Err(InputError(
+            "--pretrained, --freeze-backbone and --backbone-lr-mult need --model resnet34 or efficientnet-lite0"
+                .into(),
+        )
+        .into());
+    }
+    if a.freeze_backbone && a.pretrained.is_none() {
+        return Err(InputError(
+            "--freeze-backbone needs --pretrained: a random backbone's features are no use".into(),
+        )
+        .into());
+    }
+    if !(a.backbone_lr_mult >= 0.0 && a.backbone_lr_mult.is_finite()) {
+        return Err(InputError("--backbone-lr-mult must be a number ≥ 0".into()).into());
     }
     let channels: [usize; 4] = a
         .channels
@@ -291,6 +320,8 @@ fn new_run(a: &TrainArgs) -> Result<(VisionTrainConfig, RunSpec)> {
             crop_min_scale: a.random_crop,
         },
         pretrained: a.pretrained.clone(),
+        freeze_backbone: a.freeze_backbone,
+        backbone_lr_mult: a.backbone_lr_mult,
     };
     let spec = RunSpec {
         data: a.data.clone(),

@@ -23,7 +23,7 @@ fn unknown_weights_and_misused_pretrained_are_usage_errors() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("--pretrained needs --model resnet34"),
+        stderr(&o).contains("--pretrained, --freeze-backbone and --backbone-lr-mult need --model resnet34 or efficientnet-lite0"),
         "{}",
         stderr(&o)
     );

@@ -5,7 +5,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::Module;
+use burn::lr_scheduler::module_lr_scheduler::{ModuleLrScheduler, ModuleLrSchedulerConfig};
+use burn::lr_scheduler::LrSchedulerConfig;
+use burn::module::{Module, ParamGroup};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
@@ -87,9 +89,7 @@ impl ImageSet {
             self.normalization.apply(out, s * s);
         }
         let images = Tensor::<4>::from_data(TensorData::new(data, [rows.len(), 3, s, s]), device);
-        let labels: Vec<i64> = rows.iter().map(|&r| self.labels[r] as i64).collect();
-        let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [rows.len()]), device);
-        (images, labels)
+        (images, labels_of(self, rows, device))
     }
 }
 
@@ -135,6 +135,19 @@ pub struct VisionTrainConfig {
     /// everything but the new head (ResNet34, EfficientNet-Lite0).
     #[serde(default)]
     pub pretrained: Option<PathBuf>,
+    /// Train the head only (a linear probe): the backbone stays as loaded,
+    /// its features are computed once per image in evaluation mode and
+    /// cached, so augmentation does not apply.
+    #[serde(default)]
+    pub freeze_backbone: bool,
+    /// The backbone's learning rate as a multiple of `lr` (the head's), for
+    /// fine-tuning pretrained weights more gently than the new head.
+    #[serde(default = "one")]
+    pub backbone_lr_mult: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl VisionTrainConfig {
@@ -237,6 +250,25 @@ pub struct Trainer {
     model: Option<Network>,
     optim: ModuleOptimizer,
     pub history: Vec<EpochRecord>,
+    /// With a frozen backbone: its features of the training and validation
+    /// images, computed at the first epoch of this process.
+    features: Option<(Features, Features)>,
+}
+
+/// Backbone features of a set of images, row-major `[n, dim]`.
+struct Features {
+    data: Vec<f32>,
+    dim: usize,
+}
+
+impl Features {
+    fn rows(&self, rows: &[usize], device: &Device) -> Tensor<2> {
+        let mut data = Vec::with_capacity(rows.len() * self.dim);
+        for &r in rows {
+            data.extend_from_slice(&self.data[r * self.dim..(r + 1) * self.dim]);
+        }
+        Tensor::from_data(TensorData::new(data, [rows.len(), self.dim]), device)
+    }
 }
 
 /// The file in a checkpoint directory that says what it holds.
@@ -257,12 +289,19 @@ impl Trainer {
         if let Some(path) = &config.pretrained {
             model = crate::pretrained::load_pretrained(model, path, true)?;
         }
+        if config.freeze_backbone && model.head().is_none() {
+            return Err(VisionError::Store(format!(
+                "{} has no backbone to freeze",
+                config.model.architecture.name()
+            )));
+        }
         let optim = config.optimizer();
         Ok(Trainer {
             config,
             model: Some(model),
             optim,
             history: Vec::new(),
+            features: None,
         })
     }
 
@@ -296,6 +335,9 @@ impl Trainer {
         device: &Device,
         on_batch: &mut dyn FnMut(usize, usize),
     ) -> Result<EpochRecord, VisionError> {
+        if self.config.freeze_backbone {
+            return self.run_probe_epoch(train_set, val_set, device, on_batch);
+        }
         let epoch = self.history.len() + 1;
         let start = Instant::now();
         let seed = self.config.seed;
@@ -305,6 +347,7 @@ impl Trainer {
         let mut order: Vec<usize> = (0..train_set.len()).collect();
         rng.shuffle(&mut order);
         let batch = self.config.batch_size.max(1);
+        let mut lr = self.learning_rates();
         let batches = order.len().div_ceil(batch);
         let (mut loss_sum, mut correct) = (0.0, 0usize);
         for (i, rows) in order.chunks(batch).enumerate() {
@@ -325,17 +368,10 @@ impl Trainer {
                     loss: f64::from(value),
                 });
             }
-            let hits: i64 = logits
-                .argmax(1)
-                .squeeze_dim::<1>(1)
-                .equal(labels)
-                .int()
-                .sum()
-                .into_scalar();
-            correct += hits as usize;
+            correct += hits(logits, labels);
             loss_sum += f64::from(value) * rows.len() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            self.model = Some(self.optim.step(self.config.lr, model, grads));
+            self.model = Some(self.optim.step(lr.step(), model, grads));
             on_batch(i + 1, batches);
         }
         let val = evaluate(
@@ -352,6 +388,132 @@ impl Trainer {
             train_accuracy: correct as f64 / n,
             val_loss: val.loss,
             val_accuracy: val.accuracy,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        self.history.push(record.clone());
+        Ok(record)
+    }
+
+    /// `lr` for the head and `lr · backbone_lr_mult` for everything else.
+    fn learning_rates(&self) -> ModuleLrScheduler {
+        let lr = self.config.lr;
+        let mut config = ModuleLrSchedulerConfig::new(LrSchedulerConfig::Constant(
+            lr * self.config.backbone_lr_mult,
+        ));
+        if let Some(head) = self.model().head() {
+            config = config.with_group(
+                ParamGroup::ids_from_module(head.clone()),
+                LrSchedulerConfig::Constant(lr),
+            );
+        }
+        config
+            .init()
+            .expect("constant learning rates are always valid")
+    }
+
+    /// The backbone's features of every training and validation image,
+    /// computed once (evaluation mode, no augmentation).
+    fn cached_features(
+        &mut self,
+        train_set: &ImageSet,
+        val_set: &ImageSet,
+        device: &Device,
+        on_batch: &mut dyn FnMut(usize, usize),
+    ) -> &(Features, Features) {
+        if self.features.is_none() {
+            let batch = self.config.batch_size.max(1);
+            let total = train_set.len().div_ceil(batch) + val_set.len().div_ceil(batch);
+            let mut done = 0;
+            let model = self.model().valid();
+            let mut extract = |set: &ImageSet| {
+                let mut data = Vec::new();
+                let mut dim = 0;
+                let rows: Vec<usize> = (0..set.len()).collect();
+                for chunk in rows.chunks(batch) {
+                    let views = vec![View::identity(set.size); chunk.len()];
+                    let (images, _) = set.batch(chunk, &views, device);
+                    let f = model.features(images).expect("checked in Trainer::new");
+                    dim = f.dims()[1];
+                    data.extend(
+                        f.into_data()
+                            .convert::<f32>()
+                            .try_to_vec::<f32>()
+                            .expect("f32 data"),
+                    );
+                    done += 1;
+                    on_batch(done, total);
+                }
+                Features { data, dim }
+            };
+            let train = extract(train_set);
+            let val = extract(val_set);
+            self.features = Some((train, val));
+        }
+        self.features.as_ref().expect("just filled")
+    }
+
+    /// An epoch of the linear probe: the head alone, on cached features.
+    fn run_probe_epoch(
+        &mut self,
+        train_set: &ImageSet,
+        val_set: &ImageSet,
+        device: &Device,
+        on_batch: &mut dyn FnMut(usize, usize),
+    ) -> Result<EpochRecord, VisionError> {
+        let epoch = self.history.len() + 1;
+        let start = Instant::now();
+        let seed = self.config.seed;
+        let mut rng = NumpyRandom::new(seed ^ (epoch as u32).wrapping_mul(0x9E37_79B9));
+        let mut order: Vec<usize> = (0..train_set.len()).collect();
+        rng.shuffle(&mut order);
+        let batch = self.config.batch_size.max(1);
+        let lr = self.config.lr;
+        self.cached_features(train_set, val_set, device, on_batch);
+        let (train, val) = self.features.as_ref().expect("cached above");
+        let loss_fn = CrossEntropyLossConfig::new().init(device);
+        let model = self.model.take().expect("model present between steps");
+        let mut head = model.head().expect("checked in Trainer::new").clone();
+        let (mut loss_sum, mut correct) = (0.0, 0usize);
+        let batches = order.len().div_ceil(batch);
+        for (i, rows) in order.chunks(batch).enumerate() {
+            let labels = labels_of(train_set, rows, device);
+            let logits = head.forward(train.rows(rows, device));
+            let loss = loss_fn.forward(logits.clone(), labels.clone());
+            let value: f32 = loss.clone().into_scalar();
+            if !value.is_finite() {
+                self.model = Some(model.with_head(head));
+                return Err(VisionError::Diverged {
+                    epoch,
+                    batch: i + 1,
+                    loss: f64::from(value),
+                });
+            }
+            correct += hits(logits, labels);
+            loss_sum += f64::from(value) * rows.len() as f64;
+            let grads = GradientsParams::from_grads(loss.backward(), &head);
+            head = self.optim.step(lr, head, grads);
+            on_batch(i + 1, batches);
+        }
+        let (mut val_loss, mut val_correct) = (0.0, 0usize);
+        let rows: Vec<usize> = (0..val_set.len()).collect();
+        for chunk in rows.chunks(batch) {
+            let labels = labels_of(val_set, chunk, device);
+            let logits = head.forward(val.rows(chunk, device));
+            let loss: f32 = loss_fn
+                .forward(logits.clone(), labels.clone())
+                .into_scalar();
+            val_loss += f64::from(loss) * chunk.len() as f64;
+            val_correct += hits(logits, labels);
+        }
+        self.model = Some(model.with_head(head));
+        let n = train_set.len().max(1) as f64;
+        let n_val = val_set.len().max(1) as f64;
+        let record = EpochRecord {
+            epoch,
+            train_loss: loss_sum / n,
+            train_accuracy: correct as f64 / n,
+            val_loss: val_loss / n_val,
+            val_accuracy: val_correct as f64 / n_val,
             seconds: start.elapsed().as_secs_f64(),
         };
         self.history.push(record.clone());
@@ -446,8 +608,27 @@ impl Trainer {
             model: Some(model),
             optim,
             history: state.history,
+            features: None,
         })
     }
+}
+
+/// The labels of `rows` as a tensor.
+fn labels_of(set: &ImageSet, rows: &[usize], device: &Device) -> Tensor<1, Int> {
+    let labels: Vec<i64> = rows.iter().map(|&r| set.labels[r] as i64).collect();
+    Tensor::from_data(TensorData::new(labels, [rows.len()]), device)
+}
+
+/// How many rows of `logits` have their largest value at the label.
+fn hits(logits: Tensor<2>, labels: Tensor<1, Int>) -> usize {
+    let n: i64 = logits
+        .argmax(1)
+        .squeeze_dim::<1>(1)
+        .equal(labels)
+        .int()
+        .sum()
+        .into_scalar();
+    n as usize
 }
 
 /// Complete checkpoints under `root` (those with a state file), oldest first.

@@ -202,6 +202,8 @@ fn resnet34_trains_from_scratch_and_from_pretrained_weights_with_a_new_head() {
             seed: 1,
             augmentation: Augmentation::NONE,
             pretrained: pretrained.clone(),
+            freeze_backbone: false,
+            backbone_lr_mult: 1.0,
         };
         let mut trainer = Trainer::new(config, &device).unwrap();
         let Network::ResNet(resnet) = trainer.model() else {

@@ -45,6 +45,8 @@ fn resuming_from_a_checkpoint_repeats_the_uninterrupted_run() {
             crop_min_scale: Some(0.6),
         },
         pretrained: None,
+        freeze_backbone: false,
+        backbone_lr_mult: 1.0,
     };
     let root = std::env::temp_dir().join(format!("nabla-resume-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);

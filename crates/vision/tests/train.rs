@@ -1,5 +1,7 @@
-//! The CNNs on tiny synthetic images: training lowers the loss, and
-//! BatchNorm and dropout behave differently in training and evaluation.
+//! The models on tiny synthetic images: training lowers the loss, BatchNorm
+//! and dropout behave differently in training and evaluation, a frozen
+//! backbone stays frozen and the backbone's learning rate multiplier applies
+//! to the backbone alone.
 
 mod common;
 
@@ -7,8 +9,8 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use common::{synthetic, tiny};
 use nabla_vision::augment::Augmentation;
-use nabla_vision::model::Architecture;
-use nabla_vision::train::{evaluate, train, VisionOptimizer, VisionTrainConfig};
+use nabla_vision::model::{Architecture, ModelConfig, Network};
+use nabla_vision::train::{evaluate, train, Trainer, VisionOptimizer, VisionTrainConfig};
 
 #[test]
 fn training_lowers_the_loss_and_learns_the_task() {
@@ -25,6 +27,8 @@ fn training_lowers_the_loss_and_learns_the_task() {
             seed: 5,
             augmentation: Augmentation::NONE,
             pretrained: None,
+            freeze_backbone: false,
+            backbone_lr_mult: 1.0,
         };
         let trainer = train(&config, &train_set, &val_set, &device, &mut |_| {}).unwrap();
         let (model, history) = (trainer.model(), &trainer.history);
@@ -71,4 +75,89 @@ fn batchnorm_and_dropout_switch_between_training_and_evaluation() {
     // A training pass updated the running statistics, which evaluation then uses.
     let after = model.valid();
     assert_ne!(values(eval.forward(x.clone())), values(after.forward(x)));
+}
+
+/// EfficientNet-Lite0 on 32-pixel images with a two-class head.
+fn lite0(
+    freeze_backbone: bool,
+    backbone_lr_mult: f64,
+    optimizer: VisionOptimizer,
+) -> VisionTrainConfig {
+    VisionTrainConfig {
+        model: ModelConfig::new(Architecture::EfficientNetLite0, 2).with_image_size(32),
+        epochs: 3,
+        batch_size: 16,
+        lr: 1e-2,
+        optimizer,
+        momentum: 0.9,
+        seed: 8,
+        augmentation: Augmentation::NONE,
+        pretrained: None,
+        freeze_backbone,
+        backbone_lr_mult,
+    }
+}
+
+/// A convolution's weights, a BatchNorm's running mean (both backbone) and
+/// the head's matrix.
+fn snapshot(network: &Network) -> [Vec<f32>; 3] {
+    let Network::EfficientNet(m) = network else {
+        panic!("not EfficientNet-Lite0");
+    };
+    let values = |t: Tensor<1>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    [
+        values(m.blocks[4].depthwise_conv.weight.val().flatten(0, 3)),
+        values(m.blocks[4].bn1.running_mean.value()),
+        values(m.fc.weight.val().flatten(0, 1)),
+    ]
+}
+
+#[test]
+fn a_frozen_backbone_trains_the_head_alone_on_cached_features() {
+    let device = Device::flex().autodiff();
+    let (train_set, val_set) = (synthetic(48, 32, 1), synthetic(24, 32, 2));
+    let mut trainer = Trainer::new(lite0(true, 1.0, VisionOptimizer::Adam), &device).unwrap();
+    let [conv, mean, head] = snapshot(trainer.model());
+    for _ in 0..3 {
+        trainer
+            .run_epoch(&train_set, &val_set, &device, &mut |_, _| {})
+            .unwrap();
+    }
+    let [conv_after, mean_after, head_after] = snapshot(trainer.model());
+    assert_eq!(conv, conv_after, "a backbone weight moved");
+    assert_eq!(mean, mean_after, "a BatchNorm statistic moved");
+    assert_ne!(head, head_after, "the head did not train");
+    let history = &trainer.history;
+    assert!(history[2].train_loss < history[0].train_loss, "{history:?}");
+    // The probe's validation numbers, from cached features, are the whole
+    // network's on the images.
+    let eval = evaluate(trainer.model(), &val_set, 2, 8, &device);
+    assert_eq!(eval.accuracy, history[2].val_accuracy);
+    assert!(
+        (eval.loss - history[2].val_loss).abs() < 1e-4,
+        "{} vs {}",
+        eval.loss,
+        history[2].val_loss
+    );
+}
+
+#[test]
+fn the_backbone_learning_rate_multiplier_leaves_the_head_at_the_full_rate() {
+    let device = Device::flex().autodiff();
+    let (train_set, val_set) = (synthetic(32, 32, 3), synthetic(8, 32, 4));
+    let mut moved = Vec::new();
+    for mult in [0.0, 1.0] {
+        let mut trainer = Trainer::new(lite0(false, mult, VisionOptimizer::Sgd), &device).unwrap();
+        let [conv, _, head] = snapshot(trainer.model());
+        trainer
+            .run_epoch(&train_set, &val_set, &device, &mut |_, _| {})
+            .unwrap();
+        let [conv_after, _, head_after] = snapshot(trainer.model());
+        assert_ne!(
+            head, head_after,
+            "multiplier {mult}: the head did not train"
+        );
+        moved.push(conv != conv_after);
+    }
+    assert_eq!(moved, [false, true], "backbone moved with multiplier 0 / 1");
 }
