@@ -6,9 +6,7 @@
 //! failing part cannot take the others down, and each part's memory is its
 //! own. The report is written from the children's JSON and SVG files.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
@@ -16,6 +14,7 @@ use clap::Args;
 use nabla_report::{Document, Section};
 use serde_json::Value;
 
+use crate::child::{run_child, shorten, Outcome};
 use crate::output::{number, write_atomic};
 use crate::CheckFailed;
 
@@ -50,14 +49,6 @@ struct Step {
     writes_files: bool,
     /// Rough duration on 2 cores, for the time estimate.
     expect_s: f64,
-}
-
-/// What a step left behind.
-struct Outcome {
-    json: Value,
-    dir: PathBuf,
-    command: String,
-    seconds: f64,
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -218,64 +209,12 @@ pub fn run(a: &AllArgs) -> Result<()> {
 /// Runs one step, passing each line its child prints on stderr to `on_line`.
 fn run_step(exe: &Path, step: &Step, parts: &Path, on_line: &dyn Fn(&str)) -> Result<Outcome> {
     let dir = parts.join(step.id);
-    let mut args = step.args.clone();
-    if step.writes_files {
-        args.extend(["--out".into(), dir.display().to_string()]);
-    }
-    let command = format!("nabla {}", args.join(" "));
-    let t = Instant::now();
-    let mut child = Command::new(exe)
-        .args(&args)
-        .arg("--json")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start {command}"))?;
-    let stderr = child.stderr.take().expect("piped stderr");
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    // Read stdout on a thread so a child with a lot to say on both streams
-    // never blocks on a full pipe.
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut text).map(|_| text)
-    });
-    let mut tail: Vec<String> = Vec::new();
-    for line in BufReader::new(stderr).lines() {
-        let line = line.unwrap_or_default();
-        on_line(&line);
-        tail.push(line);
-        if tail.len() > 20 {
-            tail.remove(0);
-        }
-    }
-    let status = child.wait().context("waiting for a part")?;
-    let text = reader
-        .join()
-        .map_err(|_| anyhow!("reading {command}'s output failed"))??;
-    if !status.success() {
-        return Err(anyhow!(
-            "`{command}` exited with {status}:\n{}",
-            tail.join("\n")
-        ));
-    }
-    let json: Value = serde_json::from_str(&text)
-        .with_context(|| format!("`{command}` did not print one JSON document"))?;
-    Ok(Outcome {
-        json,
-        dir,
-        command,
-        seconds: t.elapsed().as_secs_f64(),
-    })
-}
-
-fn shorten(text: &str, width: usize) -> String {
-    let text = text.trim();
-    if text.chars().count() <= width {
-        text.to_string()
-    } else {
-        format!("{}…", text.chars().take(width).collect::<String>())
-    }
+    run_child(
+        exe,
+        &step.args,
+        step.writes_files.then_some(dir.as_path()),
+        on_line,
+    )
 }
 
 fn write_report(out: &Path, doc: &Document) -> Result<()> {

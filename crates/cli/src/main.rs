@@ -3,6 +3,8 @@
 
 mod all_cmd;
 mod bench;
+mod child;
+mod compare_cmd;
 mod data_cmd;
 mod graph_cmd;
 mod mlp_cmd;

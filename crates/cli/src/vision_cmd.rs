@@ -42,6 +42,10 @@ pub enum VisionCommand {
         after_help = "Example:\n  nabla vision predict --checkpoint runs/cnn-bn photo1.jpg photo2.png"
     )]
     Predict(PredictArgs),
+    /// Problem 5 (iv): every model from scratch and from ImageNet weights on
+    /// the same split, image size and epoch budget; a table, overlaid curves
+    /// and a reading of the numbers.
+    Compare(crate::compare_cmd::CompareArgs),
 }
 
 #[derive(Args, Debug)]
@@ -171,6 +175,7 @@ pub fn run(cmd: &VisionCommand) -> Result<()> {
         VisionCommand::Train(a) => train_cmd(a),
         VisionCommand::Eval(a) => eval_cmd(a),
         VisionCommand::Predict(a) => predict_cmd(a),
+        VisionCommand::Compare(a) => crate::compare_cmd::run(a),
     }
 }
 
