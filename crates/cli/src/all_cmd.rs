@@ -38,6 +38,10 @@ pub struct AllArgs {
     /// No progress display.
     #[arg(long)]
     pub quiet: bool,
+    /// Download nothing: without EfficientNet-Lite0's ImageNet weights in
+    /// the weights folder, Problem 5's pretrained runs are listed as skipped.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// One child run.
@@ -147,7 +151,7 @@ fn plan(a: &AllArgs, with_vision: bool) -> Vec<Step> {
             optional: false,
             expect_s: 5.0,
         });
-        if !default_dir().join(EFFICIENTNET_LITE0_FILE).is_file() {
+        if !a.offline && !default_dir().join(EFFICIENTNET_LITE0_FILE).is_file() {
             steps.push(Step {
                 id: "weights",
                 label: "Problem 5 (iv): ImageNet weights",
@@ -189,7 +193,9 @@ pub fn run(a: &AllArgs) -> Result<()> {
     let start = Instant::now();
     let with_vision = a.data.is_dir();
     let steps = plan(a, with_vision);
-    let parts = a.out.join("parts");
+    // Quick and full runs keep their parts apart: the comparison resumes its
+    // runs from what it finds there, and only under the same settings.
+    let parts = a.out.join(if a.quick { "parts-quick" } else { "parts" });
     std::fs::create_dir_all(&parts)
         .with_context(|| format!("cannot create {}", parts.display()))?;
     let exe = std::env::current_exe().context("cannot find the nabla executable")?;
@@ -206,7 +212,12 @@ pub fn run(a: &AllArgs) -> Result<()> {
         done_weight += step.expect_s;
         bar.set_position(done_weight.round() as u64);
         let status = match &outcome {
-            Ok(o) => format!("done in {:.1} s", o.seconds),
+            Ok(Outcome {
+                error: None,
+                seconds,
+                ..
+            }) => format!("done in {seconds:.1} s"),
+            Ok(Outcome { error: Some(e), .. }) => format!("FAILED: {}", shorten(e, 200)),
             Err(e) => format!("FAILED: {}", shorten(&format!("{e:#}"), 200)),
         };
         crate::progress::line(&bar, a.quiet, &format!("{head} {status}"));
@@ -217,7 +228,10 @@ pub fn run(a: &AllArgs) -> Result<()> {
         .iter()
         .zip(&steps)
         .filter(|(_, step)| !step.optional)
-        .filter_map(|((id, r), _)| r.as_ref().err().map(|e| format!("{id}: {e:#}")))
+        .filter_map(|((id, r), _)| match r {
+            Ok(o) => o.error.as_ref().map(|e| format!("{id}: {e}")),
+            Err(e) => Some(format!("{id}: {e:#}")),
+        })
         .collect();
     let doc = build_document(a, &results, with_vision, start.elapsed().as_secs_f64());
     write_report(&a.out, &doc)?;
@@ -339,7 +353,11 @@ fn build_document(
         .map(|(id, r)| match r {
             Ok(o) => vec![
                 id.to_string(),
-                format!("{:.1} s", o.seconds),
+                format!(
+                    "{:.1} s{}",
+                    o.seconds,
+                    if o.error.is_some() { " (failed)" } else { "" }
+                ),
                 o.command.clone(),
             ],
             Err(_) => vec![id.to_string(), "failed".into(), String::new()],
@@ -386,6 +404,7 @@ type SectionBuilder = fn(&mut Section, &Lookup, &AllArgs, bool) -> Result<()>;
 /// The outcome of step `id`, or the reason it has none.
 fn outcome<'a>(find: &Lookup<'a>, id: &str) -> Result<&'a Outcome> {
     match find(id) {
+        Some(Ok(Outcome { error: Some(e), .. })) => Err(anyhow!("step {id} failed: {e}")),
         Some(Ok(o)) => Ok(o),
         Some(Err(e)) => Err(anyhow!("step {id} failed: {e:#}")),
         None => Err(anyhow!("step {id} did not run")),
@@ -851,7 +870,15 @@ fn problem5(s: &mut Section, find: &Lookup, a: &AllArgs, with_vision: bool) -> R
     data.command(&o.command);
     s.subsections.push(data);
 
-    let o = outcome(find, "vision-compare")?;
+    // A comparison with a failed run still printed its table: use it, and
+    // show the failure.
+    let o = match find("vision-compare") {
+        Some(Ok(o)) => o,
+        _ => outcome(find, "vision-compare")?,
+    };
+    if let Some(e) = &o.error {
+        s.failure(format!("Not every run of the comparison succeeded: {e}"));
+    }
     let rows: Vec<Row> =
         serde_json::from_value(o.json.at("rows")?.clone()).context("the comparison's rows")?;
     for (name, title, what) in [

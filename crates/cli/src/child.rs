@@ -20,6 +20,9 @@ pub struct Outcome {
     /// The command line, as a user would type it.
     pub command: String,
     pub seconds: f64,
+    /// Set when the child failed but still printed its JSON (a comparison
+    /// with a failed run, say): the message, with the end of its stderr.
+    pub error: Option<String>,
 }
 
 /// Runs `nabla ARGS [--out OUT] --json`, passing each line the child prints
@@ -34,7 +37,10 @@ pub fn run_child(
     if let Some(dir) = out {
         args.extend(["--out".into(), dir.display().to_string()]);
     }
-    let command = format!("nabla {}", args.join(" "));
+    let command = format!(
+        "nabla {}",
+        args.iter().map(|a| quoted(a)).collect::<Vec<_>>().join(" ")
+    );
     let t = Instant::now();
     let mut child = Command::new(exe)
         .args(&args)
@@ -65,20 +71,21 @@ pub fn run_child(
     let text = reader
         .join()
         .map_err(|_| anyhow!("reading {command}'s output failed"))??;
-    if !status.success() {
-        return Err(anyhow!(
-            "`{command}` exited with {status}:\n{}",
-            tail.join("\n")
-        ));
+    let failure = (!status.success())
+        .then(|| format!("`{command}` exited with {status}:\n{}", tail.join("\n")));
+    match serde_json::from_str::<Value>(&text) {
+        Ok(json) => Ok(Outcome {
+            json,
+            dir: out.map(Path::to_path_buf).unwrap_or_default(),
+            command,
+            seconds: t.elapsed().as_secs_f64(),
+            error: failure,
+        }),
+        Err(e) => Err(match failure {
+            Some(failure) => anyhow!(failure),
+            None => anyhow!(e).context(format!("`{command}` did not print one JSON document")),
+        }),
     }
-    let json: Value = serde_json::from_str(&text)
-        .with_context(|| format!("`{command}` did not print one JSON document"))?;
-    Ok(Outcome {
-        json,
-        dir: out.map(Path::to_path_buf).unwrap_or_default(),
-        command,
-        seconds: t.elapsed().as_secs_f64(),
-    })
 }
 
 /// `text` cut to `width` characters, with an ellipsis when cut.
@@ -88,5 +95,32 @@ pub fn shorten(text: &str, width: usize) -> String {
         text.to_string()
     } else {
         format!("{}…", text.chars().take(width).collect::<String>())
+    }
+}
+
+/// `arg` as a POSIX shell reads it back: bare when it is plain, else in
+/// single quotes.
+fn quoted(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./,=:@+%~".contains(c));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quoted;
+
+    #[test]
+    fn arguments_are_quoted_only_when_a_shell_needs_it() {
+        assert_eq!(quoted("runs/compare-1,2"), "runs/compare-1,2");
+        assert_eq!(quoted("my photos"), "'my photos'");
+        assert_eq!(quoted("it's"), "'it'\\''s'");
+        assert_eq!(quoted(""), "''");
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! Each model is a `nabla vision train` child process writing its own run
 //! directory under `--out`, so a comparison that was stopped resumes every
-//! run from its last checkpoint when started again.
+//! run from its last checkpoint when started again with the same settings
+//! (a run started with others is reported, not mixed in).
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +15,7 @@ use clap::Args;
 use nabla_report::{line_chart, LineChart, Series};
 use nabla_vision::fetch::RESNET34_URL;
 use nabla_vision::pretrained::{default_dir, EFFICIENTNET_LITE0_FILE};
-use nabla_vision::train::EpochRecord;
+use nabla_vision::train::{has_checkpoint, EpochRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::child::{run_child, shorten};
@@ -126,7 +127,7 @@ const VARIANTS: [Variant; 7] = [
 ];
 
 /// One row of the comparison.
-#[derive(Serialize, Deserialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct Row {
     pub name: String,
     pub architecture: String,
@@ -252,22 +253,46 @@ fn run_variant(
         architecture: v.architecture.into(),
         init: v.init.into(),
         status: "skipped".into(),
-        reason: None,
-        command: None,
-        parameters: None,
-        best_val_accuracy: None,
-        best_epoch: None,
-        final_train_accuracy: None,
-        final_val_accuracy: None,
-        final_train_loss: None,
-        final_val_loss: None,
-        epochs_to_95: None,
-        seconds_per_epoch: None,
-        total_seconds: None,
-        history: Vec::new(),
+        ..Row::default()
     };
+    let dir = a.out.join(v.name);
     let weights = v.weights.map(|f| weights_dir.join(f));
-    if let Some(w) = weights.as_ref().filter(|w| !w.is_file()) {
+    let mut settings = vec![
+        "--data".to_string(),
+        a.data.display().to_string(),
+        "--model".into(),
+        v.architecture.into(),
+        "--image-size".into(),
+        a.image_size.to_string(),
+        "--seed".into(),
+        a.seed.to_string(),
+    ];
+    if let Some(w) = &weights {
+        settings.extend(["--pretrained".into(), w.display().to_string()]);
+        if v.probe {
+            settings.push("--freeze-backbone".into());
+        } else {
+            settings.extend(["--backbone-lr-mult".into(), a.backbone_lr_mult.to_string()]);
+        }
+    }
+    // What the run was started with, so that it is resumed only under the
+    // same settings.
+    let settings_file = dir.join("compare-settings.json");
+    let resume = has_checkpoint(&dir);
+    if resume {
+        let started: Option<Vec<String>> = std::fs::read(&settings_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if started.as_ref() != Some(&settings) {
+            row.status = "failed".into();
+            row.reason = Some(format!(
+                "{} holds a run started with other settings ({}); remove it or choose another --out",
+                dir.display(),
+                started.map_or("unknown".into(), |s| s.join(" "))
+            ));
+            return row;
+        }
+    } else if let Some(w) = weights.as_ref().filter(|w| !w.is_file()) {
         let how = if v.architecture == "resnet34" {
             format!("`nabla weights download resnet34` fetches it from {RESNET34_URL}")
         } else {
@@ -276,30 +301,19 @@ fn run_variant(
         row.reason = Some(format!("no ImageNet weights at {}; {how}", w.display()));
         return row;
     }
-    let dir = a.out.join(v.name);
-    let resume = dir.join("checkpoints").is_dir() && dir.join("run.json").is_file();
     let mut args: Vec<String> = vec!["vision".into(), "train".into()];
     if resume {
         args.extend(["--resume".into(), dir.display().to_string()]);
     } else {
-        args.extend([
-            "--data".into(),
-            a.data.display().to_string(),
-            "--model".into(),
-            v.architecture.into(),
-            "--image-size".into(),
-            a.image_size.to_string(),
-            "--seed".into(),
-            a.seed.to_string(),
-        ]);
-        if let Some(w) = &weights {
-            args.extend(["--pretrained".into(), w.display().to_string()]);
-            if v.probe {
-                args.push("--freeze-backbone".into());
-            } else {
-                args.extend(["--backbone-lr-mult".into(), a.backbone_lr_mult.to_string()]);
-            }
+        let written = std::fs::create_dir_all(&dir)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| write_atomic(&settings_file, &serde_json::to_vec(&settings)?));
+        if let Err(e) = written {
+            row.status = "failed".into();
+            row.reason = Some(format!("{e:#}"));
+            return row;
         }
+        args.extend(settings);
     }
     args.extend(["--epochs".into(), a.epochs.to_string()]);
     let out = (!resume).then_some(dir.as_path());
@@ -521,6 +535,9 @@ fn write_outputs(out: &Path, c: &Comparison) -> Result<()> {
         csv.write_record(row)?;
     }
     write_atomic(&out.join("comparison.csv"), &csv.into_inner()?)?;
+    if !c.rows.iter().any(|r| r.status == "ran") {
+        return Ok(());
+    }
     type Pick = fn(&EpochRecord) -> (f64, f64);
     let plots: [(&str, &str, Pick); 2] = [
         ("loss.svg", "cross-entropy", |r| (r.train_loss, r.val_loss)),
@@ -577,22 +594,7 @@ mod tests {
             .collect();
         let mut r = Row {
             name: name.into(),
-            architecture: String::new(),
-            init: String::new(),
-            status: "skipped".into(),
-            reason: None,
-            command: None,
-            parameters: None,
-            best_val_accuracy: None,
-            best_epoch: None,
-            final_train_accuracy: None,
-            final_val_accuracy: None,
-            final_train_loss: None,
-            final_val_loss: None,
-            epochs_to_95: None,
-            seconds_per_epoch: None,
-            total_seconds: None,
-            history: Vec::new(),
+            ..Row::default()
         };
         let json = serde_json::json!({ "history": history, "parameters": parameters });
         fill(&mut r, &json).unwrap();

@@ -278,6 +278,14 @@ fn new_run(a: &TrainArgs) -> Result<(VisionTrainConfig, RunSpec)> {
         )
         .into());
     }
+    if a.freeze_backbone && (a.random_crop.is_some() || a.backbone_lr_mult != 1.0) {
+        return Err(InputError(
+            "--freeze-backbone trains the head on features computed once: it takes neither \
+             --random-crop nor --backbone-lr-mult"
+                .into(),
+        )
+        .into());
+    }
     if a.freeze_backbone && a.pretrained.is_none() {
         return Err(InputError(
             "--freeze-backbone needs --pretrained: a random backbone's features are no use".into(),
@@ -320,9 +328,13 @@ fn new_run(a: &TrainArgs) -> Result<(VisionTrainConfig, RunSpec)> {
         optimizer: a.optimizer,
         momentum: a.momentum,
         seed: a.seed,
-        augmentation: Augmentation {
-            flip: !a.no_flip,
-            crop_min_scale: a.random_crop,
+        augmentation: if a.freeze_backbone {
+            Augmentation::NONE
+        } else {
+            Augmentation {
+                flip: !a.no_flip,
+                crop_min_scale: a.random_crop,
+            }
         },
         pretrained: a.pretrained.clone(),
         freeze_backbone: a.freeze_backbone,

@@ -142,6 +142,9 @@ struct RankedClass {
 
 fn check(a: &CheckArgs) -> Result<()> {
     let architecture = backbone(&a.model)?;
+    if !(32..=4096).contains(&a.image_size) {
+        return Err(InputError("--image-size must be between 32 and 4096".into()).into());
+    }
     let top = classify_imagenet(architecture, &a.weights, &a.images, a.image_size, a.top)
         .map_err(|e| InputError(e.to_string()))?;
     let names = imagenet_classes();

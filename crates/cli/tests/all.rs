@@ -18,6 +18,7 @@ fn quick_report(data: &std::path::Path, out: &std::path::Path) -> String {
         "all",
         "--quick",
         "--quiet",
+        "--offline",
         "--data",
         data.to_str().unwrap(),
         "--out",

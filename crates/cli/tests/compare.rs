@@ -9,7 +9,7 @@ fn compare_runs_each_model_skips_missing_weights_and_resumes() {
     image_folder(&root.join("data"));
     let out = root.join("cmp");
     let no_weights = root.join("no-weights");
-    let args = |epochs: &'static str| {
+    let args = |epochs: &'static str, size: &'static str| {
         vec![
             "vision".to_string(),
             "compare".into(),
@@ -22,17 +22,17 @@ fn compare_runs_each_model_skips_missing_weights_and_resumes() {
             "--epochs".into(),
             epochs.into(),
             "--image-size".into(),
-            "32".into(),
+            size.into(),
             "--weights".into(),
             no_weights.display().to_string(),
             "--json".into(),
         ]
     };
-    let run = |epochs| {
-        let a = args(epochs);
-        json(&nabla(&a.iter().map(String::as_str).collect::<Vec<_>>()))
+    let run = |epochs, size| {
+        let a = args(epochs, size);
+        nabla(&a.iter().map(String::as_str).collect::<Vec<_>>())
     };
-    let first = run("1");
+    let first = json(&run("1", "32"));
     let rows = first["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[0]["status"], "ran");
@@ -66,12 +66,20 @@ fn compare_runs_each_model_skips_missing_weights_and_resumes() {
         "{interpretation:?}"
     );
     // Started again with a larger budget, the run continues from its checkpoint.
-    let second = run("2");
+    let second = json(&run("2", "32"));
     let row = &second["rows"][0];
     assert!(row["command"].as_str().unwrap().contains("--resume"));
     let history = row["history"].as_array().unwrap();
     assert_eq!(history.len(), 2);
     assert_eq!(history[0], rows[0]["history"][0]);
+    // Other settings in the same folder: reported, not mixed in (exit 1,
+    // the table still printed).
+    let third = run("2", "48");
+    assert_eq!(third.status.code(), Some(1), "{}", stderr(&third));
+    let doc: serde_json::Value = serde_json::from_slice(&third.stdout).unwrap();
+    assert_eq!(doc["rows"][0]["status"], "failed");
+    let reason = doc["rows"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("started with other settings"), "{reason}");
 }
 
 #[test]

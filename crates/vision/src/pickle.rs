@@ -402,11 +402,16 @@ impl Machine<'_> {
         Ok(())
     }
 
-    /// `('storage', <storage type>, key, location, numel)` → a storage.
+    /// `('storage', <storage type>, key, location, numel[, view_metadata])`
+    /// → a storage. Legacy files may describe a view of a storage in the
+    /// sixth item; torch stopped writing those long ago, and they are refused.
     fn persistent(&self, pid: Value) -> Result<Value, PickleError> {
         let Value::Tuple(items) = pid else {
             return Err(self.bad("persistent id is not a tuple"));
         };
+        if items.get(5).is_some_and(|v| *v != Value::None) {
+            return Err(self.bad("storage views (view_metadata) are not supported"));
+        }
         match items.as_slice() {
             [Value::Str(tag), Value::Global(GlobalValue(Global::Storage(t))), Value::Str(key), ..]
                 if tag == "storage" =>

