@@ -63,7 +63,7 @@ struct Step {
 /// The runs of Problem 5 in a quick report.
 const QUICK_MODELS: &str = "cnn,cnn-bn,efficientnet-lite0-probe";
 /// Rough duration of the full comparison on 2 cores.
-const FULL_COMPARE_S: f64 = 7200.0;
+const FULL_COMPARE_S: f64 = 4500.0;
 
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
