@@ -942,11 +942,11 @@ fn problem5(s: &mut Section, find: &Lookup, a: &AllArgs, with_vision: bool) -> R
     for (file, caption) in [
         (
             "loss.svg",
-            "Cross-entropy of every run: validation solid, train dashed.",
+            "Cross-entropy of every run: train solid, validation dashed.",
         ),
         (
             "accuracy.svg",
-            "Accuracy of every run: validation solid, train dashed.",
+            "Accuracy of every run: train solid, validation dashed.",
         ),
     ] {
         iv.figure(caption, &format!("p5-compare-{file}"), svg(o, file)?);

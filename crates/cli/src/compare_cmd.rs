@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use nabla_report::{line_chart, LineChart, Series};
 use nabla_vision::fetch::RESNET34_URL;
 use nabla_vision::pretrained::{default_dir, EFFICIENTNET_LITE0_FILE};
 use nabla_vision::train::{has_checkpoint, EpochRecord};
@@ -20,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::child::{run_child, shorten};
 use crate::output::{number, table, write_atomic};
+use crate::vision_cmd::history_charts;
 use crate::{CheckFailed, InputError};
 
 #[derive(Args, Debug, Clone)]
@@ -538,39 +538,14 @@ fn write_outputs(out: &Path, c: &Comparison) -> Result<()> {
     if !c.rows.iter().any(|r| r.status == "ran") {
         return Ok(());
     }
-    type Pick = fn(&EpochRecord) -> (f64, f64);
-    let plots: [(&str, &str, Pick); 2] = [
-        ("loss.svg", "cross-entropy", |r| (r.train_loss, r.val_loss)),
-        ("accuracy.svg", "accuracy", |r| {
-            (r.train_accuracy, r.val_accuracy)
-        }),
-    ];
-    for (file, what, pick) in plots {
-        let mut chart = LineChart::new(
-            &format!("{what}: validation solid, train dashed"),
-            "epoch",
-            what,
-        );
-        chart.integer_x = true;
-        chart.size = (900, 480);
-        for (color, r) in c.rows.iter().filter(|r| r.status == "ran").enumerate() {
-            for (dashed, suffix) in [(false, "val."), (true, "train")] {
-                chart.series.push(Series {
-                    name: format!("{} {suffix}", r.name),
-                    points: r
-                        .history
-                        .iter()
-                        .map(|h| {
-                            let (t, v) = pick(h);
-                            (h.epoch as f64, if dashed { t } else { v })
-                        })
-                        .collect(),
-                    color,
-                    dashed,
-                });
-            }
-        }
-        write_atomic(&out.join(file), line_chart(&chart)?.as_bytes())?;
+    let runs: Vec<(&str, &[EpochRecord])> = c
+        .rows
+        .iter()
+        .filter(|r| r.status == "ran")
+        .map(|r| (r.name.as_str(), r.history.as_slice()))
+        .collect();
+    for (file, svg) in history_charts("every run", &runs)? {
+        write_atomic(&out.join(file), svg.as_bytes())?;
     }
     Ok(())
 }

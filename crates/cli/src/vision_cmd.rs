@@ -533,44 +533,57 @@ fn write_metrics(dir: &Path, history: &[EpochRecord]) -> Result<()> {
 }
 
 fn write_plots(out: &OutputArgs, history: &[EpochRecord], name: &str) -> Result<()> {
+    for (file, svg) in history_charts(name, &[("", history)])? {
+        out.write_file(file, svg.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `loss.svg` and `accuracy.svg` over epochs for one run or several
+/// overlaid, one colour per run: train solid, validation dashed.
+pub fn history_charts(
+    title: &str,
+    runs: &[(&str, &[EpochRecord])],
+) -> Result<[(&'static str, String); 2]> {
     type Pick = fn(&EpochRecord) -> (f64, f64);
-    let plots: [(&str, &str, Pick); 2] = [
-        ("loss.svg", "cross-entropy", |r| (r.train_loss, r.val_loss)),
-        ("accuracy.svg", "accuracy", |r| {
-            (r.train_accuracy, r.val_accuracy)
-        }),
-    ];
-    for (file, what, pick) in plots {
+    let chart = |what: &str, pick: Pick| -> Result<String> {
         let mut chart = LineChart::new(
-            &format!("{name}: {what} (train solid, validation dashed)"),
+            &format!("{title}: {what} (train solid, validation dashed)"),
             "epoch",
             what,
         );
         chart.integer_x = true;
-        let pts = |second: bool| {
-            history
-                .iter()
-                .map(|r| {
-                    let (t, v) = pick(r);
-                    (r.epoch as f64, if second { v } else { t })
-                })
-                .collect()
-        };
-        chart.series.push(Series {
-            name: "train".into(),
-            points: pts(false),
-            color: 0,
-            dashed: false,
-        });
-        chart.series.push(Series {
-            name: "validation".into(),
-            points: pts(true),
-            color: 0,
-            dashed: true,
-        });
-        out.write_file(file, line_chart(&chart)?.as_bytes())?;
-    }
-    Ok(())
+        if runs.len() > 1 {
+            chart.size = (900, 480);
+        }
+        for (color, (name, history)) in runs.iter().enumerate() {
+            for (dashed, part) in [(false, "train"), (true, "validation")] {
+                chart.series.push(Series {
+                    name: format!("{name} {part}").trim().to_string(),
+                    points: history
+                        .iter()
+                        .map(|r| {
+                            let (t, v) = pick(r);
+                            (r.epoch as f64, if dashed { v } else { t })
+                        })
+                        .collect(),
+                    color,
+                    dashed,
+                });
+            }
+        }
+        Ok(line_chart(&chart)?)
+    };
+    Ok([
+        (
+            "loss.svg",
+            chart("cross-entropy", |r| (r.train_loss, r.val_loss))?,
+        ),
+        (
+            "accuracy.svg",
+            chart("accuracy", |r| (r.train_accuracy, r.val_accuracy))?,
+        ),
+    ])
 }
 
 fn print_confusion(classes: &[String], eval: &Evaluation) {

@@ -349,7 +349,7 @@ impl Trainer {
         let batch = self.config.batch_size.max(1);
         let mut lr = self.learning_rates();
         let batches = order.len().div_ceil(batch);
-        let (mut loss_sum, mut correct) = (0.0, 0usize);
+        let mut tally = Tally::default();
         for (i, rows) in order.chunks(batch).enumerate() {
             let views: Vec<View> = rows
                 .iter()
@@ -359,17 +359,10 @@ impl Trainer {
             let model = self.model.take().expect("model present between steps");
             let logits = model.forward(images);
             let loss = loss_fn.forward(logits.clone(), labels.clone());
-            let value: f32 = loss.clone().into_scalar();
-            if !value.is_finite() {
+            if let Err(e) = tally.add(&loss, logits, labels, epoch, i + 1) {
                 self.model = Some(model);
-                return Err(VisionError::Diverged {
-                    epoch,
-                    batch: i + 1,
-                    loss: f64::from(value),
-                });
+                return Err(e);
             }
-            correct += hits(logits, labels);
-            loss_sum += f64::from(value) * rows.len() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             self.model = Some(self.optim.step(lr.step(), model, grads));
             on_batch(i + 1, batches);
@@ -384,8 +377,8 @@ impl Trainer {
         let n = train_set.len().max(1) as f64;
         let record = EpochRecord {
             epoch,
-            train_loss: loss_sum / n,
-            train_accuracy: correct as f64 / n,
+            train_loss: tally.loss_sum / n,
+            train_accuracy: tally.correct as f64 / n,
             val_loss: val.loss,
             val_accuracy: val.accuracy,
             seconds: start.elapsed().as_secs_f64(),
@@ -475,23 +468,16 @@ impl Trainer {
         let loss_fn = CrossEntropyLossConfig::new().init(device);
         let model = self.model.take().expect("model present between steps");
         let mut head = model.head().expect("checked in Trainer::new").clone();
-        let (mut loss_sum, mut correct) = (0.0, 0usize);
+        let mut tally = Tally::default();
         let batches = order.len().div_ceil(batch);
         for (i, rows) in order.chunks(batch).enumerate() {
             let labels = labels_of(train_set, rows, device);
             let logits = head.forward(train.rows(rows, device));
             let loss = loss_fn.forward(logits.clone(), labels.clone());
-            let value: f32 = loss.clone().into_scalar();
-            if !value.is_finite() {
+            if let Err(e) = tally.add(&loss, logits, labels, epoch, i + 1) {
                 self.model = Some(model.with_head(head));
-                return Err(VisionError::Diverged {
-                    epoch,
-                    batch: i + 1,
-                    loss: f64::from(value),
-                });
+                return Err(e);
             }
-            correct += hits(logits, labels);
-            loss_sum += f64::from(value) * rows.len() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &head);
             head = self.optim.step(lr, head, grads);
             on_batch(i + 1, batches);
@@ -513,8 +499,8 @@ impl Trainer {
         let n_val = val_set.len().max(1) as f64;
         let record = EpochRecord {
             epoch,
-            train_loss: loss_sum / n,
-            train_accuracy: correct as f64 / n,
+            train_loss: tally.loss_sum / n,
+            train_accuracy: tally.correct as f64 / n,
             val_loss: val_loss / n_val,
             val_accuracy: val_correct as f64 / n_val,
             seconds: start.elapsed().as_secs_f64(),
@@ -613,6 +599,39 @@ impl Trainer {
             history: state.history,
             features: None,
         })
+    }
+}
+
+/// Running sums of an epoch's training batches.
+#[derive(Default)]
+struct Tally {
+    loss_sum: f64,
+    correct: usize,
+}
+
+impl Tally {
+    /// Adds a batch's mean loss and hits; a loss that is not finite ends
+    /// the run with the epoch and batch it happened in.
+    fn add(
+        &mut self,
+        loss: &Tensor<1>,
+        logits: Tensor<2>,
+        labels: Tensor<1, Int>,
+        epoch: usize,
+        batch: usize,
+    ) -> Result<(), VisionError> {
+        let value: f32 = loss.clone().into_scalar();
+        if !value.is_finite() {
+            return Err(VisionError::Diverged {
+                epoch,
+                batch,
+                loss: f64::from(value),
+            });
+        }
+        let rows = labels.dims()[0];
+        self.correct += hits(logits, labels);
+        self.loss_sum += f64::from(value) * rows as f64;
+        Ok(())
     }
 }
 
