@@ -16,8 +16,8 @@ use nabla_vision::device::Accelerator;
 use nabla_vision::folder::ImageFolder;
 use nabla_vision::model::{Architecture, ModelConfig, Network};
 use nabla_vision::train::{
-    evaluate, load_model, predict, save_model, EpochRecord, Evaluation, ImageSet, ModelCard,
-    Trainer, VisionOptimizer, VisionTrainConfig,
+    evaluate, load_model, most_probable, predict, save_model, EpochRecord, Evaluation, ImageSet,
+    ModelCard, Trainer, VisionOptimizer, VisionTrainConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -672,9 +672,7 @@ fn predict_cmd(a: &PredictArgs) -> Result<()> {
         .into_iter()
         .zip(probs)
         .map(|(image, p)| {
-            let best = (0..p.len())
-                .max_by(|&i, &j| p[i].total_cmp(&p[j]))
-                .unwrap_or(0);
+            let best = most_probable(&p);
             Prediction {
                 image,
                 class: card.classes[best].clone(),

@@ -211,6 +211,14 @@ pub fn predict(
     out
 }
 
+/// The index of the largest of `probabilities` (the last on ties, as
+/// `Iterator::max_by` picks; 0 when empty).
+pub fn most_probable(probabilities: &[f32]) -> usize {
+    (0..probabilities.len())
+        .max_by(|&a, &b| probabilities[a].total_cmp(&probabilities[b]))
+        .unwrap_or(0)
+}
+
 /// Mean loss and accuracy of `model` (in evaluation mode) on `set`.
 pub fn evaluate(
     model: &Network,
@@ -226,10 +234,7 @@ pub fn evaluate(
         // Cross-entropy from the probabilities, floored so that a confident
         // mistake costs a large finite loss rather than infinity.
         total -= f64::from(p[label]).max(1e-30).ln();
-        let predicted = (0..p.len())
-            .max_by(|&a, &b| p[a].total_cmp(&p[b]))
-            .unwrap_or(0);
-        confusion[label][predicted] += 1;
+        confusion[label][most_probable(p)] += 1;
     }
     let n = set.len().max(1) as f64;
     let correct: usize = (0..classes).map(|c| confusion[c][c]).sum();
