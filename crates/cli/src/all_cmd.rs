@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::child::{run_child, shorten, Outcome};
 use crate::compare_cmd::{table_rows, Row, TABLE_HEADERS};
-use crate::output::{number, write_atomic};
+use crate::output::{number, pct, write_atomic};
 use crate::CheckFailed;
 use nabla_vision::pretrained::{default_dir, EFFICIENTNET_LITE0_FILE};
 
@@ -306,10 +306,6 @@ impl Json for Value {
         }
         Ok(v)
     }
-}
-
-fn pct(x: f64) -> String {
-    format!("{:.2}%", 100.0 * x)
 }
 
 fn build_document(

@@ -18,7 +18,7 @@ use nabla_vision::train::{has_checkpoint, EpochRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::child::{run_child, shorten};
-use crate::output::{number, table, write_atomic};
+use crate::output::{number, pct, table, write_atomic};
 use crate::vision_cmd::history_charts;
 use crate::{CheckFailed, InputError};
 
@@ -365,10 +365,6 @@ fn fill(row: &mut Row, json: &serde_json::Value) -> Result<()> {
     row.total_seconds = Some(total);
     row.history = history;
     Ok(())
-}
-
-fn pct(x: f64) -> String {
-    format!("{:.2}%", 100.0 * x)
 }
 
 pub const TABLE_HEADERS: [&str; 13] = [

@@ -97,6 +97,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// A number for a table: up to 6 significant decimals, scientific when tiny or huge.
+/// A fraction as a percentage with two decimals: 0.9644 → "96.44%".
+pub fn pct(x: f64) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
 pub fn number(v: f64) -> String {
     if v == 0.0 {
         "0".to_string()

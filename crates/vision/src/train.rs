@@ -345,12 +345,9 @@ impl Trainer {
         }
         let epoch = self.history.len() + 1;
         let start = Instant::now();
-        let seed = self.config.seed;
-        device.seed((u64::from(seed) << 32) | epoch as u64);
-        let mut rng = NumpyRandom::new(seed ^ (epoch as u32).wrapping_mul(0x9E37_79B9));
+        device.seed((u64::from(self.config.seed) << 32) | epoch as u64);
+        let (mut rng, order) = self.shuffled(epoch, train_set.len());
         let loss_fn = CrossEntropyLossConfig::new().init(device);
-        let mut order: Vec<usize> = (0..train_set.len()).collect();
-        rng.shuffle(&mut order);
         let batch = self.config.batch_size.max(1);
         let mut lr = self.learning_rates();
         let batches = order.len().div_ceil(batch);
@@ -379,17 +376,47 @@ impl Trainer {
             batch,
             device,
         );
-        let n = train_set.len().max(1) as f64;
+        Ok(self.finish_epoch(
+            epoch,
+            start,
+            &tally,
+            train_set.len(),
+            val.loss,
+            val.accuracy,
+        ))
+    }
+
+    /// The epoch's random stream and the training order it shuffles: both
+    /// a function of (seed, epoch) alone, which is what makes a resumed run
+    /// repeat an uninterrupted one.
+    fn shuffled(&self, epoch: usize, n: usize) -> (NumpyRandom, Vec<usize>) {
+        let mut rng = NumpyRandom::new(self.config.seed ^ (epoch as u32).wrapping_mul(0x9E37_79B9));
+        let mut order: Vec<usize> = (0..n).collect();
+        rng.shuffle(&mut order);
+        (rng, order)
+    }
+
+    /// Records an epoch's numbers in the history.
+    fn finish_epoch(
+        &mut self,
+        epoch: usize,
+        start: Instant,
+        tally: &Tally,
+        train_images: usize,
+        val_loss: f64,
+        val_accuracy: f64,
+    ) -> EpochRecord {
+        let n = train_images.max(1) as f64;
         let record = EpochRecord {
             epoch,
             train_loss: tally.loss_sum / n,
             train_accuracy: tally.correct as f64 / n,
-            val_loss: val.loss,
-            val_accuracy: val.accuracy,
+            val_loss,
+            val_accuracy,
             seconds: start.elapsed().as_secs_f64(),
         };
         self.history.push(record.clone());
-        Ok(record)
+        record
     }
 
     /// `lr` for the head and `lr · backbone_lr_mult` for everything else.
@@ -460,10 +487,7 @@ impl Trainer {
     ) -> Result<EpochRecord, VisionError> {
         let epoch = self.history.len() + 1;
         let start = Instant::now();
-        let seed = self.config.seed;
-        let mut rng = NumpyRandom::new(seed ^ (epoch as u32).wrapping_mul(0x9E37_79B9));
-        let mut order: Vec<usize> = (0..train_set.len()).collect();
-        rng.shuffle(&mut order);
+        let (_, order) = self.shuffled(epoch, train_set.len());
         let batch = self.config.batch_size.max(1);
         let lr = self.config.lr;
         self.cached_features(train_set, val_set, device, on_batch);
@@ -500,18 +524,15 @@ impl Trainer {
             val_correct += hits(logits, labels);
         }
         self.model = Some(model.with_head(head));
-        let n = train_set.len().max(1) as f64;
         let n_val = val_set.len().max(1) as f64;
-        let record = EpochRecord {
+        Ok(self.finish_epoch(
             epoch,
-            train_loss: tally.loss_sum / n,
-            train_accuracy: tally.correct as f64 / n,
-            val_loss: val_loss / n_val,
-            val_accuracy: val_correct as f64 / n_val,
-            seconds: start.elapsed().as_secs_f64(),
-        };
-        self.history.push(record.clone());
-        Ok(record)
+            start,
+            &tally,
+            train_set.len(),
+            val_loss / n_val,
+            val_correct as f64 / n_val,
+        ))
     }
 
     /// Writes model, optimizer state, configuration and history to

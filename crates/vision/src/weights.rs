@@ -2,6 +2,7 @@
 //! read by [`crate::pickle`]) or `.safetensors`, and loaded into a Burn
 //! module with every name and shape checked first.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
@@ -164,7 +165,7 @@ fn read_pth_legacy(path: &Path, bytes: &[u8]) -> Result<StateDict, WeightsError>
     decode_entries(path, refs, |key| {
         storages
             .get(key)
-            .map(|s| s.to_vec())
+            .map(|s| Cow::Borrowed(*s))
             .ok_or_else(|| file_error(path, format!("storage {key} missing")))
     })
 }
@@ -189,14 +190,15 @@ fn storage_types(value: &Value, out: &mut BTreeMap<String, StorageType>) {
     }
 }
 
-/// Decodes every tensor of `refs` from the storage `storage(key)` returns,
+/// Decodes every tensor of `refs` from the storage `storage(key)` returns
+/// (borrowed from a file already in memory, or read out of an archive),
 /// fetching each storage once.
-fn decode_entries(
+fn decode_entries<'a>(
     path: &Path,
     refs: Vec<(String, TensorRef)>,
-    mut storage: impl FnMut(&str) -> Result<Vec<u8>, WeightsError>,
+    mut storage: impl FnMut(&str) -> Result<Cow<'a, [u8]>, WeightsError>,
 ) -> Result<StateDict, WeightsError> {
-    let mut storages: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut storages: BTreeMap<String, Cow<'a, [u8]>> = BTreeMap::new();
     let mut out = StateDict::new();
     for (name, t) in refs {
         if !storages.contains_key(&t.storage) {
@@ -335,7 +337,9 @@ fn read_pth_zip(path: &Path, bytes: &[u8]) -> Result<StateDict, WeightsError> {
     let pickled = entry(&pkl_name)?;
     let root = pickle::read(&pickled).map_err(|e| file_error(path, e))?;
     let refs = tensor_entries(root).map_err(|m| file_error(path, m))?;
-    decode_entries(path, refs, |key| entry(&format!("{prefix}data/{key}")))
+    decode_entries(path, refs, |key| {
+        entry(&format!("{prefix}data/{key}")).map(Cow::Owned)
+    })
 }
 
 /// The (name, tensor) pairs of a state dict, also when it is nested under
