@@ -40,6 +40,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fixture_weights import parity as parity_of
+
 ROOT = os.path.join(os.path.dirname(__file__), "..", "crates", "vision")
 OUT = os.path.join(ROOT, "tests", "fixtures")
 
@@ -109,38 +111,8 @@ class Lite0(nn.Module):
         return self._fc(self._dropout(x.mean((2, 3))))
 
 
-def scaled(name, v):
-    """The weight for key `name` from standard normal draws `v` (float64)."""
-    leaf = name.rsplit(".", 1)[-1]
-    if leaf == "running_var":
-        return 0.5 + 0.5 * v * v
-    if leaf == "running_mean" or leaf == "bias":
-        return 0.1 * v
-    if v.ndim == 1:  # BatchNorm weight; small on each block's projection so
-        # that activations stay near unit scale through the residual sums
-        return 0.3 + 0.05 * v if "._bn2." in name else 1.0 + 0.1 * v
-    fan_in = int(np.prod(v.shape[1:]))
-    return v * math.sqrt(2.0 / fan_in)
-
-
 def parity():
-    model = Lite0(classes=10).eval()
-    sd = model.state_dict()
-    np.random.seed(7)
-    keys, new = [], {}
-    for name in sorted(sd):
-        if name.endswith("num_batches_tracked"):
-            new[name] = sd[name]
-            continue
-        shape = list(sd[name].shape)
-        keys.append([name, shape])
-        new[name] = torch.from_numpy(scaled(name, np.random.randn(*shape))).float()
-    model.load_state_dict(new)
-    x = np.random.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        logits = model(torch.from_numpy(x).float()).double().numpy()
-    return {"seed": 7, "model": "EfficientNet-Lite0(classes=10), eval", "keys": keys,
-            "input_shape": [2, 3, 64, 64], "logits": logits.tolist()}
+    return parity_of(Lite0(classes=10), "EfficientNet-Lite0(classes=10), eval")
 
 
 def photos():

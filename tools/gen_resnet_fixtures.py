@@ -12,7 +12,8 @@
   non-contiguous view, float16 and an int64 counter, with their values.
 - small_state_dict_legacy.pth: the same in torch's legacy (pre-1.6) format,
   and small_state_dict_legacy.zip: that file inside a zip archive, as a Python
-  wheel ships one.
+  wheel ships one. (The legacy format names storages by object id, so these two
+  files differ byte for byte between runs while holding the same tensors.)
 
 Run (needs torch, torchvision, safetensors, numpy):
 
@@ -21,56 +22,23 @@ Run (needs torch, torchvision, safetensors, numpy):
 """
 
 import json
-import math
 import os
 import zipfile
 
-import numpy as np
 import torch
 import torchvision
 from safetensors.torch import save_file
 
+from fixture_weights import parity as parity_of
+
 OUT = os.path.join(os.path.dirname(__file__), "..", "crates", "vision", "tests", "fixtures")
 
 
-def scaled(name, v):
-    """The weight for key `name` from standard normal draws `v` (float64)."""
-    leaf = name.rsplit(".", 1)[-1]
-    if leaf == "running_var":
-        return 0.5 + 0.5 * v * v
-    if leaf == "running_mean" or leaf == "bias":
-        return 0.1 * v
-    if v.ndim == 1:  # BatchNorm weight; small on each residual branch's last
-        # BatchNorm so that activations stay near unit scale through 16 blocks
-        return 0.3 + 0.05 * v if ".bn2." in name else 1.0 + 0.1 * v
-    fan_in = int(np.prod(v.shape[1:]))
-    return v * math.sqrt(2.0 / fan_in)
-
-
 def parity():
-    model = torchvision.models.resnet34(num_classes=10).eval()
-    sd = model.state_dict()
-    np.random.seed(7)
-    keys = []
-    new = {}
-    for name in sorted(sd):
-        if name.endswith("num_batches_tracked"):
-            new[name] = sd[name]
-            continue
-        shape = list(sd[name].shape)
-        keys.append([name, shape])
-        new[name] = torch.from_numpy(scaled(name, np.random.randn(*shape))).float()
-    model.load_state_dict(new)
-    x = np.random.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        logits = model(torch.from_numpy(x).float()).double().numpy()
-    return {
-        "seed": 7,
-        "model": f"torchvision {torchvision.__version__} resnet34(num_classes=10), eval",
-        "keys": keys,
-        "input_shape": [2, 3, 64, 64],
-        "logits": logits.tolist(),
-    }
+    return parity_of(
+        torchvision.models.resnet34(num_classes=10),
+        f"torchvision {torchvision.__version__} resnet34(num_classes=10), eval",
+    )
 
 
 def small():
