@@ -1,0 +1,738 @@
+//! 2-D convolution over NCHW `f32` arrays: forward, input gradient and
+//! weight (and bias) gradient, in the llm.c shape — plain slices in, plain
+//! slices out.
+//!
+//! Dense convolutions (`groups == 1`) lower each image to a matrix product:
+//! `im2col` lays the receptive fields out as a `(C·kh·kw) × (OH·OW)` matrix,
+//! so `out = W · col`, `dW += dY · colᵀ` and `dcol = Wᵀ · dY` (scattered
+//! back by `col2im`). A 1 × 1 stride-1 convolution needs no lowering: the
+//! image already is that matrix. Depthwise convolutions (`groups == C`) have
+//! too little work per output for a product and run as direct loops along
+//! rows, which the compiler vectorises.
+//!
+//! Images are spread over the rayon pool; with fewer images than threads the
+//! matrix products themselves are split instead. The weight gradient is
+//! summed over fixed chunks of images in a fixed order, so it is the same
+//! bit for bit whatever the number of threads.
+
+use crate::gemm::{gemm, gemm_par, MatRef, SendPtr};
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Images per partial weight gradient.
+const CHUNK: usize = 4;
+
+/// The shape of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dShape {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub out_channels: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    /// Zero padding before the first row and column, `[top, left]`.
+    pub padding: [usize; 2],
+    /// Zero padding after the last row and column, `[bottom, right]`
+    /// (TensorFlow's "same" puts the larger half of an odd total here).
+    pub padding_end: [usize; 2],
+    /// 1 (dense) or `in_channels == out_channels` (depthwise).
+    pub groups: usize,
+}
+
+/// Why a convolution is not one these kernels compute.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unsupported(pub String);
+
+impl Conv2dShape {
+    pub fn out_h(&self) -> usize {
+        (self.in_h + self.padding[0] + self.padding_end[0] - self.kernel[0]) / self.stride[0] + 1
+    }
+
+    pub fn out_w(&self) -> usize {
+        (self.in_w + self.padding[1] + self.padding_end[1] - self.kernel[1]) / self.stride[1] + 1
+    }
+
+    fn depthwise(&self) -> bool {
+        self.groups > 1
+    }
+
+    /// Rows of the lowered matrix, `C/groups · kh · kw`: the weight's row length.
+    pub fn patch(&self) -> usize {
+        self.in_channels / self.groups * self.kernel[0] * self.kernel[1]
+    }
+
+    pub fn weight_len(&self) -> usize {
+        self.out_channels * self.patch()
+    }
+
+    pub fn input_len(&self) -> usize {
+        self.batch * self.in_channels * self.in_h * self.in_w
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_channels * self.out_h() * self.out_w()
+    }
+
+    /// Whether these kernels compute this convolution (dense or depthwise,
+    /// any stride and padding, no dilation — the caller checks that).
+    pub fn check(&self) -> Result<(), Unsupported> {
+        let dense = self.groups == 1;
+        let depthwise = self.groups == self.in_channels && self.out_channels == self.in_channels;
+        if !dense && !depthwise {
+            return Err(Unsupported(format!(
+                "groups {} with {} → {} channels",
+                self.groups, self.in_channels, self.out_channels
+            )));
+        }
+        if self.stride.contains(&0) || self.kernel.contains(&0) {
+            return Err(Unsupported("zero stride or kernel".into()));
+        }
+        if self.in_h + self.padding[0] + self.padding_end[0] < self.kernel[0]
+            || self.in_w + self.padding[1] + self.padding_end[1] < self.kernel[1]
+            || self.padding[0] >= self.kernel[0]
+            || self.padding[1] >= self.kernel[1]
+        {
+            return Err(Unsupported("kernel larger than the padded input".into()));
+        }
+        Ok(())
+    }
+
+    fn pointwise(&self) -> bool {
+        self.kernel == [1, 1]
+            && self.stride == [1, 1]
+            && self.padding == [0, 0]
+            && self.padding_end == [0, 0]
+    }
+
+    fn split_images(&self) -> bool {
+        self.batch >= rayon::current_num_threads()
+    }
+}
+
+thread_local! {
+    /// The lowered-patch matrix of one image, reused by every call on this thread.
+    static COL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+fn with_col<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    COL.with(|col| {
+        let mut col = col.borrow_mut();
+        if col.len() < len {
+            col.resize(len, 0.0);
+        }
+        f(&mut col[..len])
+    })
+}
+
+/// Lays one image's receptive fields out as rows `(c, ky, kx)` × columns `(oy, ox)`.
+fn im2col(s: &Conv2dShape, x: &[f32], col: &mut [f32]) {
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let [kh, kw] = s.kernel;
+    let [sh, sw] = s.stride;
+    let [ph, pw] = s.padding;
+    let mut rows = col.chunks_exact_mut(oh * ow);
+    for c in 0..s.in_channels {
+        let plane = &x[c * s.in_h * s.in_w..(c + 1) * s.in_h * s.in_w];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let row = rows.next().unwrap();
+                // Columns ox whose input column ox·sw + kx − pw lies inside the image.
+                let (lo, hi) = valid_columns(s, kx, ow);
+                for oy in 0..oh {
+                    let dst = &mut row[oy * ow..(oy + 1) * ow];
+                    let iy = (oy * sh + ky) as isize - ph as isize;
+                    if iy < 0 || iy as usize >= s.in_h {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * s.in_w..(iy as usize + 1) * s.in_w];
+                    dst[..lo].fill(0.0);
+                    dst[hi..].fill(0.0);
+                    let x0 = lo * sw + kx - pw;
+                    if sw == 1 {
+                        dst[lo..hi].copy_from_slice(&src[x0..x0 + hi - lo]);
+                    } else {
+                        for (d, ox) in dst[lo..hi].iter_mut().zip(0..) {
+                            *d = src[x0 + ox * sw];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds the lowered matrix back onto the image: the adjoint of [`im2col`].
+fn col2im(s: &Conv2dShape, col: &[f32], dx: &mut [f32]) {
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let [kh, kw] = s.kernel;
+    let [sh, sw] = s.stride;
+    let [ph, pw] = s.padding;
+    dx.fill(0.0);
+    let mut rows = col.chunks_exact(oh * ow);
+    for c in 0..s.in_channels {
+        let plane = &mut dx[c * s.in_h * s.in_w..(c + 1) * s.in_h * s.in_w];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let row = rows.next().unwrap();
+                let (lo, hi) = valid_columns(s, kx, ow);
+                for oy in 0..oh {
+                    let iy = (oy * sh + ky) as isize - ph as isize;
+                    if iy < 0 || iy as usize >= s.in_h {
+                        continue;
+                    }
+                    let dst = &mut plane[iy as usize * s.in_w..(iy as usize + 1) * s.in_w];
+                    let src = &row[oy * ow + lo..oy * ow + hi];
+                    let x0 = lo * sw + kx - pw;
+                    if sw == 1 {
+                        dst[x0..x0 + hi - lo]
+                            .iter_mut()
+                            .zip(src)
+                            .for_each(|(d, v)| *d += v);
+                    } else {
+                        for (ox, v) in src.iter().enumerate() {
+                            dst[x0 + ox * sw] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `out = conv(x, weight) + bias`. `weight` is `[out, in/groups, kh, kw]`.
+pub fn conv2d_forward(
+    s: &Conv2dShape,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    assert_eq!(x.len(), s.input_len());
+    assert_eq!(weight.len(), s.weight_len());
+    assert_eq!(out.len(), s.output_len());
+    let in_img = s.in_channels * s.in_h * s.in_w;
+    let ohw = s.out_h() * s.out_w();
+    let out_img = s.out_channels * ohw;
+    if s.depthwise() {
+        return depthwise_forward(s, x, weight, bias, out);
+    }
+    let w = MatRef::new(weight, s.out_channels, s.patch());
+    let split = s.split_images();
+    let one = |n: usize, o: &mut [f32]| {
+        let xi = &x[n * in_img..(n + 1) * in_img];
+        let product = |b: MatRef, o: &mut [f32]| {
+            if split {
+                gemm(w, b, o, ohw, false)
+            } else {
+                gemm_par(w, b, o, ohw, false)
+            }
+        };
+        if s.pointwise() {
+            product(MatRef::new(xi, s.in_channels, ohw), o);
+        } else {
+            with_col(s.patch() * ohw, |col| {
+                im2col(s, xi, col);
+                product(MatRef::new(col, s.patch(), ohw), o);
+            });
+        }
+        if let Some(b) = bias {
+            for (row, &bc) in o.chunks_exact_mut(ohw).zip(b) {
+                row.iter_mut().for_each(|v| *v += bc);
+            }
+        }
+    };
+    if split {
+        out.par_chunks_mut(out_img)
+            .enumerate()
+            .for_each(|(n, o)| one(n, o));
+    } else {
+        out.chunks_mut(out_img)
+            .enumerate()
+            .for_each(|(n, o)| one(n, o));
+    }
+}
+
+/// Which gradients [`conv2d_backward`] should compute.
+pub struct ConvGrads<'a> {
+    pub input: Option<&'a mut [f32]>,
+    pub weight: Option<&'a mut [f32]>,
+    pub bias: Option<&'a mut [f32]>,
+}
+
+/// The gradients of [`conv2d_forward`] with respect to its input, weight and
+/// bias, given the output's gradient `dy`; each one only when asked for.
+pub fn conv2d_backward(s: &Conv2dShape, x: &[f32], weight: &[f32], dy: &[f32], grads: ConvGrads) {
+    assert_eq!(x.len(), s.input_len());
+    assert_eq!(weight.len(), s.weight_len());
+    assert_eq!(dy.len(), s.output_len());
+    let ohw = s.out_h() * s.out_w();
+    if let Some(db) = grads.bias {
+        assert_eq!(db.len(), s.out_channels);
+        db.fill(0.0);
+        // Per channel, image by image in order: a fixed summation order.
+        for img in dy.chunks_exact(s.out_channels * ohw) {
+            for (d, row) in db.iter_mut().zip(img.chunks_exact(ohw)) {
+                *d += row.iter().sum::<f32>();
+            }
+        }
+    }
+    if s.depthwise() {
+        if let Some(dx) = grads.input {
+            depthwise_input_grad(s, weight, dy, dx);
+        }
+        if let Some(dw) = grads.weight {
+            depthwise_weight_grad(s, x, dy, dw);
+        }
+        return;
+    }
+    if let Some(dx) = grads.input {
+        input_grad(s, weight, dy, dx);
+    }
+    if let Some(dw) = grads.weight {
+        weight_grad(s, x, dy, dw);
+    }
+}
+
+fn input_grad(s: &Conv2dShape, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
+    assert_eq!(dx.len(), s.input_len());
+    let in_img = s.in_channels * s.in_h * s.in_w;
+    let ohw = s.out_h() * s.out_w();
+    let out_img = s.out_channels * ohw;
+    let wt = MatRef::new(weight, s.out_channels, s.patch()).t();
+    let split = s.split_images();
+    let product = |b: MatRef, o: &mut [f32], ldc: usize| {
+        if split {
+            gemm(wt, b, o, ldc, false)
+        } else {
+            gemm_par(wt, b, o, ldc, false)
+        }
+    };
+    let one = |n: usize, d: &mut [f32]| {
+        let g = MatRef::new(&dy[n * out_img..(n + 1) * out_img], s.out_channels, ohw);
+        if s.pointwise() {
+            product(g, d, ohw);
+        } else {
+            with_col(s.patch() * ohw, |col| {
+                product(g, col, ohw);
+                col2im(s, col, d);
+            });
+        }
+    };
+    if split {
+        dx.par_chunks_mut(in_img)
+            .enumerate()
+            .for_each(|(n, d)| one(n, d));
+    } else {
+        dx.chunks_mut(in_img)
+            .enumerate()
+            .for_each(|(n, d)| one(n, d));
+    }
+}
+
+fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    assert_eq!(dw.len(), s.weight_len());
+    let in_img = s.in_channels * s.in_h * s.in_w;
+    let ohw = s.out_h() * s.out_w();
+    let out_img = s.out_channels * ohw;
+    let k = s.patch();
+    // dW(chunk) = Σ_images dY · colᵀ, into `part`.
+    let chunk_grad = |first: usize, last: usize, part: &mut [f32], par: bool| {
+        for n in first..last {
+            let g = MatRef::new(&dy[n * out_img..(n + 1) * out_img], s.out_channels, ohw);
+            let xi = &x[n * in_img..(n + 1) * in_img];
+            let acc = n > first;
+            let product = |b: MatRef, part: &mut [f32]| {
+                if par {
+                    gemm_par(g, b, part, k, acc)
+                } else {
+                    gemm(g, b, part, k, acc)
+                }
+            };
+            if s.pointwise() {
+                product(MatRef::new(xi, s.in_channels, ohw).t(), part);
+            } else {
+                with_col(k * ohw, |col| {
+                    im2col(s, xi, col);
+                    product(MatRef::new(col, k, ohw).t(), part);
+                });
+            }
+        }
+    };
+    let chunks = s.batch.div_ceil(CHUNK);
+    if !s.split_images() || chunks == 1 {
+        // Same chunking as the parallel path, so the sum is the same bits.
+        let mut part = vec![0f32; dw.len()];
+        for c in 0..chunks {
+            let target: &mut [f32] = if c == 0 { dw } else { &mut part };
+            chunk_grad(c * CHUNK, ((c + 1) * CHUNK).min(s.batch), target, true);
+            if c > 0 {
+                dw.iter_mut().zip(&part).for_each(|(d, p)| *d += p);
+            }
+        }
+        return;
+    }
+    let mut parts = vec![0f32; chunks * dw.len()];
+    parts
+        .par_chunks_mut(dw.len())
+        .enumerate()
+        .for_each(|(c, part)| chunk_grad(c * CHUNK, ((c + 1) * CHUNK).min(s.batch), part, false));
+    dw.copy_from_slice(&parts[..dw.len()]);
+    for part in parts.chunks_exact(dw.len()).skip(1) {
+        dw.iter_mut().zip(part).for_each(|(d, p)| *d += p);
+    }
+}
+
+/// Output columns `[lo, hi)` whose input column `ox·sw + kx − pw` is inside `0..in_w`.
+fn valid_columns(s: &Conv2dShape, kx: usize, ow: usize) -> (usize, usize) {
+    let (sw, pw) = (s.stride[1], s.padding[1]);
+    let lo = pw.saturating_sub(kx).div_ceil(sw).min(ow);
+    let hi = if s.in_w + pw > kx {
+        ((s.in_w + pw - kx - 1) / sw + 1).min(ow)
+    } else {
+        0
+    };
+    (lo, hi.max(lo))
+}
+
+/// Runs `f(plane index, output plane)` over every (image, channel) plane in parallel.
+fn planes_mut(data: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    data.par_chunks_mut(plane)
+        .enumerate()
+        .for_each(|(p, d)| f(p, d));
+}
+
+fn depthwise_forward(
+    s: &Conv2dShape,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let [kh, kw] = s.kernel;
+    let [sh, sw] = s.stride;
+    let ph = s.padding[0];
+    let c = s.in_channels;
+    let ihw = s.in_h * s.in_w;
+    planes_mut(out, oh * ow, |p, o| {
+        let ch = p % c;
+        let xp = &x[p * ihw..(p + 1) * ihw];
+        let wk = &weight[ch * kh * kw..(ch + 1) * kh * kw];
+        o.fill(bias.map_or(0.0, |b| b[ch]));
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let wv = wk[ky * kw + kx];
+                let (lo, hi) = valid_columns(s, kx, ow);
+                if lo == hi {
+                    continue;
+                }
+                let x0 = lo * sw + kx - s.padding[1];
+                for oy in 0..oh {
+                    let iy = (oy * sh + ky) as isize - ph as isize;
+                    if iy < 0 || iy as usize >= s.in_h {
+                        continue;
+                    }
+                    let src = &xp[iy as usize * s.in_w..(iy as usize + 1) * s.in_w];
+                    let dst = &mut o[oy * ow + lo..oy * ow + hi];
+                    if sw == 1 {
+                        dst.iter_mut()
+                            .zip(&src[x0..x0 + hi - lo])
+                            .for_each(|(d, v)| *d = v.mul_add(wv, *d));
+                    } else {
+                        for (i, d) in dst.iter_mut().enumerate() {
+                            *d = src[x0 + i * sw].mul_add(wv, *d);
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn depthwise_input_grad(s: &Conv2dShape, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
+    assert_eq!(dx.len(), s.input_len());
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let [kh, kw] = s.kernel;
+    let [sh, sw] = s.stride;
+    let ph = s.padding[0];
+    let c = s.in_channels;
+    planes_mut(dx, s.in_h * s.in_w, |p, d| {
+        let ch = p % c;
+        let g = &dy[p * oh * ow..(p + 1) * oh * ow];
+        let wk = &weight[ch * kh * kw..(ch + 1) * kh * kw];
+        d.fill(0.0);
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let wv = wk[ky * kw + kx];
+                let (lo, hi) = valid_columns(s, kx, ow);
+                if lo == hi {
+                    continue;
+                }
+                let x0 = lo * sw + kx - s.padding[1];
+                for oy in 0..oh {
+                    let iy = (oy * sh + ky) as isize - ph as isize;
+                    if iy < 0 || iy as usize >= s.in_h {
+                        continue;
+                    }
+                    let dst = &mut d[iy as usize * s.in_w..(iy as usize + 1) * s.in_w];
+                    let src = &g[oy * ow + lo..oy * ow + hi];
+                    if sw == 1 {
+                        dst[x0..x0 + hi - lo]
+                            .iter_mut()
+                            .zip(src)
+                            .for_each(|(d, v)| *d = v.mul_add(wv, *d));
+                    } else {
+                        for (i, v) in src.iter().enumerate() {
+                            dst[x0 + i * sw] = v.mul_add(wv, dst[x0 + i * sw]);
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn depthwise_weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    assert_eq!(dw.len(), s.weight_len());
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let [kh, kw] = s.kernel;
+    let [sh, sw] = s.stride;
+    let ph = s.padding[0];
+    let c = s.in_channels;
+    let ihw = s.in_h * s.in_w;
+    let kk = kh * kw;
+    // One kh·kw gradient per channel, summed over the images in order.
+    let dwp = SendPtr(dw.as_mut_ptr());
+    (0..c).into_par_iter().for_each(|ch| {
+        // SAFETY: channel `ch` owns dw[ch·kk .. (ch+1)·kk], disjoint across tasks.
+        let out = unsafe { std::slice::from_raw_parts_mut(dwp.get().add(ch * kk), kk) };
+        out.fill(0.0);
+        for n in 0..s.batch {
+            let p = n * c + ch;
+            let xp = &x[p * ihw..(p + 1) * ihw];
+            let g = &dy[p * oh * ow..(p + 1) * oh * ow];
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let (lo, hi) = valid_columns(s, kx, ow);
+                    if lo == hi {
+                        continue;
+                    }
+                    let x0 = lo * sw + kx - s.padding[1];
+                    let mut sum = 0f32;
+                    for oy in 0..oh {
+                        let iy = (oy * sh + ky) as isize - ph as isize;
+                        if iy < 0 || iy as usize >= s.in_h {
+                            continue;
+                        }
+                        let src = &xp[iy as usize * s.in_w..(iy as usize + 1) * s.in_w];
+                        let gr = &g[oy * ow + lo..oy * ow + hi];
+                        if sw == 1 {
+                            sum += dot(&src[x0..x0 + hi - lo], gr);
+                        } else {
+                            sum += gr
+                                .iter()
+                                .enumerate()
+                                .map(|(i, v)| v * src[x0 + i * sw])
+                                .sum::<f32>();
+                        }
+                    }
+                    out[ky * kw + kx] += sum;
+                }
+            }
+        }
+    });
+}
+
+/// A dot product in eight lanes, so the compiler vectorises it.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] = x[i].mul_add(y[i], acc[i]);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The convolution and its gradients by the definition, in f64.
+    fn reference(s: &Conv2dShape, x: &[f32], w: &[f32], b: &[f32], dy: &[f32]) -> [Vec<f64>; 4] {
+        let (oh, ow) = (s.out_h(), s.out_w());
+        let cpg = s.in_channels / s.groups;
+        let opg = s.out_channels / s.groups;
+        let [kh, kw] = s.kernel;
+        let mut out = vec![0f64; s.output_len()];
+        let mut dx = vec![0f64; s.input_len()];
+        let mut dw = vec![0f64; s.weight_len()];
+        let mut db = vec![0f64; s.out_channels];
+        for n in 0..s.batch {
+            for o in 0..s.out_channels {
+                let g = o / opg;
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let oi = ((n * s.out_channels + o) * oh + oy) * ow + ox;
+                        let mut acc = b[o] as f64;
+                        db[o] += dy[oi] as f64;
+                        for ci in 0..cpg {
+                            let c = g * cpg + ci;
+                            for ky in 0..kh {
+                                for kx in 0..kw {
+                                    let iy =
+                                        (oy * s.stride[0] + ky) as isize - s.padding[0] as isize;
+                                    let ix =
+                                        (ox * s.stride[1] + kx) as isize - s.padding[1] as isize;
+                                    if iy < 0
+                                        || ix < 0
+                                        || iy as usize >= s.in_h
+                                        || ix as usize >= s.in_w
+                                    {
+                                        continue;
+                                    }
+                                    let xi = ((n * s.in_channels + c) * s.in_h + iy as usize)
+                                        * s.in_w
+                                        + ix as usize;
+                                    let wi = ((o * cpg + ci) * kh + ky) * kw + kx;
+                                    acc += x[xi] as f64 * w[wi] as f64;
+                                    dx[xi] += dy[oi] as f64 * w[wi] as f64;
+                                    dw[wi] += dy[oi] as f64 * x[xi] as f64;
+                                }
+                            }
+                        }
+                        out[oi] = acc;
+                    }
+                }
+            }
+        }
+        [out, dx, dw, db]
+    }
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut st = seed.wrapping_add(0x9E3779B97F4A7C15);
+        (0..n)
+            .map(|_| {
+                st ^= st << 13;
+                st ^= st >> 7;
+                st ^= st << 17;
+                ((st >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn close(what: &str, s: &Conv2dShape, got: &[f32], want: &[f64]) {
+        let scale = want.iter().fold(1f64, |m, v| m.max(v.abs()));
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g as f64 - w).abs() <= 1e-4 * scale,
+                "{what} of {s:?}: [{i}] = {g}, want {w}"
+            );
+        }
+    }
+
+    fn check(s: Conv2dShape) {
+        s.check().unwrap();
+        let x = values(s.input_len(), 1);
+        let w = values(s.weight_len(), 2);
+        let b = values(s.out_channels, 3);
+        let dy = values(s.output_len(), 4);
+        let [out, dx, dw, db] = reference(&s, &x, &w, &b, &dy);
+        let mut got = vec![f32::NAN; s.output_len()];
+        conv2d_forward(&s, &x, &w, Some(&b), &mut got);
+        close("forward", &s, &got, &out);
+        let mut gx = vec![f32::NAN; s.input_len()];
+        let mut gw = vec![f32::NAN; s.weight_len()];
+        let mut gb = vec![f32::NAN; s.out_channels];
+        conv2d_backward(
+            &s,
+            &x,
+            &w,
+            &dy,
+            ConvGrads {
+                input: Some(&mut gx),
+                weight: Some(&mut gw),
+                bias: Some(&mut gb),
+            },
+        );
+        close("input gradient", &s, &gx, &dx);
+        close("weight gradient", &s, &gw, &dw);
+        close("bias gradient", &s, &gb, &db);
+    }
+
+    fn shape(
+        batch: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+        o: usize,
+        k: usize,
+        st: usize,
+        p: usize,
+        groups: usize,
+    ) -> Conv2dShape {
+        Conv2dShape {
+            batch,
+            in_channels: c,
+            in_h: h,
+            in_w: w,
+            out_channels: o,
+            kernel: [k, k],
+            stride: [st, st],
+            padding: [p, p],
+            padding_end: [p, p],
+            groups,
+        }
+    }
+
+    /// TensorFlow's "same" padding: the odd pixel after the input.
+    fn same(mut s: Conv2dShape) -> Conv2dShape {
+        s.padding_end = [s.padding[0] + 1, s.padding[1] + 1];
+        s
+    }
+
+    #[test]
+    fn dense_convolutions_match_the_definition() {
+        for s in [
+            shape(1, 3, 9, 7, 5, 3, 1, 1, 1),
+            shape(2, 4, 8, 8, 6, 3, 2, 1, 1),
+            shape(3, 5, 6, 5, 7, 1, 1, 0, 1),
+            shape(2, 6, 7, 9, 3, 1, 2, 0, 1),
+            shape(1, 3, 15, 13, 4, 7, 2, 3, 1),
+            shape(5, 2, 5, 5, 3, 3, 1, 0, 1),
+            shape(9, 3, 4, 6, 17, 3, 1, 2, 1),
+            same(shape(2, 3, 8, 8, 4, 3, 2, 0, 1)),
+        ] {
+            check(s);
+        }
+    }
+
+    #[test]
+    fn depthwise_convolutions_match_the_definition() {
+        for s in [
+            shape(2, 5, 9, 7, 5, 3, 1, 1, 5),
+            shape(3, 4, 10, 11, 4, 3, 2, 1, 4),
+            shape(1, 3, 12, 12, 3, 5, 2, 2, 3),
+            shape(2, 6, 8, 8, 6, 5, 1, 2, 6),
+            same(shape(2, 4, 9, 9, 4, 5, 2, 1, 4)),
+        ] {
+            check(s);
+        }
+    }
+
+    #[test]
+    fn unsupported_groupings_are_refused() {
+        assert!(shape(1, 4, 5, 5, 8, 3, 1, 1, 2).check().is_err());
+        assert!(shape(1, 4, 5, 5, 4, 3, 1, 1, 2).check().is_err());
+    }
+}

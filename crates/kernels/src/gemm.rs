@@ -1,0 +1,581 @@
+//! Single-precision matrix product `C (+)= A · B`, blocked for the caches.
+//!
+//! The layout is the classic one of BLIS and of every fast CPU GEMM: `B` is
+//! copied ("packed") in blocks of `KC × NC` into panels `NR` columns wide, `A`
+//! in blocks of `MC × KC` into panels `MR` rows tall, and a register-blocked
+//! micro-kernel multiplies one `MR`-panel by one `NR`-panel, keeping the
+//! `MR × NR` tile of `C` in vector registers for all `KC` steps. An `A` block
+//! (96 × 256 floats, 96 KiB) stays in L2, a `B` panel (256 × 16..32 floats)
+//! in L1. Packing makes any strides of `A` and `B` cost the same, so
+//! transposed operands are free: the convolution passes use that.
+//!
+//! Micro-kernels: AVX-512 12 × 32, AVX2 + FMA 6 × 16 (12 of the 16 ymm
+//! registers hold the tile), portable 4 × 16.
+
+use crate::isa::{active, Isa};
+use std::cell::RefCell;
+
+/// Depth of a packed block.
+const KC: usize = 256;
+/// Rows of an `A` block (a multiple of every `MR`).
+const MC: usize = 96;
+/// Columns of a `B` block (a multiple of every `NR`).
+const NC: usize = 2048;
+
+/// A read-only matrix view: element `(i, j)` is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A row-major `rows × cols` matrix.
+    pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self::strided(data, rows, cols, cols, 1)
+    }
+
+    pub fn strided(data: &'a [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        if rows > 0 && cols > 0 {
+            let last = (rows - 1) * rs + (cols - 1) * cs;
+            assert!(last < data.len(), "matrix view past the end of its data");
+        }
+        MatRef {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+
+    /// The transpose, without copying.
+    pub fn t(self) -> Self {
+        MatRef {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+}
+
+/// One micro-kernel: `c[i * ldc + j] (+)= Σ_p a[p * MR + i] · b[p * NR + j]`
+/// for a full `MR × NR` tile.
+type MicroKernel = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, bool);
+
+#[derive(Clone, Copy)]
+struct Kernel {
+    mr: usize,
+    nr: usize,
+    run: MicroKernel,
+}
+
+fn kernel(isa: Isa) -> Kernel {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => Kernel {
+            mr: 12,
+            nr: 32,
+            run: x86::kernel_12x32,
+        },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => Kernel {
+            mr: 6,
+            nr: 16,
+            run: x86::kernel_6x16,
+        },
+        _ => Kernel {
+            mr: 4,
+            nr: 16,
+            run: portable_4x16,
+        },
+    }
+}
+
+thread_local! {
+    /// Packing buffers, one pair per thread, grown once and reused by every call.
+    static PACKS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// `C = A · B` (or `C += A · B` when `accumulate`), `C` row-major with row
+/// stride `ldc`, on the calling thread, with the active instruction set.
+pub fn gemm(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: bool) {
+    gemm_with(active(), a, b, c, ldc, accumulate)
+}
+
+/// [`gemm`] with a chosen instruction set (which the CPU must have).
+pub fn gemm_with(isa: Isa, a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: bool) {
+    assert!(
+        isa <= Isa::detected(),
+        "{} is not available on this CPU",
+        isa.name()
+    );
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(b.rows, k, "inner dimensions differ");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(ldc >= n && (m - 1) * ldc + n <= c.len(), "C is too small");
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                c[i * ldc..i * ldc + n].fill(0.0);
+            }
+        }
+        return;
+    }
+    let kern = kernel(isa);
+    PACKS.with(|packs| {
+        let mut packs = packs.borrow_mut();
+        let (pa, pb) = &mut *packs;
+        for jc in (0..n).step_by(NC) {
+            let nc = NC.min(n - jc);
+            for pc in (0..k).step_by(KC) {
+                let kc = KC.min(k - pc);
+                let acc = accumulate || pc > 0;
+                pack_b(&kern, b, pc, kc, jc, nc, pb);
+                for ic in (0..m).step_by(MC) {
+                    let mc = MC.min(m - ic);
+                    pack_a(&kern, a, ic, mc, pc, kc, pa);
+                    macro_tile(&kern, pa, pb, mc, nc, kc, &mut c[ic * ldc + jc..], ldc, acc);
+                }
+            }
+        }
+    });
+}
+
+/// `C (+)= A · B` split over the rayon pool by blocks of columns when the
+/// product is large enough to pay for it; otherwise [`gemm`].
+pub fn gemm_par(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: bool) {
+    use rayon::prelude::*;
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let threads = rayon::current_num_threads();
+    let work = m * k * n;
+    if threads < 2 || work < (1 << 21) || n < 64 {
+        return gemm(a, b, c, ldc, accumulate);
+    }
+    // Column blocks of whole NR-panels (a multiple of 32 fits every kernel).
+    let per = n.div_ceil(threads).next_multiple_of(32);
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    let c_len = c.len();
+    (0..n.div_ceil(per)).into_par_iter().for_each(|t| {
+        let j0 = t * per;
+        let nb = per.min(n - j0);
+        let bsub = MatRef {
+            data: &b.data[j0 * b.cs..],
+            rows: k,
+            cols: nb,
+            rs: b.rs,
+            cs: b.cs,
+        };
+        // SAFETY: each task writes only columns j0..j0+nb of C, disjoint
+        // from every other task's, and C outlives the scope.
+        let csub = unsafe { std::slice::from_raw_parts_mut(c_ptr.get().add(j0), c_len - j0) };
+        gemm(a, bsub, csub, ldc, accumulate);
+    });
+}
+
+/// A raw pointer that may cross threads; the caller proves the writes are disjoint.
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Copies `B[pc..pc+kc, jc..jc+nc]` into `NR`-wide panels, zero-padding the last.
+fn pack_b(
+    kern: &Kernel,
+    b: MatRef,
+    pc: usize,
+    kc: usize,
+    jc: usize,
+    nc: usize,
+    out: &mut Vec<f32>,
+) {
+    let nr = kern.nr;
+    let panels = nc.div_ceil(nr);
+    let len = panels * nr * kc;
+    if out.len() < len {
+        out.resize(len, 0.0);
+    }
+    let out = &mut out[..len];
+    if b.cs == 1 {
+        // Row-major B: read each row once, front to back (reading one panel
+        // at a time would stride by whole rows and thrash one cache set).
+        for kk in 0..kc {
+            let src = &b.data[(pc + kk) * b.rs + jc..(pc + kk) * b.rs + jc + nc];
+            for (p, seg) in src.chunks(nr).enumerate() {
+                let row = &mut out[p * nr * kc + kk * nr..p * nr * kc + kk * nr + nr];
+                row[..seg.len()].copy_from_slice(seg);
+                row[seg.len()..].fill(0.0);
+            }
+        }
+    } else if b.rs == 1 {
+        // Column-major B (a transposed operand): each column is contiguous in k.
+        for p in 0..panels {
+            let j0 = jc + p * nr;
+            let w = nr.min(jc + nc - j0);
+            let panel = &mut out[p * nr * kc..(p + 1) * nr * kc];
+            for j in 0..nr {
+                if j < w {
+                    let col = &b.data[(j0 + j) * b.cs + pc..(j0 + j) * b.cs + pc + kc];
+                    for (kk, &v) in col.iter().enumerate() {
+                        panel[kk * nr + j] = v;
+                    }
+                } else {
+                    for kk in 0..kc {
+                        panel[kk * nr + j] = 0.0;
+                    }
+                }
+            }
+        }
+    } else {
+        for p in 0..panels {
+            let j0 = jc + p * nr;
+            let w = nr.min(jc + nc - j0);
+            let panel = &mut out[p * nr * kc..(p + 1) * nr * kc];
+            for kk in 0..kc {
+                let row = &mut panel[kk * nr..kk * nr + nr];
+                let base = (pc + kk) * b.rs + j0 * b.cs;
+                for (j, r) in row[..w].iter_mut().enumerate() {
+                    *r = b.data[base + j * b.cs];
+                }
+                row[w..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// Copies `A[ic..ic+mc, pc..pc+kc]` into `MR`-tall panels, zero-padding the last.
+fn pack_a(
+    kern: &Kernel,
+    a: MatRef,
+    ic: usize,
+    mc: usize,
+    pc: usize,
+    kc: usize,
+    out: &mut Vec<f32>,
+) {
+    let mr = kern.mr;
+    let panels = mc.div_ceil(mr);
+    let len = panels * mr * kc;
+    if out.len() < len {
+        out.resize(len, 0.0);
+    }
+    for p in 0..panels {
+        let i0 = ic + p * mr;
+        let h = mr.min(ic + mc - i0);
+        let panel = &mut out[p * mr * kc..(p + 1) * mr * kc];
+        if a.rs == 1 {
+            // Column-major A (a transposed operand): each k is a contiguous run of rows.
+            for kk in 0..kc {
+                let base = i0 + (pc + kk) * a.cs;
+                panel[kk * mr..kk * mr + h].copy_from_slice(&a.data[base..base + h]);
+                panel[kk * mr + h..kk * mr + mr].fill(0.0);
+            }
+        } else {
+            for i in 0..mr {
+                if i < h {
+                    let base = (i0 + i) * a.rs + pc * a.cs;
+                    for kk in 0..kc {
+                        panel[kk * mr + i] = a.data[base + kk * a.cs];
+                    }
+                } else {
+                    for kk in 0..kc {
+                        panel[kk * mr + i] = 0.0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// All micro-tiles of one packed `A` block times one packed `B` block.
+#[allow(clippy::too_many_arguments)]
+fn macro_tile(
+    kern: &Kernel,
+    pa: &[f32],
+    pb: &[f32],
+    mc: usize,
+    nc: usize,
+    kc: usize,
+    c: &mut [f32],
+    ldc: usize,
+    acc: bool,
+) {
+    let (mr, nr) = (kern.mr, kern.nr);
+    let mut edge = [0f32; 12 * 32];
+    for jr in (0..nc).step_by(nr) {
+        let w = nr.min(nc - jr);
+        let bp = pb[(jr / nr) * nr * kc..].as_ptr();
+        for ir in (0..mc).step_by(mr) {
+            let h = mr.min(mc - ir);
+            let ap = pa[(ir / mr) * mr * kc..].as_ptr();
+            let off = ir * ldc + jr;
+            if w == nr && h == mr {
+                assert!(off + (mr - 1) * ldc + nr <= c.len());
+                // SAFETY: the panels hold kc·MR and kc·NR floats and the
+                // tile lies inside C (checked above); the ISA was checked
+                // against the CPU in `gemm_with`.
+                unsafe { (kern.run)(kc, ap, bp, c[off..].as_mut_ptr(), ldc, acc) };
+            } else {
+                // SAFETY: as above, with the tile in a local MR × NR buffer.
+                unsafe { (kern.run)(kc, ap, bp, edge.as_mut_ptr(), nr, false) };
+                for i in 0..h {
+                    let row = &mut c[off + i * ldc..off + i * ldc + w];
+                    let src = &edge[i * nr..i * nr + w];
+                    if acc {
+                        row.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                    } else {
+                        row.copy_from_slice(src);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The portable micro-kernel, 4 × 16, in plain Rust.
+///
+/// # Safety
+/// `a` holds `kc · 4` floats, `b` `kc · 16`, and `c` a 4 × 16 tile with row stride `ldc`.
+unsafe fn portable_4x16(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    acc: bool,
+) {
+    let a = std::slice::from_raw_parts(a, kc * 4);
+    let b = std::slice::from_raw_parts(b, kc * 16);
+    let mut t = [[0f32; 16]; 4];
+    for p in 0..kc {
+        let bp: &[f32; 16] = b[p * 16..p * 16 + 16].try_into().unwrap();
+        for i in 0..4 {
+            let ai = a[p * 4 + i];
+            for j in 0..16 {
+                t[i][j] = ai.mul_add(bp[j], t[i][j]);
+            }
+        }
+    }
+    for (i, row) in t.iter().enumerate() {
+        let dst = std::slice::from_raw_parts_mut(c.add(i * ldc), 16);
+        for j in 0..16 {
+            dst[j] = if acc { dst[j] + row[j] } else { row[j] };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// AVX2 + FMA micro-kernel: a 6 × 16 tile in 12 ymm registers; per step
+    /// two loads of `B`, six broadcasts of `A`, twelve FMAs.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `a` holds `kc · 6` floats, `b` `kc · 16`,
+    /// and `c` a 6 × 16 tile with row stride `ldc`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn kernel_6x16(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        acc: bool,
+    ) {
+        let mut t = [[_mm256_setzero_ps(); 2]; 6];
+        let (mut a, mut b) = (a, b);
+        for _ in 0..kc {
+            let b0 = _mm256_loadu_ps(b);
+            let b1 = _mm256_loadu_ps(b.add(8));
+            for (i, row) in t.iter_mut().enumerate() {
+                let ai = _mm256_broadcast_ss(&*a.add(i));
+                row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
+                row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
+            }
+            a = a.add(6);
+            b = b.add(16);
+        }
+        for (i, row) in t.iter().enumerate() {
+            let p = c.add(i * ldc);
+            let (mut r0, mut r1) = (row[0], row[1]);
+            if acc {
+                r0 = _mm256_add_ps(r0, _mm256_loadu_ps(p));
+                r1 = _mm256_add_ps(r1, _mm256_loadu_ps(p.add(8)));
+            }
+            _mm256_storeu_ps(p, r0);
+            _mm256_storeu_ps(p.add(8), r1);
+        }
+    }
+
+    /// AVX-512 micro-kernel: a 12 × 32 tile in 24 zmm registers; per step two
+    /// loads of `B`, twelve broadcasts of `A`, twenty-four FMAs.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `a` holds `kc · 12` floats, `b` `kc · 32`, and
+    /// `c` a 12 × 32 tile with row stride `ldc`.
+    #[target_feature(enable = "avx512f,fma")]
+    pub unsafe fn kernel_12x32(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        acc: bool,
+    ) {
+        let mut t = [[_mm512_setzero_ps(); 2]; 12];
+        let (mut a, mut b) = (a, b);
+        for _ in 0..kc {
+            let b0 = _mm512_loadu_ps(b);
+            let b1 = _mm512_loadu_ps(b.add(16));
+            for (i, row) in t.iter_mut().enumerate() {
+                let ai = _mm512_set1_ps(*a.add(i));
+                row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
+                row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+            }
+            a = a.add(12);
+            b = b.add(32);
+        }
+        for (i, row) in t.iter().enumerate() {
+            let p = c.add(i * ldc);
+            let (mut r0, mut r1) = (row[0], row[1]);
+            if acc {
+                r0 = _mm512_add_ps(r0, _mm512_loadu_ps(p));
+                r1 = _mm512_add_ps(r1, _mm512_loadu_ps(p.add(16)));
+            }
+            _mm512_storeu_ps(p, r0);
+            _mm512_storeu_ps(p.add(16), r1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The product in f64, element by element: the reference.
+    fn naive(a: MatRef, b: MatRef) -> Vec<f64> {
+        let mut c = vec![0f64; a.rows * b.cols];
+        for i in 0..a.rows {
+            for j in 0..b.cols {
+                let mut s = 0f64;
+                for p in 0..a.cols {
+                    s += a.data[i * a.rs + p * a.cs] as f64 * b.data[p * b.rs + j * b.cs] as f64;
+                }
+                c[i * b.cols + j] = s;
+            }
+        }
+        c
+    }
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn check(isa: Isa, m: usize, k: usize, n: usize, ta: bool, tb: bool, accumulate: bool) {
+        let ad = values(m * k, (m * 31 + k) as u64);
+        let bd = values(k * n, (k * 17 + n) as u64);
+        let a = if ta {
+            MatRef::new(&ad, k, m).t()
+        } else {
+            MatRef::new(&ad, m, k)
+        };
+        let b = if tb {
+            MatRef::new(&bd, n, k).t()
+        } else {
+            MatRef::new(&bd, k, n)
+        };
+        let ldc = n + 3;
+        let init = values(m * ldc, 7);
+        let mut c = init.clone();
+        gemm_with(isa, a, b, &mut c, ldc, accumulate);
+        let want = naive(a, b);
+        for i in 0..m {
+            for j in 0..n {
+                let w = want[i * n + j]
+                    + if accumulate {
+                        init[i * ldc + j] as f64
+                    } else {
+                        0.0
+                    };
+                let got = c[i * ldc + j] as f64;
+                let tol = 1e-5 * (k as f64).sqrt().max(1.0) * (1.0 + w.abs());
+                assert!(
+                    (got - w).abs() <= tol,
+                    "{isa:?} {m}x{k}x{n} ta={ta} tb={tb} acc={accumulate}: c[{i},{j}] = {got}, want {w}"
+                );
+            }
+            // Padding columns of C are never touched.
+            for j in n..ldc {
+                assert_eq!(c[i * ldc + j], init[i * ldc + j]);
+            }
+        }
+    }
+
+    #[test]
+    fn every_path_matches_the_f64_product_on_awkward_shapes() {
+        let shapes = [
+            (1, 1, 1),
+            (5, 3, 7),
+            (6, 16, 16),
+            (13, 300, 33),
+            (97, 257, 50),
+            (12, 27, 2100),
+            (200, 9, 17),
+        ];
+        for isa in Isa::available() {
+            for &(m, k, n) in &shapes {
+                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                    check(isa, m, k, n, ta, tb, false);
+                }
+                check(isa, m, k, n, false, false, true);
+            }
+        }
+    }
+
+    #[test]
+    fn parallel_product_equals_the_serial_one() {
+        let (m, k, n) = (70, 300, 530);
+        let ad = values(m * k, 1);
+        let bd = values(k * n, 2);
+        let (a, b) = (MatRef::new(&ad, m, k), MatRef::new(&bd, k, n));
+        let mut serial = vec![0f32; m * n];
+        let mut par = vec![1f32; m * n];
+        gemm(a, b, &mut serial, n, false);
+        gemm_par(a, b, &mut par, n, false);
+        assert_eq!(serial, par);
+    }
+
+    #[test]
+    fn empty_inner_dimension_clears_or_keeps_c() {
+        let a = MatRef::new(&[], 2, 0);
+        let b = MatRef::new(&[], 0, 3);
+        let mut c = vec![5f32; 6];
+        gemm(a, b, &mut c, 3, true);
+        assert_eq!(c, vec![5.0; 6]);
+        gemm(a, b, &mut c, 3, false);
+        assert_eq!(c, vec![0.0; 6]);
+    }
+}

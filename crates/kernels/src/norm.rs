@@ -1,0 +1,303 @@
+//! BatchNorm over NCHW arrays in training mode, with the activation that
+//! follows it fused: one pass for the statistics and one for the output
+//! forward, one for the reductions and one for the input gradient backward
+//! (Burn composes the same from about eight and twelve tensor passes).
+//!
+//! The statistics are those of Burn's `batch_norm_train` (the biased
+//! variance over batch and space), summed in f64 per channel so a channel of
+//! 10⁶ values loses nothing to rounding.
+
+use rayon::prelude::*;
+
+/// The activation applied after the affine step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activation {
+    Identity,
+    Relu,
+    /// min(max(x, 0), 6), MobileNet's and EfficientNet-Lite's.
+    Relu6,
+}
+
+impl Activation {
+    /// Whether the derivative at the output `y` is 1 (else 0). At the kinks
+    /// (y = 0, y = 6) it is 0, as PyTorch's `relu` and `hardtanh` have it.
+    #[inline(always)]
+    fn passes(self, y: f32) -> bool {
+        match self {
+            Activation::Identity => true,
+            Activation::Relu => y > 0.0,
+            Activation::Relu6 => y > 0.0 && y < 6.0,
+        }
+    }
+}
+
+/// Shape of the input: `[batch, channels, spatial]` with spatial = H·W.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NormShape {
+    pub batch: usize,
+    pub channels: usize,
+    pub spatial: usize,
+}
+
+impl NormShape {
+    pub fn len(&self) -> usize {
+        self.batch * self.channels * self.spatial
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn plane(&self, n: usize, c: usize) -> std::ops::Range<usize> {
+        let start = (n * self.channels + c) * self.spatial;
+        start..start + self.spatial
+    }
+}
+
+/// Per-channel mean and biased variance of `x`.
+pub fn channel_stats(s: &NormShape, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    assert_eq!(x.len(), s.len());
+    let count = (s.batch * s.spatial) as f64;
+    let stats: Vec<(f32, f32)> = (0..s.channels)
+        .into_par_iter()
+        .map(|c| {
+            let mut sum = 0f64;
+            for n in 0..s.batch {
+                sum += x[s.plane(n, c)].iter().map(|&v| v as f64).sum::<f64>();
+            }
+            let mean = sum / count;
+            let mut sq = 0f64;
+            for n in 0..s.batch {
+                sq += x[s.plane(n, c)]
+                    .iter()
+                    .map(|&v| (v as f64 - mean) * (v as f64 - mean))
+                    .sum::<f64>();
+            }
+            (mean as f32, (sq / count) as f32)
+        })
+        .collect();
+    stats.into_iter().unzip()
+}
+
+/// `y = act((x − mean) / √(var + eps) · gamma + beta)` with the batch's own
+/// statistics, which are returned `(mean, var)`.
+pub fn batch_norm_train_forward(
+    s: &NormShape,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f64,
+    act: Activation,
+    y: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let (mean, var) = channel_stats(s, x);
+    normalize(s, x, gamma, beta, &mean, &var, eps, act, y);
+    (mean, var)
+}
+
+/// The affine step with given statistics (also evaluation with running ones).
+#[allow(clippy::too_many_arguments)]
+pub fn normalize(
+    s: &NormShape,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    eps: f64,
+    act: Activation,
+    y: &mut [f32],
+) {
+    assert_eq!(x.len(), s.len());
+    assert_eq!(y.len(), s.len());
+    let scale: Vec<f32> = (0..s.channels)
+        .map(|c| gamma[c] / ((var[c] as f64 + eps).sqrt() as f32))
+        .collect();
+    let shift: Vec<f32> = (0..s.channels)
+        .map(|c| beta[c] - mean[c] * scale[c])
+        .collect();
+    y.par_chunks_mut(s.spatial)
+        .zip(x.par_chunks(s.spatial))
+        .enumerate()
+        .for_each(|(p, (yo, xi))| {
+            let c = p % s.channels;
+            let (a, b) = (scale[c], shift[c]);
+            match act {
+                Activation::Identity => yo
+                    .iter_mut()
+                    .zip(xi)
+                    .for_each(|(o, &v)| *o = v.mul_add(a, b)),
+                Activation::Relu => yo
+                    .iter_mut()
+                    .zip(xi)
+                    .for_each(|(o, &v)| *o = v.mul_add(a, b).max(0.0)),
+                Activation::Relu6 => yo
+                    .iter_mut()
+                    .zip(xi)
+                    .for_each(|(o, &v)| *o = v.mul_add(a, b).clamp(0.0, 6.0)),
+            }
+        });
+}
+
+/// Gradients of [`batch_norm_train_forward`]: `(dx, dgamma, dbeta)` from the
+/// output gradient `dy`, the input `x`, the output `y` (for the activation's
+/// mask) and the batch statistics.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_train_backward(
+    s: &NormShape,
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    gamma: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    eps: f64,
+    act: Activation,
+    dx: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
+    assert_eq!(dy.len(), s.len());
+    assert_eq!(dx.len(), s.len());
+    let inv_std: Vec<f32> = (0..s.channels)
+        .map(|c| (1.0 / (var[c] as f64 + eps).sqrt()) as f32)
+        .collect();
+    // Σ dz and Σ dz·x̂ per channel, dz = dy · act'(y).
+    let sums: Vec<(f64, f64)> = (0..s.channels)
+        .into_par_iter()
+        .map(|c| {
+            let (m, is) = (mean[c], inv_std[c]);
+            let (mut sdz, mut sdzx) = (0f64, 0f64);
+            for n in 0..s.batch {
+                let r = s.plane(n, c);
+                let (mut a, mut b) = (0f32, 0f32);
+                for ((&g, &yv), &xv) in dy[r.clone()].iter().zip(&y[r.clone()]).zip(&x[r]) {
+                    let dz = if act.passes(yv) { g } else { 0.0 };
+                    a += dz;
+                    b += dz * (xv - m) * is;
+                }
+                sdz += a as f64;
+                sdzx += b as f64;
+            }
+            (sdz, sdzx)
+        })
+        .collect();
+    let count = (s.batch * s.spatial) as f32;
+    let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
+    let dgamma: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
+    dx.par_chunks_mut(s.spatial).enumerate().for_each(|(p, d)| {
+        let c = p % s.channels;
+        let r = p * s.spatial..(p + 1) * s.spatial;
+        let (m, is) = (mean[c], inv_std[c]);
+        let k = gamma[c] * is;
+        let (mb, mg) = (dbeta[c] / count, dgamma[c] / count);
+        for ((o, (&g, &yv)), &xv) in d
+            .iter_mut()
+            .zip(dy[r.clone()].iter().zip(&y[r.clone()]))
+            .zip(&x[r])
+        {
+            let dz = if act.passes(yv) { g } else { 0.0 };
+            let xh = (xv - m) * is;
+            *o = k * (dz - mb - xh * mg);
+        }
+    });
+    (dgamma, dbeta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut st = seed.wrapping_add(0x2545F4914F6CDD1D);
+        (0..n)
+            .map(|_| {
+                st ^= st << 13;
+                st ^= st >> 7;
+                st ^= st << 17;
+                ((st >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 1.5
+            })
+            .collect()
+    }
+
+    /// The loss L = Σ y · r for a fixed r, in f64, and its finite differences.
+    fn loss(
+        s: &NormShape,
+        x: &[f64],
+        g: &[f64],
+        b: &[f64],
+        r: &[f64],
+        eps: f64,
+        act: Activation,
+    ) -> f64 {
+        let mut total = 0.0;
+        for c in 0..s.channels {
+            let vals: Vec<f64> = (0..s.batch)
+                .flat_map(|n| x[s.plane(n, c)].to_vec())
+                .collect();
+            let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+            let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / vals.len() as f64;
+            for n in 0..s.batch {
+                for i in s.plane(n, c) {
+                    let z = (x[i] - mean) / (var + eps).sqrt() * g[c] + b[c];
+                    let y = match act {
+                        Activation::Identity => z,
+                        Activation::Relu => z.max(0.0),
+                        Activation::Relu6 => z.clamp(0.0, 6.0),
+                    };
+                    total += y * r[i];
+                }
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn forward_and_gradients_match_finite_differences() {
+        let s = NormShape {
+            batch: 3,
+            channels: 4,
+            spatial: 5,
+        };
+        let eps = 1e-5;
+        for act in [Activation::Identity, Activation::Relu, Activation::Relu6] {
+            let x = values(s.len(), 1);
+            let gamma: Vec<f32> = values(4, 2).iter().map(|v| v + 3.0).collect();
+            let beta = values(4, 3);
+            let r = values(s.len(), 4);
+            let mut y = vec![0f32; s.len()];
+            let (mean, var) = batch_norm_train_forward(&s, &x, &gamma, &beta, eps, act, &mut y);
+            let mut dx = vec![0f32; s.len()];
+            let (dg, db) =
+                batch_norm_train_backward(&s, &x, &y, &r, &gamma, &mean, &var, eps, act, &mut dx);
+            let f = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+            let (x64, g64, b64, r64) = (f(&x), f(&gamma), f(&beta), f(&r));
+            let h = 1e-6;
+            let fd = |which: usize, i: usize| {
+                let mut vs = [x64.clone(), g64.clone(), b64.clone()];
+                vs[which][i] += h;
+                let up = loss(&s, &vs[0], &vs[1], &vs[2], &r64, eps, act);
+                vs[which][i] -= 2.0 * h;
+                let down = loss(&s, &vs[0], &vs[1], &vs[2], &r64, eps, act);
+                (up - down) / (2.0 * h)
+            };
+            for i in 0..s.len() {
+                let want = fd(0, i);
+                assert!(
+                    (dx[i] as f64 - want).abs() < 1e-3 * (1.0 + want.abs()),
+                    "{act:?} dx[{i}] {} vs {want}",
+                    dx[i]
+                );
+            }
+            for c in 0..4 {
+                let (wg, wb) = (fd(1, c), fd(2, c));
+                assert!(
+                    (dg[c] as f64 - wg).abs() < 1e-3 * (1.0 + wg.abs()),
+                    "{act:?} dgamma"
+                );
+                assert!(
+                    (db[c] as f64 - wb).abs() < 1e-3 * (1.0 + wb.abs()),
+                    "{act:?} dbeta"
+                );
+            }
+        }
+    }
+}

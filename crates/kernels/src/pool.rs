@@ -1,0 +1,237 @@
+//! Max-pooling over NCHW arrays, optionally with the ReLU before it fused
+//! (`max(0, max(window)) = relu` then pool, so the cnn's ReLU costs no pass).
+//!
+//! The forward pass keeps, per output, which position of its window won
+//! (one byte: windows are at most 15 × 15), so the backward pass is a
+//! scatter of the output gradient without looking at the input again.
+//! Padded positions never win; ties go to the first position in row-major
+//! order, as in PyTorch.
+
+use rayon::prelude::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolShape {
+    /// Batch × channels.
+    pub planes: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+}
+
+impl PoolShape {
+    pub fn out_h(&self) -> usize {
+        (self.in_h + 2 * self.padding[0] - self.kernel[0]) / self.stride[0] + 1
+    }
+
+    pub fn out_w(&self) -> usize {
+        (self.in_w + 2 * self.padding[1] - self.kernel[1]) / self.stride[1] + 1
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.planes * self.out_h() * self.out_w()
+    }
+
+    /// Whether these kernels compute this pooling.
+    pub fn supported(&self) -> bool {
+        let [kh, kw] = self.kernel;
+        kh * kw <= 255
+            && kh > 0
+            && kw > 0
+            && !self.stride.contains(&0)
+            && self.padding[0] < kh
+            && self.padding[1] < kw
+            && self.in_h + 2 * self.padding[0] >= kh
+            && self.in_w + 2 * self.padding[1] >= kw
+    }
+}
+
+/// `y = maxpool(x)` (of `relu(x)` when `relu`); returns each output's winning
+/// window position.
+pub fn max_pool2d_forward(s: &PoolShape, x: &[f32], relu: bool, y: &mut [f32]) -> Vec<u8> {
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let ihw = s.in_h * s.in_w;
+    assert_eq!(x.len(), s.planes * ihw);
+    assert_eq!(y.len(), s.output_len());
+    let mut arg = vec![0u8; y.len()];
+    let [kh, kw] = s.kernel;
+    let [sh, sw] = s.stride;
+    let [ph, pw] = s.padding;
+    y.par_chunks_mut(oh * ow)
+        .zip(arg.par_chunks_mut(oh * ow))
+        .enumerate()
+        .for_each(|(p, (yo, ao))| {
+            let xp = &x[p * ihw..(p + 1) * ihw];
+            if kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 {
+                // The sheet's CNNs: 2 × 2, stride 2, no padding.
+                for oy in 0..oh {
+                    let r0 = &xp[2 * oy * s.in_w..];
+                    let r1 = &xp[(2 * oy + 1) * s.in_w..];
+                    for ox in 0..ow {
+                        let c = [r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]];
+                        let mut best = 0;
+                        for (i, &v) in c.iter().enumerate().skip(1) {
+                            if v > c[best] || (v.is_nan() && !c[best].is_nan()) {
+                                best = i;
+                            }
+                        }
+                        let v = c[best];
+                        yo[oy * ow + ox] = if relu { v.max(0.0) } else { v };
+                        ao[oy * ow + ox] = best as u8;
+                    }
+                }
+                return;
+            }
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (mut best, mut at) = (f32::NEG_INFINITY, 0u8);
+                    let mut found = false;
+                    for ky in 0..kh {
+                        let iy = (oy * sh + ky) as isize - ph as isize;
+                        if iy < 0 || iy as usize >= s.in_h {
+                            continue;
+                        }
+                        for kx in 0..kw {
+                            let ix = (ox * sw + kx) as isize - pw as isize;
+                            if ix < 0 || ix as usize >= s.in_w {
+                                continue;
+                            }
+                            let v = xp[iy as usize * s.in_w + ix as usize];
+                            if !found || v > best || (v.is_nan() && !best.is_nan()) {
+                                best = v;
+                                at = (ky * kw + kx) as u8;
+                                found = true;
+                            }
+                        }
+                    }
+                    yo[oy * ow + ox] = if relu { best.max(0.0) } else { best };
+                    ao[oy * ow + ox] = at;
+                }
+            }
+        });
+    arg
+}
+
+/// `dx` from `dy`, the outputs `y` and the winners of [`max_pool2d_forward`].
+pub fn max_pool2d_backward(
+    s: &PoolShape,
+    dy: &[f32],
+    y: &[f32],
+    arg: &[u8],
+    relu: bool,
+    dx: &mut [f32],
+) {
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let ihw = s.in_h * s.in_w;
+    assert_eq!(dx.len(), s.planes * ihw);
+    assert_eq!(dy.len(), s.output_len());
+    let [kw, sh, sw] = [s.kernel[1], s.stride[0], s.stride[1]];
+    let [ph, pw] = s.padding;
+    dx.par_chunks_mut(ihw).enumerate().for_each(|(p, d)| {
+        d.fill(0.0);
+        let r = p * oh * ow..(p + 1) * oh * ow;
+        for (i, ((&g, &yv), &a)) in dy[r.clone()]
+            .iter()
+            .zip(&y[r.clone()])
+            .zip(&arg[r])
+            .enumerate()
+        {
+            // relu'(0) = 0: a window whose maximum was not positive passes nothing.
+            if relu && yv <= 0.0 {
+                continue;
+            }
+            let (oy, ox) = (i / ow, i % ow);
+            let (ky, kx) = (a as usize / kw, a as usize % kw);
+            let iy = oy * sh + ky - ph;
+            let ix = ox * sw + kx - pw;
+            d[iy * s.in_w + ix] += g;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut st = seed.wrapping_add(0x9E3779B97F4A7C15);
+        (0..n)
+            .map(|_| {
+                st ^= st << 13;
+                st ^= st >> 7;
+                st ^= st << 17;
+                ((st >> 40) % 97) as f32 / 10.0 - 4.0
+            })
+            .collect()
+    }
+
+    /// Pooling and its gradient by the definition.
+    fn reference(s: &PoolShape, x: &[f32], relu: bool, dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let (oh, ow) = (s.out_h(), s.out_w());
+        let mut y = vec![0f32; s.output_len()];
+        let mut dx = vec![0f32; x.len()];
+        for p in 0..s.planes {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut best: Option<(f32, usize)> = None;
+                    for ky in 0..s.kernel[0] {
+                        for kx in 0..s.kernel[1] {
+                            let iy = (oy * s.stride[0] + ky) as isize - s.padding[0] as isize;
+                            let ix = (ox * s.stride[1] + kx) as isize - s.padding[1] as isize;
+                            if iy >= 0
+                                && ix >= 0
+                                && (iy as usize) < s.in_h
+                                && (ix as usize) < s.in_w
+                            {
+                                let i = (p * s.in_h + iy as usize) * s.in_w + ix as usize;
+                                if best.is_none_or(|(b, _)| x[i] > b) {
+                                    best = Some((x[i], i));
+                                }
+                            }
+                        }
+                    }
+                    let (v, i) = best.unwrap();
+                    let o = (p * oh + oy) * ow + ox;
+                    y[o] = if relu { v.max(0.0) } else { v };
+                    if !relu || v > 0.0 {
+                        dx[i] += dy[o];
+                    }
+                }
+            }
+        }
+        (y, dx)
+    }
+
+    #[test]
+    fn pooling_and_its_gradient_match_the_definition() {
+        for (h, w, k, st, p) in [
+            (8, 8, 2, 2, 0),
+            (7, 9, 2, 2, 0),
+            (9, 8, 3, 2, 1),
+            (5, 6, 3, 1, 1),
+            (6, 6, 3, 3, 0),
+        ] {
+            let s = PoolShape {
+                planes: 3,
+                in_h: h,
+                in_w: w,
+                kernel: [k, k],
+                stride: [st, st],
+                padding: [p, p],
+            };
+            assert!(s.supported());
+            for relu in [false, true] {
+                let x = values(3 * h * w, (h * w + k) as u64);
+                let dy = values(s.output_len(), 9);
+                let (want_y, want_dx) = reference(&s, &x, relu, &dy);
+                let mut y = vec![f32::NAN; s.output_len()];
+                let arg = max_pool2d_forward(&s, &x, relu, &mut y);
+                assert_eq!(y, want_y, "{s:?} relu={relu}");
+                let mut dx = vec![f32::NAN; x.len()];
+                max_pool2d_backward(&s, &dy, &y, &arg, relu, &mut dx);
+                assert_eq!(dx, want_dx, "{s:?} relu={relu}");
+            }
+        }
+    }
+}
