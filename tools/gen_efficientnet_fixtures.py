@@ -112,7 +112,37 @@ class Lite0(nn.Module):
 
 
 def parity():
-    return parity_of(Lite0(classes=10), "EfficientNet-Lite0(classes=10), eval")
+    model = Lite0(classes=10)
+    fx = parity_of(model, "EfficientNet-Lite0(classes=10), eval")
+    fx["train"] = train_gradients(model)
+    return fx
+
+
+def train_gradients(model):
+    """The same weights and input in training mode (batch statistics, dropout
+    off): the logits and the gradients of sum(logits * r), r the next
+    np.random.randn(2, 10) after the input, for the stem's weight and the
+    input itself (crates/vision/tests/kernels.rs checks nabla's kernels and
+    Burn's ops against them)."""
+    # Replay the draws of fixture_weights.parity to reach the input again.
+    sd = model.state_dict()
+    np.random.seed(7)
+    for name in sorted(sd):
+        if not name.endswith("num_batches_tracked"):
+            np.random.randn(*sd[name].shape)
+    x = torch.from_numpy(np.random.randn(2, 3, 64, 64)).float().requires_grad_(True)
+    r = np.random.randn(2, 10)
+    model.train()
+    model._dropout.p = 0.0
+    model.zero_grad()
+    logits = model(x)
+    (logits * torch.from_numpy(r).float()).sum().backward()
+    f32 = lambda t: [float(f"{v:.9g}") for v in t.detach().numpy().ravel()]
+    return {
+        "logits": f32(logits),
+        "stem_grad": f32(model._conv_stem.weight.grad),
+        "input_grad": f32(x.grad),
+    }
 
 
 def photos():

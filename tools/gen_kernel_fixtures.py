@@ -146,6 +146,11 @@ def main():
         conv_case(rng, 1, 7, 12, 12, 7, 3, 2, (0, 0, 1, 1), 7, False),
         conv_case(rng, 3, 5, 11, 9, 5, 5, 1, (2, 2, 2, 2), 5, False),
         conv_case(rng, 2, 9, 14, 13, 9, 5, 2, (1, 1, 2, 2), 9, True),
+        # Its last stages: kernels as large as the 2x2 and 4x4 planes, or larger.
+        conv_case(rng, 4, 7, 2, 2, 7, 5, 1, (2, 2, 2, 2), 7, False),
+        conv_case(rng, 3, 6, 4, 4, 6, 5, 2, (1, 1, 2, 2), 6, False),
+        conv_case(rng, 2, 5, 8, 8, 5, 3, 2, (0, 0, 1, 1), 5, False),
+        conv_case(rng, 4, 6, 2, 2, 6, 3, 1, (1, 1, 1, 1), 6, False),
         norm_case(rng, 4, 5, 6, 7, "identity"),
         norm_case(rng, 1, 9, 5, 5, "relu"),
         norm_case(rng, 3, 17, 4, 3, "relu6"),

@@ -40,6 +40,67 @@ pub enum BenchCommand {
         after_help = "Example:\n  nabla bench vision --model cnn-bn --batch-size 32 --image-size 128\n  python3 tools/bench_vision.py   # the same models in PyTorch, side by side"
     )]
     Vision(VisionBenchArgs),
+    /// nabla's convolution kernels on Problem 5's layers, against the CPU's FMA peak.
+    #[command(
+        after_help = "Example:\n  nabla bench kernels --batch-size 32\n  NABLA_ISA=avx2 nabla bench kernels   # force the AVX2 path on an AVX-512 machine"
+    )]
+    Kernels(KernelBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct KernelBenchArgs {
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Repetitions of each pass; the fastest is reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn run_kernels(args: &KernelBenchArgs) -> Result<()> {
+    let report = nabla_kernels::bench::run(args.batch_size.max(1), args.repeat);
+    if args.json {
+        return OutputArgs::print_json(&report);
+    }
+    println!(
+        "{} · {} · {} threads · FMA peak {:.1} GFLOP/s (measured) · batch {}",
+        report.cpu,
+        report.isa.name(),
+        report.threads,
+        report.fma_peak_gflops,
+        report.batch
+    );
+    let rows: Vec<Vec<String>> = report
+        .layers
+        .iter()
+        .map(|l| {
+            vec![
+                l.layer.clone(),
+                format!("{:.2}", l.gflop),
+                format!("{:.1}", l.forward_ms),
+                format!("{:.1}", l.input_grad_ms),
+                format!("{:.1}", l.weight_grad_ms),
+                format!("{:.0} %", l.share_of_peak * 100.0),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &[
+                "layer",
+                "GFLOP/pass",
+                "forward ms",
+                "input grad ms",
+                "weight grad ms",
+                "of peak"
+            ],
+            &rows
+        )
+    );
+    Ok(())
 }
 
 #[derive(Args, Debug)]
@@ -305,6 +366,7 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
         BenchCommand::Graph(args) => run_graph(args),
         BenchCommand::Mlp(args) => run_mlp(args),
         BenchCommand::Vision(args) => run_vision(args),
+        BenchCommand::Kernels(args) => run_kernels(args),
     }
 }
 

@@ -180,7 +180,7 @@ pub fn run(a: &CompareArgs) -> Result<()> {
         ))
         .into());
     }
-    if a.epochs == 0 || a.image_size < 32 || a.image_size % 16 != 0 {
+    if a.epochs == 0 || a.image_size < 32 || !a.image_size.is_multiple_of(16) {
         return Err(InputError(
             "--epochs must be at least 1 and --image-size a multiple of 16, at least 32".into(),
         )

@@ -259,7 +259,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 
 fn new_run(a: &TrainArgs) -> Result<(VisionTrainConfig, RunSpec)> {
     let backbone = a.model.has_backbone();
-    if !backbone && (a.image_size < 16 || a.image_size % 16 != 0) {
+    if !backbone && (a.image_size < 16 || !a.image_size.is_multiple_of(16)) {
         return Err(
             InputError("--image-size must be a multiple of 16 (four 2×2 poolings)".into()).into(),
         );

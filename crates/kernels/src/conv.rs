@@ -15,7 +15,7 @@
 //! summed over fixed chunks of images in a fixed order, so it is the same
 //! bit for bit whatever the number of threads.
 
-use crate::gemm::{gemm, gemm_par, MatRef, SendPtr};
+use crate::gemm::{gemm, gemm_nt_small, gemm_par, MatRef, SendPtr};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -338,6 +338,9 @@ fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     let ohw = s.out_h() * s.out_w();
     let out_img = s.out_channels * ohw;
     let k = s.patch();
+    // A small gradient over a large image (the cnn's first layer: 32 × 27
+    // over 128 × 128) is cheaper as plain dot products than packed.
+    let small = s.out_channels * k <= 4096 && ohw >= 1024;
     // dW(chunk) = Σ_images dY · colᵀ, into `part`.
     let chunk_grad = |first: usize, last: usize, part: &mut [f32], par: bool| {
         for n in first..last {
@@ -345,7 +348,10 @@ fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]) {
             let xi = &x[n * in_img..(n + 1) * in_img];
             let acc = n > first;
             let product = |b: MatRef, part: &mut [f32]| {
-                if par {
+                if small {
+                    // b is the transpose of a row-major (k × ohw) matrix.
+                    gemm_nt_small(g.data, b.data, s.out_channels, k, ohw, part, acc)
+                } else if par {
                     gemm_par(g, b, part, k, acc)
                 } else {
                     gemm(g, b, part, k, acc)
@@ -670,6 +676,7 @@ mod tests {
         close("bias gradient", &s, &gb, &db);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn shape(
         batch: usize,
         c: usize,
@@ -712,6 +719,9 @@ mod tests {
             shape(5, 2, 5, 5, 3, 3, 1, 0, 1),
             shape(9, 3, 4, 6, 17, 3, 1, 2, 1),
             same(shape(2, 3, 8, 8, 4, 3, 2, 0, 1)),
+            // EfficientNet-Lite0's head at a 64-pixel input: 2 × 2 planes.
+            shape(4, 320, 2, 2, 1280, 1, 1, 0, 1),
+            shape(4, 192, 2, 2, 1152, 1, 1, 0, 1),
         ] {
             check(s);
         }
@@ -725,6 +735,12 @@ mod tests {
             shape(1, 3, 12, 12, 3, 5, 2, 2, 3),
             shape(2, 6, 8, 8, 6, 5, 1, 2, 6),
             same(shape(2, 4, 9, 9, 4, 5, 2, 1, 4)),
+            shape(4, 1152, 2, 2, 1152, 3, 1, 1, 1152),
+            shape(4, 7, 2, 2, 7, 5, 1, 2, 7),
+            shape(3, 6, 4, 4, 6, 5, 1, 2, 6),
+            same(shape(3, 6, 4, 4, 6, 5, 2, 1, 6)),
+            same(shape(2, 5, 8, 8, 5, 3, 2, 0, 5)),
+            same(shape(2, 5, 16, 16, 5, 5, 2, 1, 5)),
         ] {
             check(s);
         }

@@ -133,10 +133,12 @@ pub fn gemm_with(isa: Isa, a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accu
     PACKS.with(|packs| {
         let mut packs = packs.borrow_mut();
         let (pa, pb) = &mut *packs;
+        // Equal depth blocks: k = 288 as 144 + 144, not 256 + a thin 32.
+        let kc_max = k.div_ceil(k.div_ceil(KC));
         for jc in (0..n).step_by(NC) {
             let nc = NC.min(n - jc);
-            for pc in (0..k).step_by(KC) {
-                let kc = KC.min(k - pc);
+            for pc in (0..k).step_by(kc_max) {
+                let kc = kc_max.min(k - pc);
                 let acc = accumulate || pc > 0;
                 pack_b(&kern, b, pc, kc, jc, nc, pb);
                 for ic in (0..m).step_by(MC) {
@@ -178,6 +180,82 @@ pub fn gemm_par(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: boo
         let csub = unsafe { std::slice::from_raw_parts_mut(c_ptr.get().add(j0), c_len - j0) };
         gemm(a, bsub, csub, ldc, accumulate);
     });
+}
+
+/// `C (+)= A · Bᵀ` for row-major `A` (m × k) and `B` (n × k), `C` row-major
+/// m × n, when `C` is small and `k` long — the weight gradient of a layer
+/// with few channels over a large image, where packing would copy more than
+/// the product computes. Dot products of 3 × 3 row pairs in eight lanes,
+/// over blocks of `k` that keep all rows in L2.
+pub fn gemm_nt_small(
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    assert!(a.len() >= m * k && b.len() >= n * k && c.len() >= m * n);
+    if !accumulate {
+        c[..m * n].fill(0.0);
+    }
+    match active() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `active()` only returns instruction sets the CPU has.
+        Isa::Avx2 | Isa::Avx512 => unsafe { x86::nt_small_fma(a, b, m, n, k, c) },
+        _ => nt_small::<false>(a, b, m, n, k, c),
+    }
+}
+
+/// Rows of `k` per block of [`gemm_nt_small`].
+const NT_BLOCK: usize = 1024;
+
+#[inline(always)]
+fn nt_small<const FMA: bool>(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, c: &mut [f32]) {
+    let fma = |x: f32, y: f32, z: f32| if FMA { x.mul_add(y, z) } else { x * y + z };
+    for k0 in (0..k).step_by(NT_BLOCK) {
+        let kb = NT_BLOCK.min(k - k0);
+        let full = kb / 8 * 8;
+        for i0 in (0..m).step_by(3) {
+            let ih = 3.min(m - i0);
+            for j0 in (0..n).step_by(3) {
+                let jw = 3.min(n - j0);
+                let mut acc = [[[0f32; 8]; 3]; 3];
+                // Rows past the edge repeat the last one; their sums are dropped.
+                let ar: [&[f32]; 3] = std::array::from_fn(|t| {
+                    let r = i0 + t.min(ih - 1);
+                    &a[r * k + k0..r * k + k0 + kb]
+                });
+                let br: [&[f32]; 3] = std::array::from_fn(|t| {
+                    let r = j0 + t.min(jw - 1);
+                    &b[r * k + k0..r * k + k0 + kb]
+                });
+                for p in (0..full).step_by(8) {
+                    let av: [[f32; 8]; 3] =
+                        std::array::from_fn(|t| ar[t][p..p + 8].try_into().unwrap());
+                    let bv: [[f32; 8]; 3] =
+                        std::array::from_fn(|t| br[t][p..p + 8].try_into().unwrap());
+                    for ti in 0..3 {
+                        for tj in 0..3 {
+                            for l in 0..8 {
+                                acc[ti][tj][l] = fma(av[ti][l], bv[tj][l], acc[ti][tj][l]);
+                            }
+                        }
+                    }
+                }
+                for ti in 0..ih {
+                    for tj in 0..jw {
+                        let mut sum = acc[ti][tj].iter().sum::<f32>();
+                        for p in full..kb {
+                            sum = fma(ar[ti][p], br[tj][p], sum);
+                        }
+                        c[(i0 + ti) * n + j0 + tj] += sum;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A raw pointer that may cross threads; the caller proves the writes are disjoint.
@@ -380,6 +458,15 @@ unsafe fn portable_4x16(
 mod x86 {
     use std::arch::x86_64::*;
 
+    /// [`super::nt_small`] compiled for AVX2 + FMA.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn nt_small_fma(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, c: &mut [f32]) {
+        super::nt_small::<true>(a, b, m, n, k, c)
+    }
+
     /// AVX2 + FMA micro-kernel: a 6 × 16 tile in 12 ymm registers; per step
     /// two loads of `B`, six broadcasts of `A`, twelve FMAs.
     ///
@@ -566,6 +653,28 @@ mod tests {
         gemm(a, b, &mut serial, n, false);
         gemm_par(a, b, &mut par, n, false);
         assert_eq!(serial, par);
+    }
+
+    #[test]
+    fn small_transposed_product_matches_the_f64_one() {
+        for &(m, n, k) in &[(32, 27, 3000), (5, 7, 9), (1, 1, 1030), (4, 2, 2049)] {
+            let ad = values(m * k, 3);
+            let bd = values(n * k, 4);
+            let want = naive(MatRef::new(&ad, m, k), MatRef::new(&bd, n, k).t());
+            for isa in Isa::available() {
+                crate::isa::set_override(Some(isa));
+                let mut c = vec![1f32; m * n];
+                gemm_nt_small(&ad, &bd, m, n, k, &mut c, true);
+                for (i, (&g, &w)) in c.iter().zip(&want).enumerate() {
+                    let tol = 1e-5 * (k as f64).sqrt() * (1.0 + w.abs());
+                    assert!(
+                        (g as f64 - 1.0 - w).abs() <= tol,
+                        "{isa:?} {m}x{n}x{k} [{i}]: {g} vs {w}"
+                    );
+                }
+            }
+            crate::isa::set_override(None);
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! The instruction set (AVX-512, AVX2 + FMA, or portable Rust) is chosen at
 //! run time ([`isa::active`]); every parallel kernel uses the rayon pool.
 
+pub mod bench;
 pub mod conv;
 pub mod gemm;
 pub mod isa;

@@ -54,6 +54,62 @@ impl NormShape {
     }
 }
 
+/// Lanes of a blocked sum: f32 partial sums in 16 lanes (which the compiler
+/// keeps in vector registers) flushed into f64 every 512 elements, so a long
+/// plane is summed fast and loses nothing a plain f64 sum would keep.
+const LANES: usize = 16;
+const BLOCK: usize = 512;
+
+/// Σ f(x) over `x`.
+#[inline(always)]
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut total = 0f64;
+    for block in x.chunks(BLOCK) {
+        let mut acc = [0f32; LANES];
+        let chunks = block.chunks_exact(LANES);
+        let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+        for ch in chunks {
+            for i in 0..LANES {
+                acc[i] += f(ch[i]);
+            }
+        }
+        total += acc.iter().sum::<f32>() as f64 + tail as f64;
+    }
+    total
+}
+
+/// (Σ f(a, b, c).0, Σ f(a, b, c).1) over three slices of one length.
+#[inline(always)]
+fn lane_sums2(
+    a: &[f32],
+    b: &[f32],
+    c: &[f32],
+    f: impl Fn(f32, f32, f32) -> (f32, f32),
+) -> (f64, f64) {
+    let (mut t0, mut t1) = (0f64, 0f64);
+    for start in (0..a.len()).step_by(BLOCK) {
+        let end = (start + BLOCK).min(a.len());
+        let (a, b, c) = (&a[start..end], &b[start..end], &c[start..end]);
+        let (mut s0, mut s1) = ([0f32; LANES], [0f32; LANES]);
+        let full = a.len() / LANES * LANES;
+        for j in (0..full).step_by(LANES) {
+            for i in 0..LANES {
+                let (u, v) = f(a[j + i], b[j + i], c[j + i]);
+                s0[i] += u;
+                s1[i] += v;
+            }
+        }
+        for j in full..a.len() {
+            let (u, v) = f(a[j], b[j], c[j]);
+            s0[0] += u;
+            s1[0] += v;
+        }
+        t0 += s0.iter().sum::<f32>() as f64;
+        t1 += s1.iter().sum::<f32>() as f64;
+    }
+    (t0, t1)
+}
+
 /// Per-channel mean and biased variance of `x`.
 pub fn channel_stats(s: &NormShape, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), s.len());
@@ -63,17 +119,17 @@ pub fn channel_stats(s: &NormShape, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
         .map(|c| {
             let mut sum = 0f64;
             for n in 0..s.batch {
-                sum += x[s.plane(n, c)].iter().map(|&v| v as f64).sum::<f64>();
+                sum += lane_sum(&x[s.plane(n, c)], |v| v);
             }
             let mean = sum / count;
+            let m = mean as f32;
             let mut sq = 0f64;
             for n in 0..s.batch {
-                sq += x[s.plane(n, c)]
-                    .iter()
-                    .map(|&v| (v as f64 - mean) * (v as f64 - mean))
-                    .sum::<f64>();
+                sq += lane_sum(&x[s.plane(n, c)], |v| (v - m) * (v - m));
             }
-            (mean as f32, (sq / count) as f32)
+            // The centring used the rounded mean; remove what that shifted.
+            let shift = mean - m as f64;
+            (m, (sq / count - shift * shift).max(0.0) as f32)
         })
         .collect();
     stats.into_iter().unzip()
@@ -168,14 +224,12 @@ pub fn batch_norm_train_backward(
             let (mut sdz, mut sdzx) = (0f64, 0f64);
             for n in 0..s.batch {
                 let r = s.plane(n, c);
-                let (mut a, mut b) = (0f32, 0f32);
-                for ((&g, &yv), &xv) in dy[r.clone()].iter().zip(&y[r.clone()]).zip(&x[r]) {
+                let (a, b) = lane_sums2(&dy[r.clone()], &y[r.clone()], &x[r], |g, yv, xv| {
                     let dz = if act.passes(yv) { g } else { 0.0 };
-                    a += dz;
-                    b += dz * (xv - m) * is;
-                }
-                sdz += a as f64;
-                sdzx += b as f64;
+                    (dz, dz * (xv - m))
+                });
+                sdz += a;
+                sdzx += b * is as f64;
             }
             (sdz, sdzx)
         })
@@ -279,12 +333,11 @@ mod tests {
                 let down = loss(&s, &vs[0], &vs[1], &vs[2], &r64, eps, act);
                 (up - down) / (2.0 * h)
             };
-            for i in 0..s.len() {
+            for (i, &got) in dx.iter().enumerate() {
                 let want = fd(0, i);
                 assert!(
-                    (dx[i] as f64 - want).abs() < 1e-3 * (1.0 + want.abs()),
-                    "{act:?} dx[{i}] {} vs {want}",
-                    dx[i]
+                    (got as f64 - want).abs() < 1e-3 * (1.0 + want.abs()),
+                    "{act:?} dx[{i}] {got} vs {want}"
                 );
             }
             for c in 0..4 {

@@ -5,7 +5,8 @@
 //! (one byte: windows are at most 15 × 15), so the backward pass is a
 //! scatter of the output gradient without looking at the input again.
 //! Padded positions never win; ties go to the first position in row-major
-//! order, as in PyTorch.
+//! order, as in PyTorch (a NaN in a window may or may not win: training
+//! stops on a non-finite loss anyway).
 
 use rayon::prelude::*;
 
@@ -64,21 +65,20 @@ pub fn max_pool2d_forward(s: &PoolShape, x: &[f32], relu: bool, y: &mut [f32]) -
         .for_each(|(p, (yo, ao))| {
             let xp = &x[p * ihw..(p + 1) * ihw];
             if kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 {
-                // The sheet's CNNs: 2 × 2, stride 2, no padding.
+                // The sheet's CNNs: 2 × 2, stride 2, no padding, branch-free.
                 for oy in 0..oh {
-                    let r0 = &xp[2 * oy * s.in_w..];
-                    let r1 = &xp[(2 * oy + 1) * s.in_w..];
+                    let r0 = &xp[2 * oy * s.in_w..(2 * oy + 1) * s.in_w];
+                    let r1 = &xp[(2 * oy + 1) * s.in_w..(2 * oy + 2) * s.in_w];
+                    let yo = &mut yo[oy * ow..(oy + 1) * ow];
+                    let ao = &mut ao[oy * ow..(oy + 1) * ow];
                     for ox in 0..ow {
-                        let c = [r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]];
-                        let mut best = 0;
-                        for (i, &v) in c.iter().enumerate().skip(1) {
-                            if v > c[best] || (v.is_nan() && !c[best].is_nan()) {
-                                best = i;
-                            }
-                        }
-                        let v = c[best];
-                        yo[oy * ow + ox] = if relu { v.max(0.0) } else { v };
-                        ao[oy * ow + ox] = best as u8;
+                        let (a, b, c, d) = (r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
+                        // Ties keep the earlier position (strict >), as PyTorch.
+                        let (top, ti) = if b > a { (b, 1u8) } else { (a, 0) };
+                        let (bot, bi) = if d > c { (d, 3u8) } else { (c, 2) };
+                        let (v, i) = if bot > top { (bot, bi) } else { (top, ti) };
+                        yo[ox] = if relu { v.max(0.0) } else { v };
+                        ao[ox] = i;
                     }
                 }
                 return;
@@ -98,7 +98,7 @@ pub fn max_pool2d_forward(s: &PoolShape, x: &[f32], relu: bool, y: &mut [f32]) -
                                 continue;
                             }
                             let v = xp[iy as usize * s.in_w + ix as usize];
-                            if !found || v > best || (v.is_nan() && !best.is_nan()) {
+                            if !found || v > best {
                                 best = v;
                                 at = (ky * kw + kx) as u8;
                                 found = true;

@@ -22,9 +22,10 @@ use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig,
     PaddingConfig2d,
 };
-use burn::tensor::activation::relu6;
 use burn::tensor::{Device, Tensor};
+use nabla_kernels::norm::Activation;
 
+use crate::flex_kernels::{batch_norm, conv2d};
 use crate::weights::TorchNames;
 
 /// Per stage: kernel, stride of its first block, expansion ratio, input and
@@ -116,10 +117,18 @@ impl MbConv {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let mut y = x.clone();
         if let (Some(expand), Some(bn0)) = (&self.expand_conv, &self.bn0) {
-            y = relu6(bn0.forward(expand.forward(y)));
+            y = batch_norm(bn0, conv2d(expand, y), Activation::Relu6);
         }
-        let y = relu6(self.bn1.forward(self.depthwise_conv.forward(y)));
-        let y = self.bn2.forward(self.project_conv.forward(y));
+        let y = batch_norm(
+            &self.bn1,
+            conv2d(&self.depthwise_conv, y),
+            Activation::Relu6,
+        );
+        let y = batch_norm(
+            &self.bn2,
+            conv2d(&self.project_conv, y),
+            Activation::Identity,
+        );
         // Same shape means stride 1 and as many channels out as in: the
         // blocks that have a residual connection.
         if y.dims() == x.dims() {
@@ -170,11 +179,15 @@ impl EfficientNetConfig {
 impl EfficientNet {
     /// Pooled features `[n, 1280]` of a batch `[n, 3, h, w]`.
     pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = relu6(self.bn0.forward(self.conv_stem.forward(images)));
+        let mut x = batch_norm(
+            &self.bn0,
+            conv2d(&self.conv_stem, images),
+            Activation::Relu6,
+        );
         for block in &self.blocks {
             x = block.forward(x);
         }
-        let x = relu6(self.bn1.forward(self.conv_head.forward(x)));
+        let x = batch_norm(&self.bn1, conv2d(&self.conv_head, x), Activation::Relu6);
         x.mean_dim(2).mean_dim(3).flatten(1, 3)
     }
 

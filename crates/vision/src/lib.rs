@@ -10,6 +10,7 @@ pub mod decode;
 pub mod device;
 pub mod efficientnet;
 pub mod fetch;
+pub mod flex_kernels;
 pub mod folder;
 pub mod inspect;
 pub mod model;

@@ -14,6 +14,9 @@ use burn::nn::{
     PaddingConfig2d, Relu,
 };
 use burn::tensor::{Device, Tensor};
+use nabla_kernels::norm::Activation;
+
+use crate::flex_kernels;
 
 /// Which of the sheet's CNNs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -81,17 +84,20 @@ pub struct ConvBlock {
     conv: Conv2d,
     norm: Option<BatchNorm>,
     pool: MaxPool2d,
-    activation: Relu,
 }
 
 impl ConvBlock {
+    /// On `flex` the ReLU is fused into the BatchNorm, or into the pooling
+    /// when there is none ([`crate::flex_kernels`]).
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.conv.forward(x);
-        let x = match &self.norm {
-            Some(norm) => norm.forward(x),
-            None => x,
-        };
-        self.pool.forward(self.activation.forward(x))
+        let x = flex_kernels::conv2d(&self.conv, x);
+        match &self.norm {
+            Some(norm) => {
+                let x = flex_kernels::batch_norm(norm, x, Activation::Relu);
+                flex_kernels::max_pool2d(&self.pool, x, false)
+            }
+            None => flex_kernels::max_pool2d(&self.pool, x, true),
+        }
     }
 }
 
@@ -161,7 +167,6 @@ impl ModelConfig {
                     conv: conv.init(device),
                     norm: bn.then(|| BatchNormConfig::new(out).init(device)),
                     pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
-                    activation: Relu::new(),
                 }
             })
             .collect();

@@ -14,6 +14,9 @@ use burn::nn::{
     BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d, Relu,
 };
 use burn::tensor::{Device, Tensor};
+use nabla_kernels::norm::Activation;
+
+use crate::flex_kernels::{batch_norm, conv2d, max_pool2d};
 
 /// ResNet34's head size; the backbone is fixed.
 #[derive(Config, Debug)]
@@ -73,11 +76,11 @@ impl BasicBlock {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
+            Some(d) => batch_norm(&d.bn, conv2d(&d.conv, x.clone()), Activation::Identity),
             None => x.clone(),
         };
-        let out = self.relu.forward(self.bn1.forward(self.conv1.forward(x)));
-        let out = self.bn2.forward(self.conv2.forward(out));
+        let out = batch_norm(&self.bn1, conv2d(&self.conv1, x), Activation::Relu);
+        let out = batch_norm(&self.bn2, conv2d(&self.conv2, out), Activation::Identity);
         self.relu.forward(out + identity)
     }
 }
@@ -100,7 +103,6 @@ pub struct ResNet {
     pub layer3: Vec<BasicBlock>,
     pub layer4: Vec<BasicBlock>,
     pub fc: Linear,
-    relu: Relu,
     maxpool: MaxPool2d,
     avgpool: AdaptiveAvgPool2d,
 }
@@ -133,7 +135,6 @@ impl ResNetConfig {
             layer3: stage(128, 256, 6, 2),
             layer4: stage(256, 512, 3, 2),
             fc: LinearConfig::new(512, self.classes).init(device),
-            relu: Relu::new(),
             maxpool: MaxPool2dConfig::new([3, 3])
                 .with_strides([2, 2])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
@@ -156,10 +157,8 @@ impl ResNet {
 
     /// Pooled features `[n, 512]`, what the head sees.
     pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self
-            .relu
-            .forward(self.bn1.forward(self.conv1.forward(images)));
-        let mut x = self.maxpool.forward(x);
+        let x = batch_norm(&self.bn1, conv2d(&self.conv1, images), Activation::Relu);
+        let mut x = max_pool2d(&self.maxpool, x, false);
         for block in self
             .layer1
             .iter()

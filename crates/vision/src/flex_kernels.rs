@@ -1,0 +1,598 @@
+//! nabla's own CPU kernels ([`nabla_kernels`]) inside Burn, on the `flex`
+//! device only: convolution, BatchNorm with its activation, and max-pooling,
+//! forward and backward.
+//!
+//! The route is Burn's backend extension: a trait of three operations,
+//! implemented for the `Flex` backend (the forward kernels) and for
+//! `Autodiff<Flex>` (the forward kernels, recording a hand-written backward
+//! step that calls the backward kernels). The models call the functions at
+//! the bottom of this file; on any other device, with another dtype, or for a
+//! shape the kernels do not cover, those fall back to Burn's own modules, so
+//! `cuda` and `wgpu` keep Burn's ops.
+//!
+//! Burn's own ops can also be chosen on `flex` — `NABLA_KERNELS=burn` for a
+//! process, [`use_burn_ops`] for a thread — to compare the two.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::Autodiff;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex, TensorMetadata};
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::MaxPool2d;
+use burn::nn::{BatchNorm, PaddingConfig2d};
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn_flex::FlexTensor;
+use nabla_kernels::conv::{conv2d_backward, conv2d_forward, Conv2dShape, ConvGrads};
+use nabla_kernels::norm::{
+    batch_norm_train_backward, batch_norm_train_forward, Activation, NormShape,
+};
+use nabla_kernels::pool::{max_pool2d_backward, max_pool2d_forward, PoolShape};
+use std::cell::Cell;
+use std::sync::Arc;
+
+/// Geometry of a convolution that the tensors' shapes do not tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub padding_end: [usize; 2],
+    pub groups: usize,
+}
+
+/// Geometry of a max-pooling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolGeometry {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    /// ReLU before the pooling, fused.
+    pub relu: bool,
+}
+
+/// The activation after a BatchNorm, as the extension passes it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NormGeometry {
+    pub epsilon: f64,
+    pub activation: Activation,
+}
+
+#[backend_extension(Flex, Autodiff)]
+pub trait KernelOps: Backend {
+    fn nabla_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        geometry: ConvGeometry,
+    ) -> FloatTensor<Self>;
+    fn nabla_conv2d_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: ConvGeometry,
+    ) -> FloatTensor<Self>;
+    /// The normalised, activated output and the batch statistics `[2, C]`
+    /// (mean, then biased variance), which carry no gradient.
+    fn nabla_batch_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        geometry: NormGeometry,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    fn nabla_max_pool2d(x: FloatTensor<Self>, geometry: PoolGeometry) -> FloatTensor<Self>;
+}
+
+/// A contiguous f32 tensor (a copy only when the input is a strided view).
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+fn data(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("contiguous f32 tensor")
+}
+
+fn tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
+}
+
+fn dims<const N: usize>(t: &FlexTensor) -> [usize; N] {
+    t.shape().dims()
+}
+
+fn conv_shape(x: &FlexTensor, w: &FlexTensor, g: &ConvGeometry) -> Conv2dShape {
+    let [batch, in_channels, in_h, in_w] = dims(x);
+    let [out_channels, _, kh, kw] = dims(w);
+    Conv2dShape {
+        batch,
+        in_channels,
+        in_h,
+        in_w,
+        out_channels,
+        kernel: [kh, kw],
+        stride: g.stride,
+        padding: g.padding,
+        padding_end: g.padding_end,
+        groups: g.groups,
+    }
+}
+
+fn conv_forward(
+    x: FlexTensor,
+    w: FlexTensor,
+    b: Option<FlexTensor>,
+    g: ConvGeometry,
+) -> FlexTensor {
+    let (x, w) = (contiguous(x), contiguous(w));
+    let b = b.map(contiguous);
+    let s = conv_shape(&x, &w, &g);
+    let mut out = vec![0f32; s.output_len()];
+    conv2d_forward(&s, data(&x), data(&w), b.as_ref().map(data), &mut out);
+    tensor(out, &[s.batch, s.out_channels, s.out_h(), s.out_w()])
+}
+
+fn norm_shape(x: &FlexTensor) -> NormShape {
+    let [batch, channels, h, w] = dims(x);
+    NormShape {
+        batch,
+        channels,
+        spatial: h * w,
+    }
+}
+
+/// `(y, stats)` with `stats = [mean; var]`.
+fn norm_forward(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    g: NormGeometry,
+) -> (FlexTensor, FlexTensor) {
+    let s = norm_shape(x);
+    let mut y = vec![0f32; s.len()];
+    let (mut mean, var) = batch_norm_train_forward(
+        &s,
+        data(x),
+        data(gamma),
+        data(beta),
+        g.epsilon,
+        g.activation,
+        &mut y,
+    );
+    mean.extend(var);
+    (tensor(y, &dims::<4>(x)), tensor(mean, &[2, s.channels]))
+}
+
+fn pool_shape(x: &FlexTensor, g: &PoolGeometry) -> PoolShape {
+    let [n, c, in_h, in_w] = dims(x);
+    PoolShape {
+        planes: n * c,
+        in_h,
+        in_w,
+        kernel: g.kernel,
+        stride: g.stride,
+        padding: g.padding,
+    }
+}
+
+fn pool_forward(x: &FlexTensor, g: PoolGeometry) -> (FlexTensor, Vec<u8>) {
+    let s = pool_shape(x, &g);
+    let [n, c, _, _] = dims(x);
+    let mut y = vec![0f32; s.output_len()];
+    let arg = max_pool2d_forward(&s, data(x), g.relu, &mut y);
+    (tensor(y, &[n, c, s.out_h(), s.out_w()]), arg)
+}
+
+impl KernelOps for Flex {
+    fn nabla_conv2d(x: FlexTensor, weight: FlexTensor, geometry: ConvGeometry) -> FlexTensor {
+        conv_forward(x, weight, None, geometry)
+    }
+
+    fn nabla_conv2d_bias(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        geometry: ConvGeometry,
+    ) -> FlexTensor {
+        conv_forward(x, weight, Some(bias), geometry)
+    }
+
+    fn nabla_batch_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        geometry: NormGeometry,
+    ) -> (FlexTensor, FlexTensor) {
+        norm_forward(
+            &contiguous(x),
+            &contiguous(gamma),
+            &contiguous(beta),
+            geometry,
+        )
+    }
+
+    fn nabla_max_pool2d(x: FlexTensor, geometry: PoolGeometry) -> FlexTensor {
+        pool_forward(&contiguous(x), geometry).0
+    }
+}
+
+type Ad<C> = Autodiff<Flex, C>;
+
+/// The backward step of a convolution: gradients of the input, the weight
+/// and (when there is one) the bias, each only when its node wants one.
+#[derive(Debug)]
+struct ConvBackward;
+
+type ConvState = (FlexTensor, FlexTensor, ConvGeometry);
+
+fn conv_grads(
+    state: ConvState,
+    grad: FlexTensor,
+    want: [bool; 3],
+) -> (Option<FlexTensor>, Option<FlexTensor>, Option<FlexTensor>) {
+    let (x, w, g) = state;
+    let grad = contiguous(grad);
+    let s = conv_shape(&x, &w, &g);
+    let mut dx = want[0].then(|| vec![0f32; s.input_len()]);
+    let mut dw = want[1].then(|| vec![0f32; s.weight_len()]);
+    let mut db = want[2].then(|| vec![0f32; s.out_channels]);
+    conv2d_backward(
+        &s,
+        data(&x),
+        data(&w),
+        data(&grad),
+        ConvGrads {
+            input: dx.as_deref_mut(),
+            weight: dw.as_deref_mut(),
+            bias: db.as_deref_mut(),
+        },
+    );
+    (
+        dx.map(|v| tensor(v, &dims::<4>(&x))),
+        dw.map(|v| tensor(v, &dims::<4>(&w))),
+        db.map(|v| tensor(v, &[s.out_channels])),
+    )
+}
+
+impl Backward<Flex, 2> for ConvBackward {
+    type State = ConvState;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (dx, dw, _) = conv_grads(ops.state, grad, [node_x.is_some(), node_w.is_some(), false]);
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<Flex>(node.id, dx);
+        }
+        if let (Some(node), Some(dw)) = (node_w, dw) {
+            grads.register::<Flex>(node.id, dw);
+        }
+    }
+}
+
+impl Backward<Flex, 3> for ConvBackward {
+    type State = ConvState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let want = [node_x.is_some(), node_w.is_some(), node_b.is_some()];
+        let (dx, dw, db) = conv_grads(ops.state, grad, want);
+        for (node, g) in [(node_x, dx), (node_w, dw), (node_b, db)] {
+            if let (Some(node), Some(g)) = (node, g) {
+                grads.register::<Flex>(node.id, g);
+            }
+        }
+    }
+}
+
+/// The backward step of BatchNorm and its activation.
+#[derive(Debug)]
+struct NormBackward;
+
+impl Backward<Flex, 3> for NormBackward {
+    /// Input, output, gamma, batch statistics.
+    type State = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, NormGeometry);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let grad = contiguous(grads.consume::<Flex>(&ops.node));
+        let (x, y, gamma, stats, g) = ops.state;
+        let s = norm_shape(&x);
+        let (mean, var) = data(&stats).split_at(s.channels);
+        let mut dx = vec![0f32; s.len()];
+        let (dgamma, dbeta) = batch_norm_train_backward(
+            &s,
+            data(&x),
+            data(&y),
+            data(&grad),
+            data(&gamma),
+            mean,
+            var,
+            g.epsilon,
+            g.activation,
+            &mut dx,
+        );
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, tensor(dx, &dims::<4>(&x)));
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<Flex>(node.id, tensor(dgamma, &[s.channels]));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<Flex>(node.id, tensor(dbeta, &[s.channels]));
+        }
+    }
+}
+
+/// The backward step of max-pooling: the output gradient scattered to the winners.
+#[derive(Debug)]
+struct PoolBackward;
+
+impl Backward<Flex, 1> for PoolBackward {
+    /// Input shape, output, winners.
+    type State = ([usize; 4], FlexTensor, Arc<Vec<u8>>, PoolGeometry);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let grad = contiguous(grads.consume::<Flex>(&ops.node));
+        let Some(node) = node_x else { return };
+        let (shape, y, arg, g) = ops.state;
+        let s = PoolShape {
+            planes: shape[0] * shape[1],
+            in_h: shape[2],
+            in_w: shape[3],
+            kernel: g.kernel,
+            stride: g.stride,
+            padding: g.padding,
+        };
+        let mut dx = vec![0f32; shape.iter().product()];
+        max_pool2d_backward(&s, data(&grad), data(&y), &arg, g.relu, &mut dx);
+        grads.register::<Flex>(node.id, tensor(dx, &shape));
+    }
+}
+
+impl<C: CheckpointStrategy> KernelOps for Ad<C> {
+    fn nabla_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        geometry: ConvGeometry,
+    ) -> FloatTensor<Self> {
+        let prep = Backward::<Flex, 2>::prepare::<C>(ConvBackward, [x.node(), weight.node()])
+            .compute_bound();
+        let (x, w) = (
+            contiguous(x.into_primitive()),
+            contiguous(weight.into_primitive()),
+        );
+        match prep.stateful() {
+            OpsKind::Tracked(prep) => {
+                let out = conv_forward(x.clone(), w.clone(), None, geometry);
+                prep.finish((x, w, geometry), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(conv_forward(x, w, None, geometry)),
+        }
+    }
+
+    fn nabla_conv2d_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: ConvGeometry,
+    ) -> FloatTensor<Self> {
+        let prep =
+            Backward::<Flex, 3>::prepare::<C>(ConvBackward, [x.node(), weight.node(), bias.node()])
+                .compute_bound();
+        let (x, w) = (
+            contiguous(x.into_primitive()),
+            contiguous(weight.into_primitive()),
+        );
+        let b = bias.into_primitive();
+        match prep.stateful() {
+            OpsKind::Tracked(prep) => {
+                let out = conv_forward(x.clone(), w.clone(), Some(b), geometry);
+                prep.finish((x, w, geometry), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(conv_forward(x, w, Some(b), geometry)),
+        }
+    }
+
+    fn nabla_batch_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        geometry: NormGeometry,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let prep = NormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound();
+        let x = contiguous(x.into_primitive());
+        let gamma = contiguous(gamma.into_primitive());
+        let beta = contiguous(beta.into_primitive());
+        let (y, stats) = norm_forward(&x, &gamma, &beta, geometry);
+        let out = match prep.stateful() {
+            OpsKind::Tracked(prep) => {
+                prep.finish((x, y.clone(), gamma, stats.clone(), geometry), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        };
+        (out, <Ad<C> as AutodiffBackend>::from_inner(stats))
+    }
+
+    fn nabla_max_pool2d(x: FloatTensor<Self>, geometry: PoolGeometry) -> FloatTensor<Self> {
+        let prep = PoolBackward.prepare::<C>([x.node()]).compute_bound();
+        let x = contiguous(x.into_primitive());
+        let shape = dims::<4>(&x);
+        let (y, arg) = pool_forward(&x, geometry);
+        match prep.stateful() {
+            OpsKind::Tracked(prep) => prep.finish((shape, y.clone(), Arc::new(arg), geometry), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+}
+
+thread_local! {
+    static BURN_OPS: Cell<bool> = Cell::new(std::env::var("NABLA_KERNELS").is_ok_and(|v| v == "burn"));
+}
+
+/// Use Burn's own ops (`true`) or nabla's kernels (`false`, the default) on
+/// the `flex` device, on this thread; returns the previous setting.
+pub fn use_burn_ops(burn: bool) -> bool {
+    BURN_OPS.with(|b| b.replace(burn))
+}
+
+/// Whether a tensor goes through nabla's kernels.
+fn ours(x: &Tensor<4>) -> bool {
+    !BURN_OPS.with(Cell::get) && x.dtype() == DType::F32 && x.device().inner() == Device::flex()
+}
+
+/// Burn's "same" padding: `(before, after)` with the larger half after.
+fn same_padding(kernel: usize, stride: usize, size: usize) -> (usize, usize) {
+    let out = size.div_ceil(stride);
+    let total = ((out.max(1) - 1) * stride + kernel).saturating_sub(size);
+    (total / 2, total - total / 2)
+}
+
+fn padding_pairs(
+    p: &PaddingConfig2d,
+    h: usize,
+    w: usize,
+    k: [usize; 2],
+    s: [usize; 2],
+) -> ([usize; 2], [usize; 2]) {
+    match *p {
+        PaddingConfig2d::Valid => ([0, 0], [0, 0]),
+        PaddingConfig2d::Same => {
+            let (t, b) = same_padding(k[0], s[0], h);
+            let (l, r) = same_padding(k[1], s[1], w);
+            ([t, l], [b, r])
+        }
+        PaddingConfig2d::Explicit(t, l, b, r) => ([t, l], [b, r]),
+    }
+}
+
+/// `conv.forward(x)`, through nabla's kernels on `flex`.
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    let (padding, padding_end) = padding_pairs(&conv.padding, h, w, conv.kernel_size, conv.stride);
+    let geometry = ConvGeometry {
+        stride: conv.stride,
+        padding,
+        padding_end,
+        groups: conv.groups,
+    };
+    let [out_channels, _, kh, kw] = conv.weight.dims();
+    let [batch, in_channels, _, _] = x.dims();
+    let shape = Conv2dShape {
+        batch,
+        in_channels,
+        in_h: h,
+        in_w: w,
+        out_channels,
+        kernel: [kh, kw],
+        stride: conv.stride,
+        padding,
+        padding_end,
+        groups: conv.groups,
+    };
+    if !ours(&x) || conv.dilation != [1, 1] || shape.check().is_err() {
+        return conv.forward(x);
+    }
+    let out = match &conv.bias {
+        Some(bias) => <Dispatch as KernelOps>::nabla_conv2d_bias(
+            x.into_dispatch(),
+            conv.weight.val().into_dispatch(),
+            bias.val().into_dispatch(),
+            geometry,
+        ),
+        None => <Dispatch as KernelOps>::nabla_conv2d(
+            x.into_dispatch(),
+            conv.weight.val().into_dispatch(),
+            geometry,
+        ),
+    };
+    Tensor::from_dispatch(out)
+}
+
+/// `act(norm.forward(x))`, with the activation fused through nabla's kernels
+/// in training on `flex`; evaluation (running statistics) stays Burn's.
+pub fn batch_norm(norm: &BatchNorm, x: Tensor<4>, activation: Activation) -> Tensor<4> {
+    let training = x.device().is_autodiff() && norm.training.is_enabled();
+    if !ours(&x) || !training {
+        let y = norm.forward(x);
+        return match activation {
+            Activation::Identity => y,
+            Activation::Relu => burn::tensor::activation::relu(y),
+            Activation::Relu6 => burn::tensor::activation::relu6(y),
+        };
+    }
+    let geometry = NormGeometry {
+        epsilon: norm.epsilon,
+        activation,
+    };
+    let (y, stats) = <Dispatch as KernelOps>::nabla_batch_norm(
+        x.into_dispatch(),
+        norm.gamma.val().into_dispatch(),
+        norm.beta.val().into_dispatch(),
+        geometry,
+    );
+    let y = Tensor::<4>::from_dispatch(y);
+    let stats = Tensor::<2>::from_dispatch(stats);
+    let channels = stats.dims()[1];
+    let mean = stats.clone().slice([0..1, 0..channels]).reshape([channels]);
+    let var = stats.slice([1..2, 0..channels]).reshape([channels]);
+    // The running statistics as Burn's BatchNorm updates them.
+    let device = mean.device();
+    let m = norm.momentum;
+    let running_mean = norm.running_mean.value_sync().to_device(&device);
+    let running_var = norm.running_var.value_sync().to_device(&device);
+    norm.running_mean.update(
+        running_mean
+            .mul_scalar(1.0 - m)
+            .add(mean.detach().mul_scalar(m))
+            .detach(),
+    );
+    norm.running_var.update(
+        running_var
+            .mul_scalar(1.0 - m)
+            .add(var.detach().mul_scalar(m))
+            .detach(),
+    );
+    y
+}
+
+/// `pool.forward(x)` (of `relu(x)` when `relu`), through nabla's kernels on `flex`.
+pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>, relu: bool) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let (padding, padding_end) = padding_pairs(&pool.padding, h, w, pool.kernel_size, pool.stride);
+    let shape = PoolShape {
+        planes: n * c,
+        in_h: h,
+        in_w: w,
+        kernel: pool.kernel_size,
+        stride: pool.stride,
+        padding,
+    };
+    let fits =
+        padding == padding_end && pool.dilation == [1, 1] && !pool.ceil_mode && shape.supported();
+    if !ours(&x) || !fits {
+        let x = if relu {
+            burn::tensor::activation::relu(x)
+        } else {
+            x
+        };
+        return pool.forward(x);
+    }
+    let geometry = PoolGeometry {
+        kernel: pool.kernel_size,
+        stride: pool.stride,
+        padding,
+        relu,
+    };
+    Tensor::from_dispatch(<Dispatch as KernelOps>::nabla_max_pool2d(
+        x.into_dispatch(),
+        geometry,
+    ))
+}
