@@ -18,19 +18,6 @@ pub enum Activation {
     Relu6,
 }
 
-impl Activation {
-    /// Whether the derivative at the output `y` is 1 (else 0). At the kinks
-    /// (y = 0, y = 6) it is 0, as PyTorch's `relu` and `hardtanh` have it.
-    #[inline(always)]
-    fn passes(self, y: f32) -> bool {
-        match self {
-            Activation::Identity => true,
-            Activation::Relu => y > 0.0,
-            Activation::Relu6 => y > 0.0 && y < 6.0,
-        }
-    }
-}
-
 /// Shape of the input: `[batch, channels, spatial]` with spatial = H·W.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NormShape {
@@ -213,6 +200,34 @@ pub fn batch_norm_train_backward(
 ) -> (Vec<f32>, Vec<f32>) {
     assert_eq!(dy.len(), s.len());
     assert_eq!(dx.len(), s.len());
+    // The activation's mask as a closure chosen once, so the loops over
+    // elements compile to vector selects rather than a match per element.
+    // At the kinks (y = 0, y = 6) the derivative is 0, as in PyTorch.
+    let args = (s, x, y, dy, gamma, mean, var, eps);
+    match act {
+        Activation::Identity => backward_masked(args, |_| true, dx),
+        Activation::Relu => backward_masked(args, |y| y > 0.0, dx),
+        Activation::Relu6 => backward_masked(args, |y| y > 0.0 && y < 6.0, dx),
+    }
+}
+
+type BackwardArgs<'a> = (
+    &'a NormShape,
+    &'a [f32],
+    &'a [f32],
+    &'a [f32],
+    &'a [f32],
+    &'a [f32],
+    &'a [f32],
+    f64,
+);
+
+#[inline(always)]
+fn backward_masked(
+    (s, x, y, dy, gamma, mean, var, eps): BackwardArgs,
+    passes: impl Fn(f32) -> bool + Sync,
+    dx: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
     let inv_std: Vec<f32> = (0..s.channels)
         .map(|c| (1.0 / (var[c] as f64 + eps).sqrt()) as f32)
         .collect();
@@ -225,7 +240,7 @@ pub fn batch_norm_train_backward(
             for n in 0..s.batch {
                 let r = s.plane(n, c);
                 let (a, b) = lane_sums2(&dy[r.clone()], &y[r.clone()], &x[r], |g, yv, xv| {
-                    let dz = if act.passes(yv) { g } else { 0.0 };
+                    let dz = if passes(yv) { g } else { 0.0 };
                     (dz, dz * (xv - m))
                 });
                 sdz += a;
@@ -248,7 +263,7 @@ pub fn batch_norm_train_backward(
             .zip(dy[r.clone()].iter().zip(&y[r.clone()]))
             .zip(&x[r])
         {
-            let dz = if act.passes(yv) { g } else { 0.0 };
+            let dz = if passes(yv) { g } else { 0.0 };
             let xh = (xv - m) * is;
             *o = k * (dz - mb - xh * mg);
         }
