@@ -410,6 +410,63 @@ fn planes_mut(data: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32]) + Sy
         .for_each(|(p, d)| f(p, d));
 }
 
+/// A plane's columns regrouped by `ix mod stride` (phase by phase, each
+/// phase row `in_w.div_ceil(stride)` wide, zero past the edge), so that a
+/// strided walk along a row is a contiguous one that the compiler
+/// vectorises. For stride 1 the plane is used as it is.
+fn deinterleave(s: &Conv2dShape, plane: &[f32], out: &mut [f32]) {
+    let (st, w) = (s.stride[1], s.in_w);
+    let wp = w.div_ceil(st);
+    for phase in 0..st {
+        for iy in 0..s.in_h {
+            let row = &plane[iy * w..(iy + 1) * w];
+            let dst = &mut out[(phase * s.in_h + iy) * wp..(phase * s.in_h + iy + 1) * wp];
+            for (j, d) in dst.iter_mut().enumerate() {
+                *d = row.get(j * st + phase).copied().unwrap_or(0.0);
+            }
+        }
+    }
+}
+
+/// The adjoint of [`deinterleave`]: the phases written back as columns.
+fn interleave(s: &Conv2dShape, phases: &[f32], plane: &mut [f32]) {
+    let (st, w) = (s.stride[1], s.in_w);
+    let wp = w.div_ceil(st);
+    for phase in 0..st.min(w) {
+        for iy in 0..s.in_h {
+            let src = &phases[(phase * s.in_h + iy) * wp..];
+            let row = &mut plane[iy * w..(iy + 1) * w];
+            for (j, ix) in (phase..w).step_by(st).enumerate() {
+                row[ix] = src[j];
+            }
+        }
+    }
+}
+
+/// For tap `kx`, the phase and the start in a phase row of output column
+/// `lo`: input column `ox·sw + kx − pw` is `sw·(ox + off) + phase`.
+fn tap(s: &Conv2dShape, kx: usize, lo: usize) -> (usize, usize) {
+    let (sw, pw) = (s.stride[1] as isize, s.padding[1] as isize);
+    let q = kx as isize - pw;
+    (
+        q.rem_euclid(sw) as usize,
+        (lo as isize + q.div_euclid(sw)) as usize,
+    )
+}
+
+/// Runs `f(rows, row width)` with the plane's rows arranged for [`tap`]:
+/// the plane itself at stride 1, its phases otherwise.
+fn with_phases<R>(s: &Conv2dShape, plane: &[f32], f: impl FnOnce(&[f32], usize) -> R) -> R {
+    if s.stride[1] == 1 {
+        return f(plane, s.in_w);
+    }
+    let wp = s.in_w.div_ceil(s.stride[1]);
+    with_col(s.stride[1] * s.in_h * wp, |buf| {
+        deinterleave(s, plane, buf);
+        f(buf, wp)
+    })
+}
+
 fn depthwise_forward(
     s: &Conv2dShape,
     x: &[f32],
@@ -419,42 +476,38 @@ fn depthwise_forward(
 ) {
     let (oh, ow) = (s.out_h(), s.out_w());
     let [kh, kw] = s.kernel;
-    let [sh, sw] = s.stride;
+    let sh = s.stride[0];
     let ph = s.padding[0];
     let c = s.in_channels;
     let ihw = s.in_h * s.in_w;
     planes_mut(out, oh * ow, |p, o| {
         let ch = p % c;
-        let xp = &x[p * ihw..(p + 1) * ihw];
         let wk = &weight[ch * kh * kw..(ch + 1) * kh * kw];
         o.fill(bias.map_or(0.0, |b| b[ch]));
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let wv = wk[ky * kw + kx];
-                let (lo, hi) = valid_columns(s, kx, ow);
-                if lo == hi {
-                    continue;
-                }
-                let x0 = lo * sw + kx - s.padding[1];
-                for oy in 0..oh {
-                    let iy = (oy * sh + ky) as isize - ph as isize;
-                    if iy < 0 || iy as usize >= s.in_h {
+        with_phases(s, &x[p * ihw..(p + 1) * ihw], |rows, wp| {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let wv = wk[ky * kw + kx];
+                    let (lo, hi) = valid_columns(s, kx, ow);
+                    if lo == hi {
                         continue;
                     }
-                    let src = &xp[iy as usize * s.in_w..(iy as usize + 1) * s.in_w];
-                    let dst = &mut o[oy * ow + lo..oy * ow + hi];
-                    if sw == 1 {
-                        dst.iter_mut()
-                            .zip(&src[x0..x0 + hi - lo])
-                            .for_each(|(d, v)| *d = v.mul_add(wv, *d));
-                    } else {
-                        for (i, d) in dst.iter_mut().enumerate() {
-                            *d = src[x0 + i * sw].mul_add(wv, *d);
+                    let (phase, x0) = tap(s, kx, lo);
+                    for oy in 0..oh {
+                        let iy = (oy * sh + ky) as isize - ph as isize;
+                        if iy < 0 || iy as usize >= s.in_h {
+                            continue;
                         }
+                        let r = (phase * s.in_h + iy as usize) * wp;
+                        let src = &rows[r + x0..r + x0 + hi - lo];
+                        o[oy * ow + lo..oy * ow + hi]
+                            .iter_mut()
+                            .zip(src)
+                            .for_each(|(d, v)| *d = v.mul_add(wv, *d));
                     }
                 }
             }
-        }
+        });
     });
 }
 
@@ -462,41 +515,46 @@ fn depthwise_input_grad(s: &Conv2dShape, weight: &[f32], dy: &[f32], dx: &mut [f
     assert_eq!(dx.len(), s.input_len());
     let (oh, ow) = (s.out_h(), s.out_w());
     let [kh, kw] = s.kernel;
-    let [sh, sw] = s.stride;
+    let sh = s.stride[0];
     let ph = s.padding[0];
     let c = s.in_channels;
+    let wp = s.in_w.div_ceil(s.stride[1]);
     planes_mut(dx, s.in_h * s.in_w, |p, d| {
         let ch = p % c;
         let g = &dy[p * oh * ow..(p + 1) * oh * ow];
         let wk = &weight[ch * kh * kw..(ch + 1) * kh * kw];
-        d.fill(0.0);
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let wv = wk[ky * kw + kx];
-                let (lo, hi) = valid_columns(s, kx, ow);
-                if lo == hi {
-                    continue;
-                }
-                let x0 = lo * sw + kx - s.padding[1];
-                for oy in 0..oh {
-                    let iy = (oy * sh + ky) as isize - ph as isize;
-                    if iy < 0 || iy as usize >= s.in_h {
+        // Accumulate in the phase layout, then write the columns back.
+        let accumulate = |rows: &mut [f32]| {
+            rows.fill(0.0);
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let wv = wk[ky * kw + kx];
+                    let (lo, hi) = valid_columns(s, kx, ow);
+                    if lo == hi {
                         continue;
                     }
-                    let dst = &mut d[iy as usize * s.in_w..(iy as usize + 1) * s.in_w];
-                    let src = &g[oy * ow + lo..oy * ow + hi];
-                    if sw == 1 {
-                        dst[x0..x0 + hi - lo]
-                            .iter_mut()
-                            .zip(src)
-                            .for_each(|(d, v)| *d = v.mul_add(wv, *d));
-                    } else {
-                        for (i, v) in src.iter().enumerate() {
-                            dst[x0 + i * sw] = v.mul_add(wv, dst[x0 + i * sw]);
+                    let (phase, x0) = tap(s, kx, lo);
+                    for oy in 0..oh {
+                        let iy = (oy * sh + ky) as isize - ph as isize;
+                        if iy < 0 || iy as usize >= s.in_h {
+                            continue;
                         }
+                        let r = (phase * s.in_h + iy as usize) * wp;
+                        rows[r + x0..r + x0 + hi - lo]
+                            .iter_mut()
+                            .zip(&g[oy * ow + lo..oy * ow + hi])
+                            .for_each(|(d, v)| *d = v.mul_add(wv, *d));
                     }
                 }
             }
+        };
+        if s.stride[1] == 1 {
+            accumulate(d);
+        } else {
+            with_col(s.stride[1] * s.in_h * wp, |buf| {
+                accumulate(buf);
+                interleave(s, buf, d);
+            });
         }
     });
 }
@@ -505,7 +563,7 @@ fn depthwise_weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32])
     assert_eq!(dw.len(), s.weight_len());
     let (oh, ow) = (s.out_h(), s.out_w());
     let [kh, kw] = s.kernel;
-    let [sh, sw] = s.stride;
+    let sh = s.stride[0];
     let ph = s.padding[0];
     let c = s.in_channels;
     let ihw = s.in_h * s.in_w;
@@ -518,36 +576,31 @@ fn depthwise_weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32])
         out.fill(0.0);
         for n in 0..s.batch {
             let p = n * c + ch;
-            let xp = &x[p * ihw..(p + 1) * ihw];
             let g = &dy[p * oh * ow..(p + 1) * oh * ow];
-            for ky in 0..kh {
-                for kx in 0..kw {
-                    let (lo, hi) = valid_columns(s, kx, ow);
-                    if lo == hi {
-                        continue;
-                    }
-                    let x0 = lo * sw + kx - s.padding[1];
-                    let mut sum = 0f32;
-                    for oy in 0..oh {
-                        let iy = (oy * sh + ky) as isize - ph as isize;
-                        if iy < 0 || iy as usize >= s.in_h {
+            with_phases(s, &x[p * ihw..(p + 1) * ihw], |rows, wp| {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let (lo, hi) = valid_columns(s, kx, ow);
+                        if lo == hi {
                             continue;
                         }
-                        let src = &xp[iy as usize * s.in_w..(iy as usize + 1) * s.in_w];
-                        let gr = &g[oy * ow + lo..oy * ow + hi];
-                        if sw == 1 {
-                            sum += dot(&src[x0..x0 + hi - lo], gr);
-                        } else {
-                            sum += gr
-                                .iter()
-                                .enumerate()
-                                .map(|(i, v)| v * src[x0 + i * sw])
-                                .sum::<f32>();
+                        let (phase, x0) = tap(s, kx, lo);
+                        let mut sum = 0f32;
+                        for oy in 0..oh {
+                            let iy = (oy * sh + ky) as isize - ph as isize;
+                            if iy < 0 || iy as usize >= s.in_h {
+                                continue;
+                            }
+                            let r = (phase * s.in_h + iy as usize) * wp;
+                            sum += dot(
+                                &rows[r + x0..r + x0 + hi - lo],
+                                &g[oy * ow + lo..oy * ow + hi],
+                            );
                         }
+                        out[ky * kw + kx] += sum;
                     }
-                    out[ky * kw + kx] += sum;
                 }
-            }
+            });
         }
     });
 }
