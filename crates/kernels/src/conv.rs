@@ -18,6 +18,7 @@
 use crate::gemm::{gemm, gemm_nt_small, gemm_par, MatRef, SendPtr};
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::ops::Range;
 
 /// Images per partial weight gradient.
 const CHUNK: usize = 4;
@@ -41,17 +42,33 @@ pub struct Conv2dShape {
     pub groups: usize,
 }
 
+/// Positions of a window of `kernel` sliding by `stride` over `size` plus
+/// `padding` in all (convolutions and pooling alike; no ceil mode).
+pub(crate) fn out_size(size: usize, padding: usize, kernel: usize, stride: usize) -> usize {
+    (size + padding - kernel) / stride + 1
+}
+
 /// Why a convolution is not one these kernels compute.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Unsupported(pub String);
 
 impl Conv2dShape {
     pub fn out_h(&self) -> usize {
-        (self.in_h + self.padding[0] + self.padding_end[0] - self.kernel[0]) / self.stride[0] + 1
+        out_size(
+            self.in_h,
+            self.padding[0] + self.padding_end[0],
+            self.kernel[0],
+            self.stride[0],
+        )
     }
 
     pub fn out_w(&self) -> usize {
-        (self.in_w + self.padding[1] + self.padding_end[1] - self.kernel[1]) / self.stride[1] + 1
+        out_size(
+            self.in_w,
+            self.padding[1] + self.padding_end[1],
+            self.kernel[1],
+            self.stride[1],
+        )
     }
 
     fn depthwise(&self) -> bool {
@@ -221,21 +238,21 @@ pub fn conv2d_forward(
     }
     let w = MatRef::new(weight, s.out_channels, s.patch());
     let split = s.split_images();
-    let one = |n: usize, o: &mut [f32]| {
+    for_each_image(out, out_img, split, |n, o| {
         let xi = &x[n * in_img..(n + 1) * in_img];
-        let product = |b: MatRef, o: &mut [f32]| {
-            if split {
-                gemm(w, b, o, ohw, false)
-            } else {
-                gemm_par(w, b, o, ohw, false)
-            }
-        };
         if s.pointwise() {
-            product(MatRef::new(xi, s.in_channels, ohw), o);
+            product(
+                !split,
+                w,
+                MatRef::new(xi, s.in_channels, ohw),
+                o,
+                ohw,
+                false,
+            );
         } else {
             with_col(s.patch() * ohw, |col| {
                 im2col(s, xi, col);
-                product(MatRef::new(col, s.patch(), ohw), o);
+                product(!split, w, MatRef::new(col, s.patch(), ohw), o, ohw, false);
             });
         }
         if let Some(b) = bias {
@@ -243,15 +260,27 @@ pub fn conv2d_forward(
                 row.iter_mut().for_each(|v| *v += bc);
             }
         }
-    };
-    if split {
-        out.par_chunks_mut(out_img)
-            .enumerate()
-            .for_each(|(n, o)| one(n, o));
+    });
+}
+
+/// `C (+)= A · B` on this thread, or split over the pool (`par`) when the
+/// images are not spread over it.
+fn product(par: bool, a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: bool) {
+    if par {
+        gemm_par(a, b, c, ldc, accumulate)
     } else {
-        out.chunks_mut(out_img)
+        gemm(a, b, c, ldc, accumulate)
+    }
+}
+
+/// `f(n, image n's part of data)` for every image, over the pool when `split`.
+fn for_each_image(data: &mut [f32], len: usize, split: bool, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if split {
+        data.par_chunks_mut(len)
             .enumerate()
-            .for_each(|(n, o)| one(n, o));
+            .for_each(|(n, d)| f(n, d));
+    } else {
+        data.chunks_mut(len).enumerate().for_each(|(n, d)| f(n, d));
     }
 }
 
@@ -303,33 +332,17 @@ fn input_grad(s: &Conv2dShape, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
     let out_img = s.out_channels * ohw;
     let wt = MatRef::new(weight, s.out_channels, s.patch()).t();
     let split = s.split_images();
-    let product = |b: MatRef, o: &mut [f32], ldc: usize| {
-        if split {
-            gemm(wt, b, o, ldc, false)
-        } else {
-            gemm_par(wt, b, o, ldc, false)
-        }
-    };
-    let one = |n: usize, d: &mut [f32]| {
+    for_each_image(dx, in_img, split, |n, d| {
         let g = MatRef::new(&dy[n * out_img..(n + 1) * out_img], s.out_channels, ohw);
         if s.pointwise() {
-            product(g, d, ohw);
+            product(!split, wt, g, d, ohw, false);
         } else {
             with_col(s.patch() * ohw, |col| {
-                product(g, col, ohw);
+                product(!split, wt, g, col, ohw, false);
                 col2im(s, col, d);
             });
         }
-    };
-    if split {
-        dx.par_chunks_mut(in_img)
-            .enumerate()
-            .for_each(|(n, d)| one(n, d));
-    } else {
-        dx.chunks_mut(in_img)
-            .enumerate()
-            .for_each(|(n, d)| one(n, d));
-    }
+    });
 }
 
 fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]) {
@@ -347,22 +360,20 @@ fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]) {
             let g = MatRef::new(&dy[n * out_img..(n + 1) * out_img], s.out_channels, ohw);
             let xi = &x[n * in_img..(n + 1) * in_img];
             let acc = n > first;
-            let product = |b: MatRef, part: &mut [f32]| {
+            let grad = |b: MatRef, part: &mut [f32]| {
                 if small {
                     // b is the transpose of a row-major (k × ohw) matrix.
                     gemm_nt_small(g.data, b.data, s.out_channels, k, ohw, part, acc)
-                } else if par {
-                    gemm_par(g, b, part, k, acc)
                 } else {
-                    gemm(g, b, part, k, acc)
+                    product(par, g, b, part, k, acc)
                 }
             };
             if s.pointwise() {
-                product(MatRef::new(xi, s.in_channels, ohw).t(), part);
+                grad(MatRef::new(xi, s.in_channels, ohw).t(), part);
             } else {
                 with_col(k * ohw, |col| {
                     im2col(s, xi, col);
-                    product(MatRef::new(col, k, ohw).t(), part);
+                    grad(MatRef::new(col, k, ohw).t(), part);
                 });
             }
         }
@@ -467,6 +478,34 @@ fn with_phases<R>(s: &Conv2dShape, plane: &[f32], f: impl FnOnce(&[f32], usize) 
     })
 }
 
+/// Every tap of a depthwise kernel over one plane, tap by tap (k = ky·kw +
+/// kx) and output row by output row, skipping rows outside the input:
+/// `f(k, out, start)`, where output positions `out` (a range in the output
+/// plane) line up with `rows[start .. start + out.len()]` of the
+/// [`with_phases`] layout whose rows are `wp` wide.
+fn for_each_tap(s: &Conv2dShape, wp: usize, mut f: impl FnMut(usize, Range<usize>, usize)) {
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let [kh, kw] = s.kernel;
+    let (sh, ph) = (s.stride[0], s.padding[0]);
+    for ky in 0..kh {
+        for kx in 0..kw {
+            let (lo, hi) = valid_columns(s, kx, ow);
+            if lo == hi {
+                continue;
+            }
+            let (phase, x0) = tap(s, kx, lo);
+            for oy in 0..oh {
+                let iy = (oy * sh + ky) as isize - ph as isize;
+                if iy < 0 || iy as usize >= s.in_h {
+                    continue;
+                }
+                let start = (phase * s.in_h + iy as usize) * wp + x0;
+                f(ky * kw + kx, oy * ow + lo..oy * ow + hi, start);
+            }
+        }
+    }
+}
+
 fn depthwise_forward(
     s: &Conv2dShape,
     x: &[f32],
@@ -474,79 +513,44 @@ fn depthwise_forward(
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) {
-    let (oh, ow) = (s.out_h(), s.out_w());
-    let [kh, kw] = s.kernel;
-    let sh = s.stride[0];
-    let ph = s.padding[0];
+    let kk = s.kernel[0] * s.kernel[1];
     let c = s.in_channels;
     let ihw = s.in_h * s.in_w;
-    planes_mut(out, oh * ow, |p, o| {
+    planes_mut(out, s.out_h() * s.out_w(), |p, o| {
         let ch = p % c;
-        let wk = &weight[ch * kh * kw..(ch + 1) * kh * kw];
+        let wk = &weight[ch * kk..(ch + 1) * kk];
         o.fill(bias.map_or(0.0, |b| b[ch]));
         with_phases(s, &x[p * ihw..(p + 1) * ihw], |rows, wp| {
-            for ky in 0..kh {
-                for kx in 0..kw {
-                    let wv = wk[ky * kw + kx];
-                    let (lo, hi) = valid_columns(s, kx, ow);
-                    if lo == hi {
-                        continue;
-                    }
-                    let (phase, x0) = tap(s, kx, lo);
-                    for oy in 0..oh {
-                        let iy = (oy * sh + ky) as isize - ph as isize;
-                        if iy < 0 || iy as usize >= s.in_h {
-                            continue;
-                        }
-                        let r = (phase * s.in_h + iy as usize) * wp;
-                        let src = &rows[r + x0..r + x0 + hi - lo];
-                        o[oy * ow + lo..oy * ow + hi]
-                            .iter_mut()
-                            .zip(src)
-                            .for_each(|(d, v)| *d = v.mul_add(wv, *d));
-                    }
-                }
-            }
+            for_each_tap(s, wp, |k, cols, start| {
+                let src = &rows[start..start + cols.len()];
+                o[cols]
+                    .iter_mut()
+                    .zip(src)
+                    .for_each(|(d, v)| *d = v.mul_add(wk[k], *d));
+            });
         });
     });
 }
 
 fn depthwise_input_grad(s: &Conv2dShape, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
     assert_eq!(dx.len(), s.input_len());
-    let (oh, ow) = (s.out_h(), s.out_w());
-    let [kh, kw] = s.kernel;
-    let sh = s.stride[0];
-    let ph = s.padding[0];
+    let ohw = s.out_h() * s.out_w();
+    let kk = s.kernel[0] * s.kernel[1];
     let c = s.in_channels;
     let wp = s.in_w.div_ceil(s.stride[1]);
     planes_mut(dx, s.in_h * s.in_w, |p, d| {
         let ch = p % c;
-        let g = &dy[p * oh * ow..(p + 1) * oh * ow];
-        let wk = &weight[ch * kh * kw..(ch + 1) * kh * kw];
+        let g = &dy[p * ohw..(p + 1) * ohw];
+        let wk = &weight[ch * kk..(ch + 1) * kk];
         // Accumulate in the phase layout, then write the columns back.
         let accumulate = |rows: &mut [f32]| {
             rows.fill(0.0);
-            for ky in 0..kh {
-                for kx in 0..kw {
-                    let wv = wk[ky * kw + kx];
-                    let (lo, hi) = valid_columns(s, kx, ow);
-                    if lo == hi {
-                        continue;
-                    }
-                    let (phase, x0) = tap(s, kx, lo);
-                    for oy in 0..oh {
-                        let iy = (oy * sh + ky) as isize - ph as isize;
-                        if iy < 0 || iy as usize >= s.in_h {
-                            continue;
-                        }
-                        let r = (phase * s.in_h + iy as usize) * wp;
-                        rows[r + x0..r + x0 + hi - lo]
-                            .iter_mut()
-                            .zip(&g[oy * ow + lo..oy * ow + hi])
-                            .for_each(|(d, v)| *d = v.mul_add(wv, *d));
-                    }
-                }
-            }
+            for_each_tap(s, wp, |k, cols, start| {
+                rows[start..start + cols.len()]
+                    .iter_mut()
+                    .zip(&g[cols])
+                    .for_each(|(d, v)| *d = v.mul_add(wk[k], *d));
+            });
         };
         if s.stride[1] == 1 {
             accumulate(d);
@@ -561,46 +565,28 @@ fn depthwise_input_grad(s: &Conv2dShape, weight: &[f32], dy: &[f32], dx: &mut [f
 
 fn depthwise_weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     assert_eq!(dw.len(), s.weight_len());
-    let (oh, ow) = (s.out_h(), s.out_w());
-    let [kh, kw] = s.kernel;
-    let sh = s.stride[0];
-    let ph = s.padding[0];
+    let ohw = s.out_h() * s.out_w();
     let c = s.in_channels;
     let ihw = s.in_h * s.in_w;
-    let kk = kh * kw;
-    // One kh·kw gradient per channel, summed over the images in order.
+    let kk = s.kernel[0] * s.kernel[1];
+    // One kh·kw gradient per channel: per image each tap's sum over the
+    // rows, then added to the channel's gradient, image by image in order.
     let dwp = SendPtr(dw.as_mut_ptr());
     (0..c).into_par_iter().for_each(|ch| {
         // SAFETY: channel `ch` owns dw[ch·kk .. (ch+1)·kk], disjoint across tasks.
         let out = unsafe { std::slice::from_raw_parts_mut(dwp.get().add(ch * kk), kk) };
         out.fill(0.0);
+        let mut sums = vec![0f32; kk];
         for n in 0..s.batch {
             let p = n * c + ch;
-            let g = &dy[p * oh * ow..(p + 1) * oh * ow];
+            let g = &dy[p * ohw..(p + 1) * ohw];
+            sums.fill(0.0);
             with_phases(s, &x[p * ihw..(p + 1) * ihw], |rows, wp| {
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        let (lo, hi) = valid_columns(s, kx, ow);
-                        if lo == hi {
-                            continue;
-                        }
-                        let (phase, x0) = tap(s, kx, lo);
-                        let mut sum = 0f32;
-                        for oy in 0..oh {
-                            let iy = (oy * sh + ky) as isize - ph as isize;
-                            if iy < 0 || iy as usize >= s.in_h {
-                                continue;
-                            }
-                            let r = (phase * s.in_h + iy as usize) * wp;
-                            sum += dot(
-                                &rows[r + x0..r + x0 + hi - lo],
-                                &g[oy * ow + lo..oy * ow + hi],
-                            );
-                        }
-                        out[ky * kw + kx] += sum;
-                    }
-                }
+                for_each_tap(s, wp, |k, cols, start| {
+                    sums[k] += dot(&rows[start..start + cols.len()], &g[cols]);
+                });
             });
+            out.iter_mut().zip(&sums).for_each(|(o, v)| *o += v);
         }
     });
 }

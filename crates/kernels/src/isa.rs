@@ -3,8 +3,9 @@
 //! The development and CI machines change between an AMD EPYC with AVX2 only
 //! and an Intel Xeon with AVX-512, so one binary must pick its kernels from
 //! what the CPU it runs on reports. `NABLA_ISA=avx512|avx2|portable` forces a
-//! narrower path (never a wider one than the CPU has), so the tests can check
-//! every path on a machine that has all of them.
+//! narrower path for a process (never a wider one than the CPU has), and
+//! [`set_override`] does so inside one, so the tests check every path on a
+//! machine that has all of them.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;

@@ -8,6 +8,7 @@
 //! order, as in PyTorch (a NaN in a window may or may not win: training
 //! stops on a non-finite loss anyway).
 
+use crate::conv::out_size;
 use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,11 +24,21 @@ pub struct PoolShape {
 
 impl PoolShape {
     pub fn out_h(&self) -> usize {
-        (self.in_h + 2 * self.padding[0] - self.kernel[0]) / self.stride[0] + 1
+        out_size(
+            self.in_h,
+            2 * self.padding[0],
+            self.kernel[0],
+            self.stride[0],
+        )
     }
 
     pub fn out_w(&self) -> usize {
-        (self.in_w + 2 * self.padding[1] - self.kernel[1]) / self.stride[1] + 1
+        out_size(
+            self.in_w,
+            2 * self.padding[1],
+            self.kernel[1],
+            self.stride[1],
+        )
     }
 
     pub fn output_len(&self) -> usize {

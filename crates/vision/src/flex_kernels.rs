@@ -104,9 +104,10 @@ fn dims<const N: usize>(t: &FlexTensor) -> [usize; N] {
     t.shape().dims()
 }
 
-fn conv_shape(x: &FlexTensor, w: &FlexTensor, g: &ConvGeometry) -> Conv2dShape {
-    let [batch, in_channels, in_h, in_w] = dims(x);
-    let [out_channels, _, kh, kw] = dims(w);
+/// The kernels' shape of a convolution of `x` by `w` (their dimensions).
+fn conv_shape(x: [usize; 4], w: [usize; 4], g: &ConvGeometry) -> Conv2dShape {
+    let [batch, in_channels, in_h, in_w] = x;
+    let [out_channels, _, kh, kw] = w;
     Conv2dShape {
         batch,
         in_channels,
@@ -129,7 +130,7 @@ fn conv_forward(
 ) -> FlexTensor {
     let (x, w) = (contiguous(x), contiguous(w));
     let b = b.map(contiguous);
-    let s = conv_shape(&x, &w, &g);
+    let s = conv_shape(dims(&x), dims(&w), &g);
     let mut out = vec![0f32; s.output_len()];
     conv2d_forward(&s, data(&x), data(&w), b.as_ref().map(data), &mut out);
     tensor(out, &[s.batch, s.out_channels, s.out_h(), s.out_w()])
@@ -166,8 +167,9 @@ fn norm_forward(
     (tensor(y, &dims::<4>(x)), tensor(mean, &[2, s.channels]))
 }
 
-fn pool_shape(x: &FlexTensor, g: &PoolGeometry) -> PoolShape {
-    let [n, c, in_h, in_w] = dims(x);
+/// The kernels' shape of a pooling of an input of dimensions `x`.
+fn pool_shape(x: [usize; 4], g: &PoolGeometry) -> PoolShape {
+    let [n, c, in_h, in_w] = x;
     PoolShape {
         planes: n * c,
         in_h,
@@ -179,7 +181,7 @@ fn pool_shape(x: &FlexTensor, g: &PoolGeometry) -> PoolShape {
 }
 
 fn pool_forward(x: &FlexTensor, g: PoolGeometry) -> (FlexTensor, Vec<u8>) {
-    let s = pool_shape(x, &g);
+    let s = pool_shape(dims(x), &g);
     let [n, c, _, _] = dims(x);
     let mut y = vec![0f32; s.output_len()];
     let arg = max_pool2d_forward(&s, data(x), g.relu, &mut y);
@@ -235,7 +237,7 @@ fn conv_grads(
 ) -> (Option<FlexTensor>, Option<FlexTensor>, Option<FlexTensor>) {
     let (x, w, g) = state;
     let grad = contiguous(grad);
-    let s = conv_shape(&x, &w, &g);
+    let s = conv_shape(dims(&x), dims(&w), &g);
     let mut dx = want[0].then(|| vec![0f32; s.input_len()]);
     let mut dw = want[1].then(|| vec![0f32; s.weight_len()]);
     let mut db = want[2].then(|| vec![0f32; s.out_channels]);
@@ -341,14 +343,7 @@ impl Backward<Flex, 1> for PoolBackward {
         let grad = contiguous(grads.consume::<Flex>(&ops.node));
         let Some(node) = node_x else { return };
         let (shape, y, arg, g) = ops.state;
-        let s = PoolShape {
-            planes: shape[0] * shape[1],
-            in_h: shape[2],
-            in_w: shape[3],
-            kernel: g.kernel,
-            stride: g.stride,
-            padding: g.padding,
-        };
+        let s = pool_shape(shape, &g);
         let mut dx = vec![0f32; shape.iter().product()];
         max_pool2d_backward(&s, data(&grad), data(&y), &arg, g.relu, &mut dx);
         grads.register::<Flex>(node.id, tensor(dx, &shape));
@@ -483,20 +478,7 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         padding_end,
         groups: conv.groups,
     };
-    let [out_channels, _, kh, kw] = conv.weight.dims();
-    let [batch, in_channels, _, _] = x.dims();
-    let shape = Conv2dShape {
-        batch,
-        in_channels,
-        in_h: h,
-        in_w: w,
-        out_channels,
-        kernel: [kh, kw],
-        stride: conv.stride,
-        padding,
-        padding_end,
-        groups: conv.groups,
-    };
+    let shape = conv_shape(x.dims(), conv.weight.dims(), &geometry);
     if !ours(&x) || conv.dilation != [1, 1] || shape.check().is_err() {
         return conv.forward(x);
     }
@@ -565,18 +547,18 @@ pub fn batch_norm(norm: &BatchNorm, x: Tensor<4>, activation: Activation) -> Ten
 
 /// `pool.forward(x)` (of `relu(x)` when `relu`), through nabla's kernels on `flex`.
 pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>, relu: bool) -> Tensor<4> {
-    let [n, c, h, w] = x.dims();
+    let [_, _, h, w] = x.dims();
     let (padding, padding_end) = padding_pairs(&pool.padding, h, w, pool.kernel_size, pool.stride);
-    let shape = PoolShape {
-        planes: n * c,
-        in_h: h,
-        in_w: w,
+    let geometry = PoolGeometry {
         kernel: pool.kernel_size,
         stride: pool.stride,
         padding,
+        relu,
     };
-    let fits =
-        padding == padding_end && pool.dilation == [1, 1] && !pool.ceil_mode && shape.supported();
+    let fits = padding == padding_end
+        && pool.dilation == [1, 1]
+        && !pool.ceil_mode
+        && pool_shape(x.dims(), &geometry).supported();
     if !ours(&x) || !fits {
         let x = if relu {
             burn::tensor::activation::relu(x)
@@ -585,12 +567,6 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>, relu: bool) -> Tensor<4> {
         };
         return pool.forward(x);
     }
-    let geometry = PoolGeometry {
-        kernel: pool.kernel_size,
-        stride: pool.stride,
-        padding,
-        relu,
-    };
     Tensor::from_dispatch(<Dispatch as KernelOps>::nabla_max_pool2d(
         x.into_dispatch(),
         geometry,
