@@ -43,16 +43,21 @@ pub fn cpu_name() -> String {
 }
 
 /// `(name, in channels, side, out channels, kernel, stride, groups)` of the
-/// layers timed: the cnn's four, ResNet34's stem and a stage-3 convolution,
-/// EfficientNet-Lite0's first expansion and a strided depthwise one (at the
-/// sides a 128-pixel input gives them).
-const LAYERS: [(&str, usize, usize, usize, usize, usize, usize); 8] = [
+/// layers timed: the cnn's four, ResNet34's stem, a convolution of each of
+/// its stages and a strided 1 × 1 shortcut, EfficientNet-Lite0's first
+/// expansion and a strided depthwise one (at the sides a 128-pixel input
+/// gives them).
+const LAYERS: &[(&str, usize, usize, usize, usize, usize, usize)] = &[
     ("cnn conv1 3→32 3×3 @128", 3, 128, 32, 3, 1, 1),
     ("cnn conv2 32→64 3×3 @64", 32, 64, 64, 3, 1, 1),
     ("cnn conv3 64→128 3×3 @32", 64, 32, 128, 3, 1, 1),
     ("cnn conv4 128→128 3×3 @16", 128, 16, 128, 3, 1, 1),
     ("resnet stem 3→64 7×7/2 @128", 3, 128, 64, 7, 2, 1),
+    ("resnet layer1 64→64 3×3 @32", 64, 32, 64, 3, 1, 1),
+    ("resnet layer2 128→128 3×3 @16", 128, 16, 128, 3, 1, 1),
     ("resnet layer3 256→256 3×3 @8", 256, 8, 256, 3, 1, 1),
+    ("resnet layer4 512→512 3×3 @4", 512, 4, 512, 3, 1, 1),
+    ("resnet shortcut 256→512 1×1/2 @8", 256, 8, 512, 1, 2, 1),
     ("effnet expand 16→96 1×1 @64", 16, 64, 96, 1, 1, 1),
     ("effnet depthwise 96 3×3/2 @64", 96, 64, 96, 3, 2, 96),
 ];

@@ -15,13 +15,19 @@
 //! summed over fixed chunks of images in a fixed order, so it is the same
 //! bit for bit whatever the number of threads.
 
-use crate::gemm::{gemm, gemm_nt_small, gemm_par, MatRef, SendPtr};
+use crate::gemm::{gemm, gemm_nt_small, gemm_par, MatRef, PackB, SendPtr};
+use crate::lower::Lowered;
+use crate::winograd::{self, Kernels};
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::ops::Range;
 
-/// Images per partial weight gradient.
+/// Images per partial weight gradient when each image is its own product.
 const CHUNK: usize = 4;
+
+/// Columns a matrix product should have at least (see
+/// [`Conv2dShape::images_per_product`]).
+const MIN_COLUMNS: usize = 512;
 
 /// The shape of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,8 +129,19 @@ impl Conv2dShape {
             && self.padding_end == [0, 0]
     }
 
-    fn split_images(&self) -> bool {
-        self.batch >= rayon::current_num_threads()
+    /// Images lowered side by side into one matrix product. ResNet34's
+    /// last stages have 8 × 8 and 4 × 4 planes: one product per image
+    /// would have 64 or 16 columns and repack the whole weight for them.
+    fn images_per_product(&self) -> usize {
+        MIN_COLUMNS
+            .div_ceil(self.out_h() * self.out_w())
+            .clamp(1, self.batch.max(1))
+    }
+
+    /// Whether groups of `per` images are spread over the pool (else each
+    /// product is split over it).
+    fn split_images(&self, per: usize) -> bool {
+        self.batch.div_ceil(per) >= rayon::current_num_threads()
     }
 }
 
@@ -143,18 +160,21 @@ fn with_col<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
-/// Lays one image's receptive fields out as rows `(c, ky, kx)` × columns `(oy, ox)`.
-fn im2col(s: &Conv2dShape, x: &[f32], col: &mut [f32]) {
+/// Lays one image's receptive fields out as rows `(c, ky, kx)` × columns
+/// `(oy, ox)`, row `r` starting at `col[r * ld]` (`ld > OH·OW` when images
+/// lie side by side).
+fn im2col(s: &Conv2dShape, x: &[f32], col: &mut [f32], ld: usize) {
     let (oh, ow) = (s.out_h(), s.out_w());
     let [kh, kw] = s.kernel;
     let [sh, sw] = s.stride;
     let [ph, pw] = s.padding;
-    let mut rows = col.chunks_exact_mut(oh * ow);
+    let mut r = 0;
     for c in 0..s.in_channels {
         let plane = &x[c * s.in_h * s.in_w..(c + 1) * s.in_h * s.in_w];
         for ky in 0..kh {
             for kx in 0..kw {
-                let row = rows.next().unwrap();
+                let row = &mut col[r * ld..r * ld + oh * ow];
+                r += 1;
                 // Columns ox whose input column ox·sw + kx − pw lies inside the image.
                 let (lo, hi) = valid_columns(s, kx, ow);
                 for oy in 0..oh {
@@ -182,18 +202,19 @@ fn im2col(s: &Conv2dShape, x: &[f32], col: &mut [f32]) {
 }
 
 /// Adds the lowered matrix back onto the image: the adjoint of [`im2col`].
-fn col2im(s: &Conv2dShape, col: &[f32], dx: &mut [f32]) {
+fn col2im(s: &Conv2dShape, col: &[f32], ld: usize, dx: &mut [f32]) {
     let (oh, ow) = (s.out_h(), s.out_w());
     let [kh, kw] = s.kernel;
     let [sh, sw] = s.stride;
     let [ph, pw] = s.padding;
     dx.fill(0.0);
-    let mut rows = col.chunks_exact(oh * ow);
+    let mut r = 0;
     for c in 0..s.in_channels {
         let plane = &mut dx[c * s.in_h * s.in_w..(c + 1) * s.in_h * s.in_w];
         for ky in 0..kh {
             for kx in 0..kw {
-                let row = rows.next().unwrap();
+                let row = &col[r * ld..r * ld + oh * ow];
+                r += 1;
                 let (lo, hi) = valid_columns(s, kx, ow);
                 for oy in 0..oh {
                     let iy = (oy * sh + ky) as isize - ph as isize;
@@ -236,36 +257,64 @@ pub fn conv2d_forward(
     if s.depthwise() {
         return depthwise_forward(s, x, weight, bias, out);
     }
-    let w = MatRef::new(weight, s.out_channels, s.patch());
-    let split = s.split_images();
-    for_each_image(out, out_img, split, |n, o| {
-        let xi = &x[n * in_img..(n + 1) * in_img];
-        if s.pointwise() {
+    if winograd::applies(s) {
+        return winograd::forward(s, x, weight, Kernels::Direct, bias, out);
+    }
+    let (k, co) = (s.patch(), s.out_channels);
+    let w = MatRef::new(weight, co, k);
+    let per = s.images_per_product();
+    let split = s.split_images(per);
+    for_each_image(out, per * out_img, split, |group, o| {
+        let imgs = o.len() / out_img;
+        let xs = &x[group * per * in_img..][..imgs * in_img];
+        let cols = imgs * ohw;
+        if imgs == 1 && s.pointwise() {
             product(
                 !split,
                 w,
-                MatRef::new(xi, s.in_channels, ohw),
+                MatRef::new(xs, s.in_channels, ohw),
                 o,
                 ohw,
                 false,
             );
+        } else if imgs == 1 {
+            product(!split, w, Lowered::new(s, xs, 1), o, ohw, false);
         } else {
-            with_col(s.patch() * ohw, |col| {
-                im2col(s, xi, col);
-                product(!split, w, MatRef::new(col, s.patch(), ohw), o, ohw, false);
+            with_col(co * cols, |y| {
+                product(!split, w, Lowered::new(s, xs, imgs), y, cols, false);
+                unstack(y, imgs, co, ohw, o);
             });
         }
         if let Some(b) = bias {
-            for (row, &bc) in o.chunks_exact_mut(ohw).zip(b) {
+            for (row, &bc) in o.chunks_exact_mut(ohw).zip(b.iter().cycle()) {
                 row.iter_mut().for_each(|v| *v += bc);
             }
         }
     });
 }
 
+/// `imgs` images of `ch` planes of `hw` values (NCHW) as one `ch × imgs·hw`
+/// matrix, the images side by side.
+fn stack(planes: &[f32], imgs: usize, ch: usize, hw: usize, out: &mut [f32]) {
+    for (j, img) in planes.chunks_exact(ch * hw).take(imgs).enumerate() {
+        for (c, plane) in img.chunks_exact(hw).enumerate() {
+            out[(c * imgs + j) * hw..][..hw].copy_from_slice(plane);
+        }
+    }
+}
+
+/// The inverse of [`stack`].
+fn unstack(m: &[f32], imgs: usize, ch: usize, hw: usize, planes: &mut [f32]) {
+    for (j, img) in planes.chunks_exact_mut(ch * hw).take(imgs).enumerate() {
+        for (c, plane) in img.chunks_exact_mut(hw).enumerate() {
+            plane.copy_from_slice(&m[(c * imgs + j) * hw..][..hw]);
+        }
+    }
+}
+
 /// `C (+)= A · B` on this thread, or split over the pool (`par`) when the
 /// images are not spread over it.
-fn product(par: bool, a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: bool) {
+fn product(par: bool, a: MatRef, b: impl PackB, c: &mut [f32], ldc: usize, accumulate: bool) {
     if par {
         gemm_par(a, b, c, ldc, accumulate)
     } else {
@@ -325,21 +374,75 @@ pub fn conv2d_backward(s: &Conv2dShape, x: &[f32], weight: &[f32], dy: &[f32], g
     }
 }
 
+/// For a stride-1 convolution, the convolution whose forward pass is this
+/// one's input gradient: over `dy`, with the weight's input and output
+/// channels swapped, its taps flipped and the padding `k − 1 − p`. It
+/// needs no scatter back (`col2im`) and lowers through [`Lowered`].
+fn adjoint(s: &Conv2dShape) -> Option<Conv2dShape> {
+    if s.stride != [1, 1] {
+        return None;
+    }
+    let [kh, kw] = s.kernel;
+    let pad = |p: usize, k: usize| (k - 1).checked_sub(p);
+    Some(Conv2dShape {
+        batch: s.batch,
+        in_channels: s.out_channels,
+        in_h: s.out_h(),
+        in_w: s.out_w(),
+        out_channels: s.in_channels,
+        kernel: s.kernel,
+        stride: [1, 1],
+        padding: [pad(s.padding[0], kh)?, pad(s.padding[1], kw)?],
+        padding_end: [pad(s.padding_end[0], kh)?, pad(s.padding_end[1], kw)?],
+        groups: 1,
+    })
+}
+
 fn input_grad(s: &Conv2dShape, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
     assert_eq!(dx.len(), s.input_len());
+    if let Some(adj) = adjoint(s) {
+        if winograd::applies(&adj) {
+            return winograd::forward(&adj, dy, weight, Kernels::Adjoint, None, dx);
+        }
+        let (ci, co, kk) = (s.in_channels, s.out_channels, s.kernel[0] * s.kernel[1]);
+        return with_parts(weight.len(), |flipped| {
+            // flipped[c][o][t] = weight[o][c][kk − 1 − t]
+            for (c, dst) in flipped.chunks_exact_mut(co * kk).enumerate() {
+                for (o, taps) in dst.chunks_exact_mut(kk).enumerate() {
+                    let src = &weight[(o * ci + c) * kk..][..kk];
+                    taps.iter_mut()
+                        .zip(src.iter().rev())
+                        .for_each(|(d, &v)| *d = v);
+                }
+            }
+            conv2d_forward(&adj, dy, flipped, None, dx)
+        });
+    }
     let in_img = s.in_channels * s.in_h * s.in_w;
     let ohw = s.out_h() * s.out_w();
-    let out_img = s.out_channels * ohw;
-    let wt = MatRef::new(weight, s.out_channels, s.patch()).t();
-    let split = s.split_images();
-    for_each_image(dx, in_img, split, |n, d| {
-        let g = MatRef::new(&dy[n * out_img..(n + 1) * out_img], s.out_channels, ohw);
-        if s.pointwise() {
-            product(!split, wt, g, d, ohw, false);
+    let (k, co) = (s.patch(), s.out_channels);
+    let out_img = co * ohw;
+    let wt = MatRef::new(weight, co, k).t();
+    let per = s.images_per_product();
+    let split = s.split_images(per);
+    for_each_image(dx, per * in_img, split, |group, d| {
+        let imgs = d.len() / in_img;
+        let gy = &dy[group * per * out_img..][..imgs * out_img];
+        let cols = imgs * ohw;
+        // Strided: the columns' product scattered back onto the image.
+        if imgs == 1 {
+            with_col(k * ohw, |col| {
+                product(!split, wt, MatRef::new(gy, co, ohw), col, ohw, false);
+                col2im(s, col, ohw, d);
+            });
         } else {
-            with_col(s.patch() * ohw, |col| {
-                product(!split, wt, g, col, ohw, false);
-                col2im(s, col, d);
+            with_col((co + k) * cols, |buf| {
+                let (g, col) = buf.split_at_mut(co * cols);
+                stack(gy, imgs, co, ohw, g);
+                product(!split, wt, MatRef::new(g, co, cols), col, cols, false);
+                for (j, dj) in d.chunks_exact_mut(in_img).enumerate() {
+                    col2im(s, &col[j * ohw..], cols, dj);
+                }
             });
         }
     });
@@ -349,61 +452,94 @@ fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     assert_eq!(dw.len(), s.weight_len());
     let in_img = s.in_channels * s.in_h * s.in_w;
     let ohw = s.out_h() * s.out_w();
-    let out_img = s.out_channels * ohw;
-    let k = s.patch();
+    let (k, co) = (s.patch(), s.out_channels);
+    let out_img = co * ohw;
     // A small gradient over a large image (the cnn's first layer: 32 × 27
     // over 128 × 128) is cheaper as plain dot products than packed.
-    let small = s.out_channels * k <= 4096 && ohw >= 1024;
-    // dW(chunk) = Σ_images dY · colᵀ, into `part`.
-    let chunk_grad = |first: usize, last: usize, part: &mut [f32], par: bool| {
+    let small = co * k <= 4096 && ohw >= 1024;
+    let per = s.images_per_product();
+    let chunk = if per > 1 { per } else { CHUNK };
+    // dW(chunk c) = Σ over its images of dY · colᵀ, into `part`.
+    let chunk_grad = |c: usize, part: &mut [f32], par: bool| {
+        let (first, last) = (c * chunk, ((c + 1) * chunk).min(s.batch));
+        if per > 1 {
+            let cols = (last - first) * ohw;
+            return with_col(co * cols, |g| {
+                stack(
+                    &dy[first * out_img..last * out_img],
+                    last - first,
+                    co,
+                    ohw,
+                    g,
+                );
+                let col = Lowered::new(s, &x[first * in_img..], last - first).t();
+                product(par, MatRef::new(g, co, cols), col, part, k, false);
+            });
+        }
         for n in first..last {
-            let g = MatRef::new(&dy[n * out_img..(n + 1) * out_img], s.out_channels, ohw);
+            let g = MatRef::new(&dy[n * out_img..(n + 1) * out_img], co, ohw);
             let xi = &x[n * in_img..(n + 1) * in_img];
             let acc = n > first;
-            let grad = |b: MatRef, part: &mut [f32]| {
-                if small {
-                    // b is the transpose of a row-major (k × ohw) matrix.
-                    gemm_nt_small(g.data, b.data, s.out_channels, k, ohw, part, acc)
-                } else {
-                    product(par, g, b, part, k, acc)
-                }
-            };
-            if s.pointwise() {
-                grad(MatRef::new(xi, s.in_channels, ohw).t(), part);
-            } else {
+            if small && s.pointwise() {
+                gemm_nt_small(g.data, xi, co, k, ohw, part, acc)
+            } else if small {
                 with_col(k * ohw, |col| {
-                    im2col(s, xi, col);
-                    grad(MatRef::new(col, k, ohw).t(), part);
+                    im2col(s, xi, col, ohw);
+                    gemm_nt_small(g.data, col, co, k, ohw, part, acc)
                 });
+            } else if s.pointwise() {
+                let xt = MatRef::new(xi, s.in_channels, ohw).t();
+                product(par, g, xt, part, k, acc);
+            } else {
+                product(par, g, Lowered::new(s, xi, 1).t(), part, k, acc);
             }
         }
     };
-    let chunks = s.batch.div_ceil(CHUNK);
-    if !s.split_images() || chunks == 1 {
-        // Same chunking as the parallel path, so the sum is the same bits.
-        let mut part = vec![0f32; dw.len()];
-        for c in 0..chunks {
-            let target: &mut [f32] = if c == 0 { dw } else { &mut part };
-            chunk_grad(c * CHUNK, ((c + 1) * CHUNK).min(s.batch), target, true);
-            if c > 0 {
-                dw.iter_mut().zip(&part).for_each(|(d, p)| *d += p);
+    let chunks = s.batch.div_ceil(chunk);
+    let len = dw.len();
+    let parallel = s.split_images(chunk) && chunks > 1;
+    // Chunk 0 goes straight into dw, the others into partial sums added
+    // in chunk order — the same order serially and in parallel, so the
+    // same bits whatever the number of threads.
+    with_parts(if parallel { (chunks - 1) * len } else { len }, |parts| {
+        if parallel {
+            let targets: Vec<&mut [f32]> = std::iter::once(&mut *dw)
+                .chain(parts.chunks_exact_mut(len))
+                .collect();
+            targets
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(c, part)| chunk_grad(c, part, false));
+            for part in parts.chunks_exact(len) {
+                dw.iter_mut().zip(part).for_each(|(d, p)| *d += p);
+            }
+        } else {
+            chunk_grad(0, dw, true);
+            for c in 1..chunks {
+                chunk_grad(c, parts, true);
+                dw.iter_mut().zip(&*parts).for_each(|(d, p)| *d += p);
             }
         }
-        return;
-    }
-    let mut parts = vec![0f32; chunks * dw.len()];
-    parts
-        .par_chunks_mut(dw.len())
-        .enumerate()
-        .for_each(|(c, part)| chunk_grad(c * CHUNK, ((c + 1) * CHUNK).min(s.batch), part, false));
-    dw.copy_from_slice(&parts[..dw.len()]);
-    for part in parts.chunks_exact(dw.len()).skip(1) {
-        dw.iter_mut().zip(part).for_each(|(d, p)| *d += p);
-    }
+    });
+}
+
+thread_local! {
+    /// Partial weight gradients, reused by every call on this thread.
+    static PARTS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+fn with_parts<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    PARTS.with(|parts| {
+        let mut parts = parts.borrow_mut();
+        if parts.len() < len {
+            parts.resize(len, 0.0);
+        }
+        f(&mut parts[..len])
+    })
 }
 
 /// Output columns `[lo, hi)` whose input column `ox·sw + kx − pw` is inside `0..in_w`.
-fn valid_columns(s: &Conv2dShape, kx: usize, ow: usize) -> (usize, usize) {
+pub(crate) fn valid_columns(s: &Conv2dShape, kx: usize, ow: usize) -> (usize, usize) {
     let (sw, pw) = (s.stride[1], s.padding[1]);
     let lo = pw.saturating_sub(kx).div_ceil(sw).min(ow);
     let hi = if s.in_w + pw > kx {
@@ -758,11 +894,67 @@ mod tests {
             shape(5, 2, 5, 5, 3, 3, 1, 0, 1),
             shape(9, 3, 4, 6, 17, 3, 1, 2, 1),
             same(shape(2, 3, 8, 8, 4, 3, 2, 0, 1)),
+            // Stride 1 with more padding after than before (the input
+            // gradient's adjoint convolution pads k − 1 − p on each side).
+            same(shape(2, 3, 7, 6, 4, 3, 1, 0, 1)),
+            same(shape(3, 2, 9, 8, 3, 5, 1, 1, 1)),
             // EfficientNet-Lite0's head at a 64-pixel input: 2 × 2 planes.
             shape(4, 320, 2, 2, 1280, 1, 1, 0, 1),
             shape(4, 192, 2, 2, 1152, 1, 1, 0, 1),
+            // Two images per product, the last group one image short.
+            shape(9, 3, 16, 24, 5, 3, 1, 1, 1),
+            shape(7, 4, 12, 20, 6, 1, 1, 0, 1),
+            // Winograd's F(2 × 2, 3 × 3) forward and for the input gradient.
+            shape(2, 16, 16, 16, 16, 3, 1, 1, 1),
+            // One product per image, two partial weight gradients.
+            shape(5, 2, 24, 24, 3, 3, 1, 1, 1),
         ] {
             check(s);
+        }
+        let wino = shape(2, 16, 16, 16, 16, 3, 1, 1, 1);
+        assert!(winograd::applies(&wino) && winograd::applies(&adjoint(&wino).unwrap()));
+    }
+
+    /// The weight gradient must be the same bits on one thread as on
+    /// several (resumed training relies on it), on both of its paths.
+    #[test]
+    fn weight_gradients_do_not_depend_on_the_thread_count() {
+        // Two partial sums each (summed in parallel on 1 or 2 threads,
+        // serially with products split on 3), five, and one.
+        for s in [
+            shape(4, 3, 16, 24, 5, 3, 1, 1, 1),
+            shape(7, 4, 24, 24, 6, 3, 1, 1, 1),
+            shape(9, 3, 16, 24, 5, 3, 1, 1, 1),
+            shape(6, 8, 4, 4, 16, 3, 1, 1, 1),
+        ] {
+            let x = values(s.input_len(), 5);
+            let w = values(s.weight_len(), 6);
+            let dy = values(s.output_len(), 7);
+            let grad = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut gw = vec![0f32; s.weight_len()];
+                pool.install(|| {
+                    let grads = ConvGrads {
+                        input: None,
+                        weight: Some(&mut gw),
+                        bias: None,
+                    };
+                    conv2d_backward(&s, &x, &w, &dy, grads)
+                });
+                gw
+            };
+            let one = grad(1);
+            for threads in [2, 3] {
+                let bits = |g: &[f32]| g.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&one),
+                    bits(&grad(threads)),
+                    "{s:?} on {threads} threads"
+                );
+            }
         }
     }
 

@@ -20,7 +20,7 @@ const KC: usize = 256;
 /// Rows of an `A` block (a multiple of every `MR`).
 const MC: usize = 96;
 /// Columns of a `B` block (a multiple of every `NR`).
-const NC: usize = 2048;
+pub(crate) const NC: usize = 2048;
 
 /// A read-only matrix view: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy, Debug)]
@@ -104,19 +104,19 @@ thread_local! {
 
 /// `C = A · B` (or `C += A · B` when `accumulate`), `C` row-major with row
 /// stride `ldc`, on the calling thread, with the active instruction set.
-pub fn gemm(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: bool) {
+pub fn gemm(a: MatRef, b: impl PackB, c: &mut [f32], ldc: usize, accumulate: bool) {
     gemm_with(active(), a, b, c, ldc, accumulate)
 }
 
 /// [`gemm`] with a chosen instruction set (which the CPU must have).
-pub fn gemm_with(isa: Isa, a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: bool) {
+pub fn gemm_with(isa: Isa, a: MatRef, b: impl PackB, c: &mut [f32], ldc: usize, accumulate: bool) {
     assert!(
         isa <= Isa::detected(),
         "{} is not available on this CPU",
         isa.name()
     );
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert_eq!(b.rows, k, "inner dimensions differ");
+    let (m, k, n) = (a.rows, a.cols, b.cols());
+    assert_eq!(b.rows(), k, "inner dimensions differ");
     if m == 0 || n == 0 {
         return;
     }
@@ -140,7 +140,11 @@ pub fn gemm_with(isa: Isa, a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accu
             for pc in (0..k).step_by(kc_max) {
                 let kc = kc_max.min(k - pc);
                 let acc = accumulate || pc > 0;
-                pack_b(&kern, b, pc, kc, jc, nc, pb);
+                let len = nc.div_ceil(kern.nr) * kern.nr * kc;
+                if pb.len() < len {
+                    pb.resize(len, 0.0);
+                }
+                b.pack(kern.nr, pc, kc, jc, nc, &mut pb[..len]);
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
                     pack_a(&kern, a, ic, mc, pc, kc, pa);
@@ -151,30 +155,46 @@ pub fn gemm_with(isa: Isa, a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accu
     });
 }
 
-/// `C (+)= A · B` split over the rayon pool by blocks of columns when the
-/// product is large enough to pay for it; otherwise [`gemm`].
-pub fn gemm_par(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: bool) {
+/// `C (+)= A · B` split over the rayon pool when the product is large
+/// enough to pay for it; otherwise [`gemm`]. It is split along the longer
+/// side of `C`, so that each thread packs only its share of the larger
+/// operand (a tall product split by columns would pack all of `A` on every
+/// thread). Either way each element is computed as [`gemm`] computes it.
+pub fn gemm_par(a: MatRef, b: impl PackB, c: &mut [f32], ldc: usize, accumulate: bool) {
     use rayon::prelude::*;
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let (m, k, n) = (a.rows, a.cols, b.cols());
     let threads = rayon::current_num_threads();
     let work = m * k * n;
-    if threads < 2 || work < (1 << 21) || n < 64 {
+    if threads < 2 || work < (1 << 21) || m.max(n) < 64 {
         return gemm(a, b, c, ldc, accumulate);
+    }
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    let c_len = c.len();
+    if m > n {
+        // Row blocks of whole MR-panels (a multiple of 12 fits every kernel).
+        let per = m.div_ceil(threads).next_multiple_of(12);
+        (0..m.div_ceil(per)).into_par_iter().for_each(|t| {
+            let i0 = t * per;
+            let mb = per.min(m - i0);
+            let asub = MatRef {
+                data: &a.data[i0 * a.rs..],
+                rows: mb,
+                ..a
+            };
+            // SAFETY: each task writes only rows i0..i0+mb of C, disjoint
+            // from every other task's, and C outlives the scope.
+            let off = i0 * ldc;
+            let csub = unsafe { std::slice::from_raw_parts_mut(c_ptr.get().add(off), c_len - off) };
+            gemm(asub, b, csub, ldc, accumulate);
+        });
+        return;
     }
     // Column blocks of whole NR-panels (a multiple of 32 fits every kernel).
     let per = n.div_ceil(threads).next_multiple_of(32);
-    let c_ptr = SendPtr(c.as_mut_ptr());
-    let c_len = c.len();
     (0..n.div_ceil(per)).into_par_iter().for_each(|t| {
         let j0 = t * per;
         let nb = per.min(n - j0);
-        let bsub = MatRef {
-            data: &b.data[j0 * b.cs..],
-            rows: k,
-            cols: nb,
-            rs: b.rs,
-            cs: b.cs,
-        };
+        let bsub = b.columns(j0, nb);
         // SAFETY: each task writes only columns j0..j0+nb of C, disjoint
         // from every other task's, and C outlives the scope.
         let csub = unsafe { std::slice::from_raw_parts_mut(c_ptr.get().add(j0), c_len - j0) };
@@ -269,67 +289,109 @@ impl SendPtr {
     }
 }
 
-/// Copies `B[pc..pc+kc, jc..jc+nc]` into `NR`-wide panels, zero-padding the last.
-fn pack_b(
-    kern: &Kernel,
-    b: MatRef,
-    pc: usize,
-    kc: usize,
-    jc: usize,
-    nc: usize,
-    out: &mut Vec<f32>,
-) {
-    let nr = kern.nr;
-    let panels = nc.div_ceil(nr);
-    let len = panels * nr * kc;
-    if out.len() < len {
-        out.resize(len, 0.0);
+/// The right operand of a product: anything that can copy a block of
+/// itself into `NR`-wide panels. A matrix in memory is one; the lowered
+/// image of a convolution, produced block by block and never stored whole,
+/// is another.
+pub trait PackB: Copy + Sync {
+    fn rows(&self) -> usize;
+    fn cols(&self) -> usize;
+    /// Columns `j0..j0 + n` of this operand.
+    fn columns(self, j0: usize, n: usize) -> Self;
+    /// Writes `B[pc..pc+kc, jc..jc+nc]` into `out` (`nc.div_ceil(nr) · nr ·
+    /// kc` floats) as `nr`-wide panels, each `kc` rows of `nr`, the last
+    /// zero-padded.
+    fn pack(&self, nr: usize, pc: usize, kc: usize, jc: usize, nc: usize, out: &mut [f32]);
+}
+
+impl PackB for MatRef<'_> {
+    fn rows(&self) -> usize {
+        self.rows
     }
-    let out = &mut out[..len];
-    if b.cs == 1 {
-        // Row-major B: read each row once, front to back (reading one panel
-        // at a time would stride by whole rows and thrash one cache set).
-        for kk in 0..kc {
-            let src = &b.data[(pc + kk) * b.rs + jc..(pc + kk) * b.rs + jc + nc];
-            for (p, seg) in src.chunks(nr).enumerate() {
-                let row = &mut out[p * nr * kc + kk * nr..p * nr * kc + kk * nr + nr];
+
+    fn cols(&self) -> usize {
+        self.cols
+    }
+
+    fn columns(self, j0: usize, n: usize) -> Self {
+        MatRef {
+            data: &self.data[j0 * self.cs..],
+            cols: n,
+            ..self
+        }
+    }
+
+    fn pack(&self, nr: usize, pc: usize, kc: usize, jc: usize, nc: usize, out: &mut [f32]) {
+        let b = *self;
+        let panels = nc.div_ceil(nr);
+        if b.cs == 1 {
+            // Row-major B: read each row once, front to back (reading one panel
+            // at a time would stride by whole rows and thrash one cache set).
+            for kk in 0..kc {
+                let src = &b.data[(pc + kk) * b.rs + jc..(pc + kk) * b.rs + jc + nc];
+                panel_row(src, nr, kc, kk, out);
+            }
+        } else if b.rs == 1 {
+            // Column-major B (a transposed operand): each column is contiguous in k.
+            for p in 0..panels {
+                let j0 = jc + p * nr;
+                let w = nr.min(jc + nc - j0);
+                let panel = &mut out[p * nr * kc..(p + 1) * nr * kc];
+                for j in 0..nr {
+                    if j < w {
+                        let col = &b.data[(j0 + j) * b.cs + pc..(j0 + j) * b.cs + pc + kc];
+                        panel_column(col, nr, j, panel);
+                    } else {
+                        panel_column_zero(nr, j, kc, panel);
+                    }
+                }
+            }
+        } else {
+            for p in 0..panels {
+                let j0 = jc + p * nr;
+                let w = nr.min(jc + nc - j0);
+                let panel = &mut out[p * nr * kc..(p + 1) * nr * kc];
+                for kk in 0..kc {
+                    let row = &mut panel[kk * nr..kk * nr + nr];
+                    let base = (pc + kk) * b.rs + j0 * b.cs;
+                    for (j, r) in row[..w].iter_mut().enumerate() {
+                        *r = b.data[base + j * b.cs];
+                    }
+                    row[w..].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// Spreads row `kk` of a B block (`src`, the block's `nc` columns) over the
+/// panels, zero-padding the last.
+pub(crate) fn panel_row(src: &[f32], nr: usize, kc: usize, kk: usize, out: &mut [f32]) {
+    for (p, seg) in src.chunks(nr).enumerate() {
+        let row = &mut out[p * nr * kc + kk * nr..p * nr * kc + kk * nr + nr];
+        match (nr, seg.len()) {
+            // Whole panels as fixed-size moves rather than calls to memcpy.
+            (16, 16) => row.copy_from_slice(&seg[..16]),
+            (32, 32) => row.copy_from_slice(&seg[..32]),
+            _ => {
                 row[..seg.len()].copy_from_slice(seg);
                 row[seg.len()..].fill(0.0);
             }
         }
-    } else if b.rs == 1 {
-        // Column-major B (a transposed operand): each column is contiguous in k.
-        for p in 0..panels {
-            let j0 = jc + p * nr;
-            let w = nr.min(jc + nc - j0);
-            let panel = &mut out[p * nr * kc..(p + 1) * nr * kc];
-            for j in 0..nr {
-                if j < w {
-                    let col = &b.data[(j0 + j) * b.cs + pc..(j0 + j) * b.cs + pc + kc];
-                    for (kk, &v) in col.iter().enumerate() {
-                        panel[kk * nr + j] = v;
-                    }
-                } else {
-                    for kk in 0..kc {
-                        panel[kk * nr + j] = 0.0;
-                    }
-                }
-            }
-        }
-    } else {
-        for p in 0..panels {
-            let j0 = jc + p * nr;
-            let w = nr.min(jc + nc - j0);
-            let panel = &mut out[p * nr * kc..(p + 1) * nr * kc];
-            for kk in 0..kc {
-                let row = &mut panel[kk * nr..kk * nr + nr];
-                let base = (pc + kk) * b.rs + j0 * b.cs;
-                for (j, r) in row[..w].iter_mut().enumerate() {
-                    *r = b.data[base + j * b.cs];
-                }
-                row[w..].fill(0.0);
-            }
-        }
+    }
+}
+
+/// Writes column `j` of one panel (`kc` rows of `nr`) from `col`.
+pub(crate) fn panel_column(col: &[f32], nr: usize, j: usize, panel: &mut [f32]) {
+    for (dst, &v) in panel[j..].iter_mut().step_by(nr).zip(col) {
+        *dst = v;
+    }
+}
+
+/// Zeroes column `j` of one panel: a column past the operand's edge.
+pub(crate) fn panel_column_zero(nr: usize, j: usize, kc: usize, panel: &mut [f32]) {
+    for kk in 0..kc {
+        panel[kk * nr + j] = 0.0;
     }
 }
 
@@ -343,33 +405,56 @@ fn pack_a(
     kc: usize,
     out: &mut Vec<f32>,
 ) {
-    let mr = kern.mr;
-    let panels = mc.div_ceil(mr);
-    let len = panels * mr * kc;
+    let len = mc.div_ceil(kern.mr) * kern.mr * kc;
     if out.len() < len {
         out.resize(len, 0.0);
     }
-    for p in 0..panels {
-        let i0 = ic + p * mr;
-        let h = mr.min(ic + mc - i0);
-        let panel = &mut out[p * mr * kc..(p + 1) * mr * kc];
+    let out = &mut out[..len];
+    // The panel height as a constant, so the copies below are fixed-size
+    // moves and unrolled gathers rather than calls to memcpy of 6 floats.
+    match kern.mr {
+        12 => pack_a_panels::<12>(a, ic, mc, pc, kc, out),
+        6 => pack_a_panels::<6>(a, ic, mc, pc, kc, out),
+        4 => pack_a_panels::<4>(a, ic, mc, pc, kc, out),
+        mr => unreachable!("no micro-kernel is {mr} rows tall"),
+    }
+}
+
+fn pack_a_panels<const MR: usize>(
+    a: MatRef,
+    ic: usize,
+    mc: usize,
+    pc: usize,
+    kc: usize,
+    out: &mut [f32],
+) {
+    for (p, panel) in out.chunks_exact_mut(MR * kc).enumerate() {
+        let i0 = ic + p * MR;
+        let h = MR.min(ic + mc - i0);
+        let steps = panel.chunks_exact_mut(MR);
         if a.rs == 1 {
             // Column-major A (a transposed operand): each k is a contiguous run of rows.
-            for kk in 0..kc {
+            for (kk, dst) in steps.enumerate() {
                 let base = i0 + (pc + kk) * a.cs;
-                panel[kk * mr..kk * mr + h].copy_from_slice(&a.data[base..base + h]);
-                panel[kk * mr + h..kk * mr + mr].fill(0.0);
+                if h == MR {
+                    dst.copy_from_slice(&a.data[base..base + MR]);
+                } else {
+                    dst[..h].copy_from_slice(&a.data[base..base + h]);
+                    dst[h..].fill(0.0);
+                }
             }
         } else {
-            for i in 0..mr {
-                if i < h {
-                    let base = (i0 + i) * a.rs + pc * a.cs;
-                    for kk in 0..kc {
-                        panel[kk * mr + i] = a.data[base + kk * a.cs];
+            // Row-major A: gather one element of each of the MR rows per k.
+            let rows: [usize; MR] = std::array::from_fn(|i| (i0 + i.min(h - 1)) * a.rs + pc * a.cs);
+            for (kk, dst) in steps.enumerate() {
+                let off = kk * a.cs;
+                if h == MR {
+                    for i in 0..MR {
+                        dst[i] = a.data[rows[i] + off];
                     }
                 } else {
-                    for kk in 0..kc {
-                        panel[kk * mr + i] = 0.0;
+                    for i in 0..MR {
+                        dst[i] = if i < h { a.data[rows[i] + off] } else { 0.0 };
                     }
                 }
             }
@@ -644,15 +729,21 @@ mod tests {
 
     #[test]
     fn parallel_product_equals_the_serial_one() {
-        let (m, k, n) = (70, 300, 530);
-        let ad = values(m * k, 1);
-        let bd = values(k * n, 2);
-        let (a, b) = (MatRef::new(&ad, m, k), MatRef::new(&bd, k, n));
-        let mut serial = vec![0f32; m * n];
-        let mut par = vec![1f32; m * n];
-        gemm(a, b, &mut serial, n, false);
-        gemm_par(a, b, &mut par, n, false);
-        assert_eq!(serial, par);
+        // Wide (split by columns) and tall (split by rows), on three threads.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for (m, k, n) in [(70, 300, 530), (530, 300, 70)] {
+            let ad = values(m * k, 1);
+            let bd = values(k * n, 2);
+            let (a, b) = (MatRef::new(&ad, m, k), MatRef::new(&bd, k, n));
+            let mut serial = vec![0f32; m * n];
+            let mut par = vec![1f32; m * n];
+            gemm(a, b, &mut serial, n, false);
+            pool.install(|| gemm_par(a, b, &mut par, n, false));
+            assert_eq!(serial, par, "{m}x{k}x{n}");
+        }
     }
 
     #[test]

@@ -11,9 +11,11 @@ pub mod bench;
 pub mod conv;
 pub mod gemm;
 pub mod isa;
+mod lower;
 pub mod norm;
 pub mod peak;
 pub mod pool;
+mod winograd;
 
 pub use conv::{conv2d_backward, conv2d_forward, Conv2dShape, ConvGrads};
 pub use gemm::{gemm, gemm_par, MatRef};

@@ -1,0 +1,140 @@
+//! The lowered ("im2col") matrix of a convolution as the right operand of
+//! a matrix product, produced block by block while the product packs it and
+//! never stored whole. Lowering into a buffer first would write and re-read
+//! `kh·kw` copies of the image (2.4 MB for one 64-channel 32 × 32 image at
+//! 3 × 3, more than L2 holds); here each packed block reads the image,
+//! which stays in cache.
+
+use crate::conv::{valid_columns, Conv2dShape};
+use crate::gemm::{panel_column, panel_column_zero, panel_row, PackB, NC};
+
+/// The lowered matrix `L` of `imgs` consecutive images side by side — rows
+/// `(c, ky, kx)`, columns `(image, oy, ox)` — or its transpose `Lᵀ` (the
+/// weight gradient's operand); of the operand's columns, the window
+/// `j0 .. j0 + n`.
+#[derive(Clone, Copy)]
+pub(crate) struct Lowered<'a> {
+    s: &'a Conv2dShape,
+    x: &'a [f32],
+    imgs: usize,
+    transposed: bool,
+    j0: usize,
+    n: usize,
+}
+
+impl<'a> Lowered<'a> {
+    /// `L` of the images in `x` (whole NCHW images, as many as `imgs`).
+    pub(crate) fn new(s: &'a Conv2dShape, x: &'a [f32], imgs: usize) -> Self {
+        assert!(x.len() >= imgs * s.in_channels * s.in_h * s.in_w);
+        Lowered {
+            s,
+            x,
+            imgs,
+            transposed: false,
+            j0: 0,
+            n: imgs * s.out_h() * s.out_w(),
+        }
+    }
+
+    /// `Lᵀ` of the same images.
+    pub(crate) fn t(self) -> Self {
+        Lowered {
+            transposed: true,
+            j0: 0,
+            n: self.s.patch(),
+            ..self
+        }
+    }
+
+    /// Writes `L[r, q0 .. q0 + dst.len()]`: one lowered row, across images.
+    fn segment(&self, r: usize, q0: usize, dst: &mut [f32]) {
+        let s = self.s;
+        let (oh, ow) = (s.out_h(), s.out_w());
+        let [kh, kw] = s.kernel;
+        let [sh, sw] = s.stride;
+        let [ph, pw] = s.padding;
+        let (c, ky, kx) = (r / (kh * kw), r / kw % kh, r % kw);
+        let (lo, hi) = valid_columns(s, kx, ow);
+        let in_img = s.in_channels * s.in_h * s.in_w;
+        let mut q = q0;
+        let mut rest = dst;
+        while !rest.is_empty() {
+            let (img, p) = (q / (oh * ow), q % (oh * ow));
+            let (oy, ox) = (p / ow, p % ow);
+            let run = (ow - ox).min(rest.len());
+            let (out, tail) = std::mem::take(&mut rest).split_at_mut(run);
+            rest = tail;
+            q += run;
+            let iy = (oy * sh + ky) as isize - ph as isize;
+            if iy < 0 || iy as usize >= s.in_h {
+                out.fill(0.0);
+                continue;
+            }
+            let row = img * in_img + (c * s.in_h + iy as usize) * s.in_w;
+            let src = &self.x[row..row + s.in_w];
+            // Output columns ox .. ox + run, of which a .. b read the image.
+            let (a, b) = (lo.clamp(ox, ox + run), hi.clamp(ox, ox + run));
+            out[..a - ox].fill(0.0);
+            out[b - ox..].fill(0.0);
+            if a < b {
+                let x0 = a * sw + kx - pw;
+                let inside = &mut out[a - ox..b - ox];
+                if sw == 1 {
+                    inside.copy_from_slice(&src[x0..x0 + b - a]);
+                } else {
+                    for (t, v) in inside.iter_mut().enumerate() {
+                        *v = src[x0 + t * sw];
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl PackB for Lowered<'_> {
+    fn rows(&self) -> usize {
+        if self.transposed {
+            self.imgs * self.s.out_h() * self.s.out_w()
+        } else {
+            self.s.patch()
+        }
+    }
+
+    fn cols(&self) -> usize {
+        self.n
+    }
+
+    fn columns(self, j0: usize, n: usize) -> Self {
+        Lowered {
+            j0: self.j0 + j0,
+            n,
+            ..self
+        }
+    }
+
+    fn pack(&self, nr: usize, pc: usize, kc: usize, jc: usize, nc: usize, out: &mut [f32]) {
+        let mut buf = [0f32; NC];
+        if !self.transposed {
+            // B rows are L rows: one segment per row of the block.
+            assert!(nc <= NC);
+            for kk in 0..kc {
+                self.segment(pc + kk, self.j0 + jc, &mut buf[..nc]);
+                panel_row(&buf[..nc], nr, kc, kk, out);
+            }
+            return;
+        }
+        // B columns are L rows: one segment per column of the block.
+        assert!(kc <= NC);
+        for (p, panel) in out.chunks_exact_mut(nr * kc).enumerate() {
+            for j in 0..nr {
+                let col = jc + p * nr + j;
+                if col < jc + nc {
+                    self.segment(self.j0 + col, pc, &mut buf[..kc]);
+                    panel_column(&buf[..kc], nr, j, panel);
+                } else {
+                    panel_column_zero(nr, j, kc, panel);
+                }
+            }
+        }
+    }
+}

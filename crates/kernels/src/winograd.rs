@@ -1,0 +1,396 @@
+//! 3 × 3 stride-1 convolutions by Winograd's minimal filtering F(2 × 2, 3 × 3)
+//! (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks",
+//! 2016): each 2 × 2 block of outputs comes from a 4 × 4 tile of the input
+//! with 16 multiplications per channel pair instead of 36, so the 16 matrix
+//! products that do the work have 2.25 times fewer multiply-adds than the
+//! lowered (im2col) product — and they read 16/4 = 4 values per input
+//! pixel, not 9.
+//!
+//! With `g` a 3 × 3 kernel and `d` a 4 × 4 tile, the 2 × 2 output is
+//! `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`; summed over input channels, each of the 16
+//! positions of the `⊙` is one product `M_ξ = U_ξ · V_ξ` of the transformed
+//! weights `U_ξ` (out × in) and tiles `V_ξ` (in × tiles).
+
+use crate::conv::Conv2dShape;
+use crate::gemm::{gemm, MatRef, SendPtr};
+use rayon::prelude::*;
+use std::cell::RefCell;
+use std::ops::Range;
+
+/// Whether [`forward`] computes this convolution, and is worth it: with
+/// few input channels the products are too thin; with few tiles (ResNet34's
+/// 4 × 4 planes at batch 16: 64 tiles) transforming the weights, which
+/// grow by 16/9, costs more than the multiplications it saves.
+pub(crate) fn applies(s: &Conv2dShape) -> bool {
+    let tiles = s.batch * s.out_h().div_ceil(2) * s.out_w().div_ceil(2);
+    computes(s) && s.in_channels >= 16 && s.out_channels >= 16 && tiles >= MIN_TILES
+}
+
+/// Whether [`forward`] can compute this convolution at all.
+fn computes(s: &Conv2dShape) -> bool {
+    s.groups == 1 && s.kernel == [3, 3] && s.stride == [1, 1]
+}
+
+/// See [`applies`].
+const MIN_TILES: usize = 64;
+
+/// Tiles × channels per block: a block's tiles are transformed, multiplied
+/// and transformed back while they are in cache (one position's slice of
+/// the transformed tiles is then about 256 KiB).
+const BLOCK_VALUES: usize = 1 << 16;
+
+thread_local! {
+    /// Transformed weights, on the calling thread.
+    static WEIGHTS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// One block's transformed tiles and products, on the thread that runs it.
+    static BLOCK: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+fn grown(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    &mut buf[..len]
+}
+
+/// `out = conv(x, weight) + bias` for a convolution [`applies`] accepts.
+///
+/// The tiles are taken in blocks of whole tile rows (`(image, ty)` pairs);
+/// blocks are spread over the pool, or, when there are fewer blocks than
+/// threads, each block's work is.
+pub(crate) fn forward(
+    s: &Conv2dShape,
+    x: &[f32],
+    weight: &[f32],
+    kernels: Kernels,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    assert!(computes(s), "not a 3 × 3 stride-1 convolution: {s:?}");
+    assert_eq!(out.len(), s.output_len());
+    let (ci, co) = (s.in_channels, s.out_channels);
+    let (th, tw) = (s.out_h().div_ceil(2), s.out_w().div_ceil(2));
+    let rows = s.batch * th;
+    let per_block = (BLOCK_VALUES / ci.max(co) / tw).clamp(1, rows.max(1));
+    let blocks = rows.div_ceil(per_block);
+    let out = SendPtr(out.as_mut_ptr());
+    WEIGHTS.with(|u| {
+        let mut u = u.borrow_mut();
+        let u = grown(&mut u, 16 * co * ci);
+        transform_weights(ci, co, weight, kernels, u);
+        let u = &*u;
+        let run = |b: usize, par: bool| {
+            let (r0, r1) = (b * per_block, ((b + 1) * per_block).min(rows));
+            let nt = (r1 - r0) * tw;
+            BLOCK.with(|bufs| {
+                let (v, m) = &mut *bufs.borrow_mut();
+                let (v, m) = (grown(v, 16 * ci * nt), grown(m, 16 * co * nt));
+                transform_tiles(s, x, r0..r1, v, par);
+                let product = |(m, (u, v)): (&mut [f32], (&[f32], &[f32]))| {
+                    gemm(
+                        MatRef::new(u, ci, co).t(),
+                        MatRef::new(v, ci, nt),
+                        m,
+                        nt,
+                        false,
+                    )
+                };
+                let (mc, uc, vc) = (m.chunks_mut(co * nt), u.chunks(co * ci), v.chunks(ci * nt));
+                if par {
+                    let (mc, uc, vc) = (
+                        m.par_chunks_mut(co * nt),
+                        u.par_chunks(co * ci),
+                        v.par_chunks(ci * nt),
+                    );
+                    mc.zip(uc.zip(vc)).for_each(product);
+                } else {
+                    mc.zip(uc.zip(vc)).for_each(product);
+                }
+                inverse_transform(s, m, r0..r1, bias, out, par);
+            });
+        };
+        if blocks >= rayon::current_num_threads() {
+            (0..blocks).into_par_iter().for_each(|b| run(b, false));
+        } else {
+            (0..blocks).for_each(|b| run(b, true));
+        }
+    });
+}
+
+/// How the 3 × 3 kernels are laid out.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kernels {
+    /// `[out][in][3][3]`, the convolution's own weight.
+    Direct,
+    /// `[in][out][3][3]` with every kernel flipped: this convolution is the
+    /// adjoint (input gradient) of one whose weight this is.
+    Adjoint,
+}
+
+/// `u[ξ][c][o] = (G g Gᵀ)[ξ]` for the kernel `g` from input `c` to output
+/// `o`: each `U_ξ` stored transposed, so that packing it for the product
+/// copies contiguous runs.
+fn transform_weights(ci: usize, co: usize, weight: &[f32], kernels: Kernels, u: &mut [f32]) {
+    let up = SendPtr(u.as_mut_ptr());
+    (0..ci).into_par_iter().for_each(|c| {
+        for o in 0..co {
+            let g: [f32; 9] = match kernels {
+                Kernels::Direct => weight[(o * ci + c) * 9..][..9].try_into().unwrap(),
+                Kernels::Adjoint => {
+                    let mut g: [f32; 9] = weight[(c * co + o) * 9..][..9].try_into().unwrap();
+                    g.reverse();
+                    g
+                }
+            };
+            // G g: rows g0, (g0 + g1 + g2)/2, (g0 − g1 + g2)/2, g2.
+            let mut gg = [[0f32; 3]; 4];
+            for j in 0..3 {
+                let (a, b, d) = (g[j], g[3 + j], g[6 + j]);
+                gg[0][j] = a;
+                gg[1][j] = 0.5 * (a + b + d);
+                gg[2][j] = 0.5 * (a - b + d);
+                gg[3][j] = d;
+            }
+            for (i, [a, b, d]) in gg.into_iter().enumerate() {
+                let row = [a, 0.5 * (a + b + d), 0.5 * (a - b + d), d];
+                for (j, val) in row.into_iter().enumerate() {
+                    // SAFETY: (ξ, c, o) is written by this task only (c is
+                    // its own) and lies inside u.
+                    unsafe { *up.get().add(((i * 4 + j) * ci + c) * co + o) = val };
+                }
+            }
+        }
+    });
+}
+
+/// For tile rows `rows` (`(image, ty)` pairs, numbered image-major),
+/// `v[ξ][c][t] = (Bᵀ d B)[ξ]` for the 4 × 4 input tile `d` of each tile `t`
+/// of the block in channel `c`: rows `2ty − pad ..` and columns `2tx − pad
+/// ..` of the image, zero outside it. `Bᵀ` combines rows as d0 − d2,
+/// d1 + d2, d2 − d1, d1 − d3; `B` the same along each row.
+fn transform_tiles(s: &Conv2dShape, x: &[f32], rows: Range<usize>, v: &mut [f32], par: bool) {
+    let (ci, h, w) = (s.in_channels, s.in_h, s.in_w);
+    let (th, tw) = (s.out_h().div_ceil(2), s.out_w().div_ceil(2));
+    let nt = rows.len() * tw;
+    let [pt, pl] = s.padding;
+    let vp = SendPtr(v.as_mut_ptr());
+    let channel = |c: usize| {
+        // The four input rows of a tile row, zero-padded, split into even
+        // and odd padded columns (tile tx starts at column 2tx), combined
+        // by Bᵀ: then every output below is a contiguous, vectorised loop.
+        let half = tw + 1;
+        let mut rows_eo = vec![0f32; 8 * half];
+        let mut bt_eo = vec![0f32; 8 * half];
+        for (local, row) in rows.clone().enumerate() {
+            let (n, ty) = (row / th, row % th);
+            let plane = &x[(n * ci + c) * h * w..][..h * w];
+            for (i, eo) in rows_eo.chunks_exact_mut(2 * half).enumerate() {
+                eo.fill(0.0);
+                let iy = (2 * ty + i) as isize - pt as isize;
+                if iy < 0 || iy as usize >= h {
+                    continue;
+                }
+                let src = &plane[iy as usize * w..][..w];
+                let (even, odd) = eo.split_at_mut(half);
+                // Padded column p = input column p − pl.
+                for (ix, &val) in src.iter().enumerate().take(2 * half - pl) {
+                    let p = ix + pl;
+                    if p % 2 == 0 {
+                        even[p / 2] = val;
+                    } else {
+                        odd[p / 2] = val;
+                    }
+                }
+            }
+            let d = |i: usize| &rows_eo[i * 2 * half..(i + 1) * 2 * half];
+            let (d0, d1, d2, d3) = (d(0), d(1), d(2), d(3));
+            for (k, b) in bt_eo.chunks_exact_mut(2 * half).enumerate() {
+                for p in 0..2 * half {
+                    b[p] = match k {
+                        0 => d0[p] - d2[p],
+                        1 => d1[p] + d2[p],
+                        2 => d2[p] - d1[p],
+                        _ => d1[p] - d3[p],
+                    };
+                }
+            }
+            for i in 0..4 {
+                let (e, o) = bt_eo[i * 2 * half..(i + 1) * 2 * half].split_at(half);
+                let (e0, e1, o0, o1) = (&e[..tw], &e[1..], &o[..tw], &o[1..]);
+                for j in 0..4 {
+                    let xi = i * 4 + j;
+                    // SAFETY: (ξ, c, local tile row) is this task's only.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            vp.get().add((xi * ci + c) * nt + local * tw),
+                            tw,
+                        )
+                    };
+                    match j {
+                        0 => (0..tw).for_each(|t| dst[t] = e0[t] - e1[t]),
+                        1 => (0..tw).for_each(|t| dst[t] = o0[t] + e1[t]),
+                        2 => (0..tw).for_each(|t| dst[t] = e1[t] - o0[t]),
+                        _ => (0..tw).for_each(|t| dst[t] = o0[t] - o1[t]),
+                    }
+                }
+            }
+        }
+    };
+    if par {
+        (0..ci).into_par_iter().for_each(channel);
+    } else {
+        (0..ci).for_each(channel);
+    }
+}
+
+/// `out[n][o] = Aᵀ M A` (+ bias) for the tiles of tile rows `rows`, cut at
+/// the output's edge: `Aᵀ` combines rows as q0 + q1 + q2 and q1 − q2 − q3,
+/// `A` the same along each row.
+fn inverse_transform(
+    s: &Conv2dShape,
+    m: &[f32],
+    rows: Range<usize>,
+    bias: Option<&[f32]>,
+    out: SendPtr,
+    par: bool,
+) {
+    let co = s.out_channels;
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
+    let nt = rows.len() * tw;
+    let channel = |o: usize| {
+        let b = bias.map_or(0.0, |b| b[o]);
+        // Per tile row: the two rows of Aᵀ q for each of the four columns.
+        let mut r = vec![0f32; 8 * tw];
+        for (local, row) in rows.clone().enumerate() {
+            let (n, ty) = (row / th, row % th);
+            let q = |i: usize, j: usize| &m[((i * 4 + j) * co + o) * nt + local * tw..][..tw];
+            for j in 0..4 {
+                let (q0, q1, q2, q3) = (q(0, j), q(1, j), q(2, j), q(3, j));
+                let (top, bottom) = r[2 * j * tw..(2 * j + 2) * tw].split_at_mut(tw);
+                for tx in 0..tw {
+                    top[tx] = q0[tx] + q1[tx] + q2[tx];
+                    bottom[tx] = q1[tx] - q2[tx] - q3[tx];
+                }
+            }
+            for i in 0..2 {
+                let oy = 2 * ty + i;
+                if oy >= oh {
+                    continue;
+                }
+                // SAFETY: output row (n, o, oy) belongs to this tile row and
+                // channel, which only this task handles.
+                let y = unsafe {
+                    std::slice::from_raw_parts_mut(out.get().add(((n * co + o) * oh + oy) * ow), ow)
+                };
+                let col = |j: usize| &r[(2 * j + i) * tw..][..tw];
+                let (c0, c1, c2, c3) = (col(0), col(1), col(2), col(3));
+                for tx in 0..tw {
+                    y[2 * tx] = c0[tx] + c1[tx] + c2[tx] + b;
+                    if 2 * tx + 1 < ow {
+                        y[2 * tx + 1] = c1[tx] - c2[tx] - c3[tx] + b;
+                    }
+                }
+            }
+        }
+    };
+    if par {
+        (0..co).into_par_iter().for_each(channel);
+    } else {
+        (0..co).for_each(channel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The convolution by its definition, in f64.
+    fn direct(s: &Conv2dShape, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {
+        let (oh, ow) = (s.out_h(), s.out_w());
+        let (ci, co) = (s.in_channels, s.out_channels);
+        let mut out = vec![0f64; s.output_len()];
+        for n in 0..s.batch {
+            for o in 0..co {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut acc = b[o] as f64;
+                        for c in 0..ci {
+                            for ky in 0..3 {
+                                for kx in 0..3 {
+                                    let iy = (oy + ky) as isize - s.padding[0] as isize;
+                                    let ix = (ox + kx) as isize - s.padding[1] as isize;
+                                    if iy < 0
+                                        || ix < 0
+                                        || iy as usize >= s.in_h
+                                        || ix as usize >= s.in_w
+                                    {
+                                        continue;
+                                    }
+                                    let xi = ((n * ci + c) * s.in_h + iy as usize) * s.in_w
+                                        + ix as usize;
+                                    acc +=
+                                        x[xi] as f64 * w[((o * ci + c) * 3 + ky) * 3 + kx] as f64;
+                                }
+                            }
+                        }
+                        out[((n * co + o) * oh + oy) * ow + ox] = acc;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn winograd_matches_the_definition() {
+        let mut seed = 7u64;
+        let mut values = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+                })
+                .collect()
+        };
+        // Even and odd sides (a last tile half outside), 1 × 1 planes,
+        // padding 0, 1, 2 and uneven.
+        for (batch, ci, h, w, co, pad, pad_end) in [
+            (2, 16, 8, 8, 16, [1, 1], [1, 1]),
+            (3, 17, 7, 5, 19, [1, 1], [1, 1]),
+            (1, 16, 4, 4, 32, [0, 0], [0, 0]),
+            (2, 20, 1, 1, 16, [1, 1], [1, 1]),
+            (2, 16, 6, 9, 18, [2, 0], [0, 2]),
+            (1, 24, 3, 3, 16, [2, 2], [2, 2]),
+            // Several blocks of tile rows, spread over the pool.
+            (3, 64, 62, 61, 64, [1, 1], [1, 1]),
+        ] {
+            let s = Conv2dShape {
+                batch,
+                in_channels: ci,
+                in_h: h,
+                in_w: w,
+                out_channels: co,
+                kernel: [3, 3],
+                stride: [1, 1],
+                padding: pad,
+                padding_end: pad_end,
+                groups: 1,
+            };
+            assert!(computes(&s));
+            let (x, wt, b) = (values(s.input_len()), values(s.weight_len()), values(co));
+            let want = direct(&s, &x, &wt, &b);
+            let mut got = vec![f32::NAN; s.output_len()];
+            forward(&s, &x, &wt, Kernels::Direct, Some(&b), &mut got);
+            let scale = want.iter().fold(1f64, |m, v| m.max(v.abs()));
+            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g as f64 - w).abs() <= 1e-5 * scale,
+                    "{s:?} [{i}]: {g} vs {w}"
+                );
+            }
+        }
+    }
+}
