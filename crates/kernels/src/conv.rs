@@ -450,6 +450,9 @@ fn input_grad(s: &Conv2dShape, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
 
 fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     assert_eq!(dw.len(), s.weight_len());
+    if winograd::applies(s) {
+        return winograd::weight_grad(s, x, dy, dw);
+    }
     let in_img = s.in_channels * s.in_h * s.in_w;
     let ohw = s.out_h() * s.out_w();
     let (k, co) = (s.patch(), s.out_channels);
@@ -904,7 +907,7 @@ mod tests {
             // Two images per product, the last group one image short.
             shape(9, 3, 16, 24, 5, 3, 1, 1, 1),
             shape(7, 4, 12, 20, 6, 1, 1, 0, 1),
-            // Winograd's F(2 × 2, 3 × 3) forward and for the input gradient.
+            // Winograd's F(2 × 2, 3 × 3): forward, input and weight gradients.
             shape(2, 16, 16, 16, 16, 3, 1, 1, 1),
             // One product per image, two partial weight gradients.
             shape(5, 2, 24, 24, 3, 3, 1, 1, 1),
@@ -926,6 +929,8 @@ mod tests {
             shape(7, 4, 24, 24, 6, 3, 1, 1, 1),
             shape(9, 3, 16, 24, 5, 3, 1, 1, 1),
             shape(6, 8, 4, 4, 16, 3, 1, 1, 1),
+            // Winograd's, over several blocks of tiles.
+            shape(3, 64, 62, 61, 64, 3, 1, 1, 1),
         ] {
             let x = values(s.input_len(), 5);
             let w = values(s.weight_len(), 6);

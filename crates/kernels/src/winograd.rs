@@ -32,12 +32,13 @@ fn computes(s: &Conv2dShape) -> bool {
 }
 
 /// See [`applies`].
-const MIN_TILES: usize = 64;
+const MIN_TILES: usize = 128;
 
 /// Tiles × channels per block: a block's tiles are transformed, multiplied
 /// and transformed back while they are in cache (one position's slice of
 /// the transformed tiles is then about 256 KiB).
-const BLOCK_VALUES: usize = 1 << 16;
+/// The unit tests use small blocks, so that small shapes have several.
+const BLOCK_VALUES: usize = if cfg!(test) { 1 << 10 } else { 1 << 16 };
 
 thread_local! {
     /// Transformed weights, on the calling thread.
@@ -163,6 +164,34 @@ fn transform_weights(ci: usize, co: usize, weight: &[f32], kernels: Kernels, u: 
     });
 }
 
+/// `dst[t] = f(p[t], q[t])`, in a form the compiler vectorises.
+#[inline(always)]
+fn combine(dst: &mut [f32], p: &[f32], q: &[f32], f: impl Fn(f32, f32) -> f32) {
+    for ((d, &a), &b) in dst.iter_mut().zip(p).zip(q) {
+        *d = f(a, b);
+    }
+}
+
+/// Spreads a row that starts at padded column `pad` over the even and odd
+/// padded columns: column `p` goes to `even[p / 2]` or `odd[p / 2]`.
+fn deinterleave(src: &[f32], pad: usize, even: &mut [f32], odd: &mut [f32]) {
+    // Input column 2t lands on the parity of `pad`, column 2t + 1 on the other.
+    let (first, second, at_first, at_second) = if pad % 2 == 0 {
+        (even, odd, pad / 2, pad / 2)
+    } else {
+        (odd, even, pad / 2, pad / 2 + 1)
+    };
+    let pairs = src.chunks_exact(2);
+    if let [last] = pairs.remainder() {
+        first[at_first + src.len() / 2] = *last;
+    }
+    let (first, second) = (&mut first[at_first..], &mut second[at_second..]);
+    for ((pair, f), s) in pairs.zip(first.iter_mut()).zip(second.iter_mut()) {
+        *f = pair[0];
+        *s = pair[1];
+    }
+}
+
 /// For tile rows `rows` (`(image, ty)` pairs, numbered image-major),
 /// `v[ξ][c][t] = (Bᵀ d B)[ξ]` for the 4 × 4 input tile `d` of each tile `t`
 /// of the block in channel `c`: rows `2ty − pad ..` and columns `2tx − pad
@@ -190,34 +219,29 @@ fn transform_tiles(s: &Conv2dShape, x: &[f32], rows: Range<usize>, v: &mut [f32]
                 if iy < 0 || iy as usize >= h {
                     continue;
                 }
-                let src = &plane[iy as usize * w..][..w];
+                let src = &plane[iy as usize * w..][..w.min(2 * half - pl)];
                 let (even, odd) = eo.split_at_mut(half);
-                // Padded column p = input column p − pl.
-                for (ix, &val) in src.iter().enumerate().take(2 * half - pl) {
-                    let p = ix + pl;
-                    if p % 2 == 0 {
-                        even[p / 2] = val;
-                    } else {
-                        odd[p / 2] = val;
-                    }
-                }
+                deinterleave(src, pl, even, odd);
             }
             let d = |i: usize| &rows_eo[i * 2 * half..(i + 1) * 2 * half];
             let (d0, d1, d2, d3) = (d(0), d(1), d(2), d(3));
-            for (k, b) in bt_eo.chunks_exact_mut(2 * half).enumerate() {
-                for p in 0..2 * half {
-                    b[p] = match k {
-                        0 => d0[p] - d2[p],
-                        1 => d1[p] + d2[p],
-                        2 => d2[p] - d1[p],
-                        _ => d1[p] - d3[p],
-                    };
-                }
-            }
+            let (b0, rest) = bt_eo.split_at_mut(2 * half);
+            let (b1, rest) = rest.split_at_mut(2 * half);
+            let (b2, b3) = rest.split_at_mut(2 * half);
+            combine(b0, d0, d2, |p, q| p - q);
+            combine(b1, d1, d2, |p, q| p + q);
+            combine(b2, d2, d1, |p, q| p - q);
+            combine(b3, d1, d3, |p, q| p - q);
             for i in 0..4 {
                 let (e, o) = bt_eo[i * 2 * half..(i + 1) * 2 * half].split_at(half);
                 let (e0, e1, o0, o1) = (&e[..tw], &e[1..], &o[..tw], &o[1..]);
-                for j in 0..4 {
+                let pairs: [(&[f32], &[f32], f32); 4] = [
+                    (e0, e1, -1.0),
+                    (o0, e1, 1.0),
+                    (e1, o0, -1.0),
+                    (o0, o1, -1.0),
+                ];
+                for (j, (p, q, sign)) in pairs.into_iter().enumerate() {
                     let xi = i * 4 + j;
                     // SAFETY: (ξ, c, local tile row) is this task's only.
                     let dst = unsafe {
@@ -226,12 +250,7 @@ fn transform_tiles(s: &Conv2dShape, x: &[f32], rows: Range<usize>, v: &mut [f32]
                             tw,
                         )
                     };
-                    match j {
-                        0 => (0..tw).for_each(|t| dst[t] = e0[t] - e1[t]),
-                        1 => (0..tw).for_each(|t| dst[t] = o0[t] + e1[t]),
-                        2 => (0..tw).for_each(|t| dst[t] = e1[t] - o0[t]),
-                        _ => (0..tw).for_each(|t| dst[t] = o0[t] - o1[t]),
-                    }
+                    combine(dst, p, q, |p, q| p + sign * q);
                 }
             }
         }
@@ -260,17 +279,24 @@ fn inverse_transform(
     let nt = rows.len() * tw;
     let channel = |o: usize| {
         let b = bias.map_or(0.0, |b| b[o]);
-        // Per tile row: the two rows of Aᵀ q for each of the four columns.
+        // Per tile row: the two rows of Aᵀ q for each of the four columns,
+        // then the even and odd output columns of one output row.
         let mut r = vec![0f32; 8 * tw];
+        let (mut even, mut odd) = (vec![0f32; tw], vec![0f32; tw]);
         for (local, row) in rows.clone().enumerate() {
             let (n, ty) = (row / th, row % th);
             let q = |i: usize, j: usize| &m[((i * 4 + j) * co + o) * nt + local * tw..][..tw];
             for j in 0..4 {
                 let (q0, q1, q2, q3) = (q(0, j), q(1, j), q(2, j), q(3, j));
                 let (top, bottom) = r[2 * j * tw..(2 * j + 2) * tw].split_at_mut(tw);
-                for tx in 0..tw {
-                    top[tx] = q0[tx] + q1[tx] + q2[tx];
-                    bottom[tx] = q1[tx] - q2[tx] - q3[tx];
+                for (((t, b), (&a0, &a1)), (&a2, &a3)) in top
+                    .iter_mut()
+                    .zip(bottom.iter_mut())
+                    .zip(q0.iter().zip(q1))
+                    .zip(q2.iter().zip(q3))
+                {
+                    *t = a0 + a1 + a2;
+                    *b = a1 - a2 - a3;
                 }
             }
             for i in 0..2 {
@@ -278,17 +304,158 @@ fn inverse_transform(
                 if oy >= oh {
                     continue;
                 }
+                let col = |j: usize| &r[(2 * j + i) * tw..][..tw];
+                let (c0, c1, c2, c3) = (col(0), col(1), col(2), col(3));
+                for (((e, od), (&a0, &a1)), (&a2, &a3)) in even
+                    .iter_mut()
+                    .zip(odd.iter_mut())
+                    .zip(c0.iter().zip(c1))
+                    .zip(c2.iter().zip(c3))
+                {
+                    *e = a0 + a1 + a2 + b;
+                    *od = a1 - a2 - a3 + b;
+                }
                 // SAFETY: output row (n, o, oy) belongs to this tile row and
                 // channel, which only this task handles.
                 let y = unsafe {
                     std::slice::from_raw_parts_mut(out.get().add(((n * co + o) * oh + oy) * ow), ow)
                 };
-                let col = |j: usize| &r[(2 * j + i) * tw..][..tw];
-                let (c0, c1, c2, c3) = (col(0), col(1), col(2), col(3));
-                for tx in 0..tw {
-                    y[2 * tx] = c0[tx] + c1[tx] + c2[tx] + b;
-                    if 2 * tx + 1 < ow {
-                        y[2 * tx + 1] = c1[tx] - c2[tx] - c3[tx] + b;
+                let mut pairs = y.chunks_exact_mut(2);
+                for ((pair, &e), &od) in (&mut pairs).zip(&even).zip(&odd) {
+                    pair[0] = e;
+                    pair[1] = od;
+                }
+                if let [last] = pairs.into_remainder() {
+                    *last = even[tw - 1];
+                }
+            }
+        }
+    };
+    if par {
+        (0..co).into_par_iter().for_each(channel);
+    } else {
+        (0..co).for_each(channel);
+    }
+}
+
+/// The weight gradient `dw = Σ dyᵀ ⋆ x` of a convolution [`applies`]
+/// accepts, by the same transforms: `dM = A dY Aᵀ` per output tile,
+/// `dU_ξ = Σ_t dM_ξ · V_ξᵀ` (16 products whose depth is the tiles), then
+/// `dg = Gᵀ dU G`. Blocks of tiles are summed one after another and each
+/// product runs on one thread, so the result does not depend on the number
+/// of threads.
+pub(crate) fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    assert!(computes(s), "not a 3 × 3 stride-1 convolution: {s:?}");
+    assert_eq!(dw.len(), s.weight_len());
+    let (ci, co) = (s.in_channels, s.out_channels);
+    let (th, tw) = (s.out_h().div_ceil(2), s.out_w().div_ceil(2));
+    let rows = s.batch * th;
+    let per_block = (BLOCK_VALUES / ci.max(co) / tw).clamp(1, rows.max(1));
+    WEIGHTS.with(|du| {
+        let mut du = du.borrow_mut();
+        let du = grown(&mut du, 16 * co * ci);
+        BLOCK.with(|bufs| {
+            let (v, m) = &mut *bufs.borrow_mut();
+            for (b, r0) in (0..rows).step_by(per_block).enumerate() {
+                let r1 = (r0 + per_block).min(rows);
+                let nt = (r1 - r0) * tw;
+                let (v, dm) = (grown(v, 16 * ci * nt), grown(m, 16 * co * nt));
+                transform_tiles(s, x, r0..r1, v, true);
+                transform_output_grads(s, dy, r0..r1, dm, true);
+                du.par_chunks_mut(co * ci)
+                    .zip(dm.par_chunks(co * nt).zip(v.par_chunks(ci * nt)))
+                    .for_each(|(du, (dm, v))| {
+                        let (dm, vt) = (MatRef::new(dm, co, nt), MatRef::new(v, ci, nt).t());
+                        gemm(dm, vt, du, ci, b > 0)
+                    });
+            }
+        });
+        // dg = Gᵀ dU G, with Gᵀ combining rows as u0 + (u1 + u2)/2,
+        // (u1 − u2)/2, (u1 + u2)/2 + u3.
+        let du = &*du;
+        dw.par_chunks_mut(ci * 9)
+            .enumerate()
+            .for_each(|(o, kernels)| {
+                for (c, g) in kernels.chunks_exact_mut(9).enumerate() {
+                    let u = |xi: usize| du[(xi * co + o) * ci + c];
+                    let gt = |a: f32, b: f32, c: f32, d: f32| {
+                        [a + 0.5 * (b + c), 0.5 * (b - c), 0.5 * (b + c) + d]
+                    };
+                    let cols: [[f32; 3]; 4] =
+                        std::array::from_fn(|j| gt(u(j), u(4 + j), u(8 + j), u(12 + j)));
+                    for i in 0..3 {
+                        let r = gt(cols[0][i], cols[1][i], cols[2][i], cols[3][i]);
+                        g[i * 3..i * 3 + 3].copy_from_slice(&r);
+                    }
+                }
+            });
+    });
+}
+
+/// For tile rows `rows`, `dm[ξ][o][t] = (A dy Aᵀ)[ξ]` for the 2 × 2 output
+/// gradient `dy` of each tile (zero past the output's edge): `A` spreads
+/// two rows a, b over four as a, a + b, a − b, −b, and the same along rows.
+fn transform_output_grads(
+    s: &Conv2dShape,
+    dy: &[f32],
+    rows: Range<usize>,
+    dm: &mut [f32],
+    par: bool,
+) {
+    let co = s.out_channels;
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
+    let nt = rows.len() * tw;
+    let dp = SendPtr(dm.as_mut_ptr());
+    let channel = |o: usize| {
+        // The tile row's two output rows, split into even and odd columns.
+        let mut eo = vec![0f32; 4 * tw];
+        let mut spread = vec![0f32; 8 * tw];
+        for (local, row) in rows.clone().enumerate() {
+            let (n, ty) = (row / th, row % th);
+            for (i, part) in eo.chunks_exact_mut(2 * tw).enumerate() {
+                part.fill(0.0);
+                let oy = 2 * ty + i;
+                if oy >= oh {
+                    continue;
+                }
+                let src = &dy[((n * co + o) * oh + oy) * ow..][..ow];
+                let (even, odd) = part.split_at_mut(tw);
+                for (ox, &val) in src.iter().enumerate() {
+                    if ox % 2 == 0 {
+                        even[ox / 2] = val;
+                    } else {
+                        odd[ox / 2] = val;
+                    }
+                }
+            }
+            let (r0, r1) = eo.split_at(2 * tw);
+            for (k, dst) in spread.chunks_exact_mut(2 * tw).enumerate() {
+                for p in 0..2 * tw {
+                    dst[p] = match k {
+                        0 => r0[p],
+                        1 => r0[p] + r1[p],
+                        2 => r0[p] - r1[p],
+                        _ => -r1[p],
+                    };
+                }
+            }
+            for i in 0..4 {
+                let (e, od) = spread[i * 2 * tw..(i + 1) * 2 * tw].split_at(tw);
+                for j in 0..4 {
+                    let xi = i * 4 + j;
+                    // SAFETY: (ξ, o, local tile row) is this task's only.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            dp.get().add((xi * co + o) * nt + local * tw),
+                            tw,
+                        )
+                    };
+                    match j {
+                        0 => dst.copy_from_slice(e),
+                        1 => (0..tw).for_each(|t| dst[t] = e[t] + od[t]),
+                        2 => (0..tw).for_each(|t| dst[t] = e[t] - od[t]),
+                        _ => (0..tw).for_each(|t| dst[t] = -od[t]),
                     }
                 }
             }
