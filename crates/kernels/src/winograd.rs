@@ -176,7 +176,7 @@ fn combine(dst: &mut [f32], p: &[f32], q: &[f32], f: impl Fn(f32, f32) -> f32) {
 /// padded columns: column `p` goes to `even[p / 2]` or `odd[p / 2]`.
 fn deinterleave(src: &[f32], pad: usize, even: &mut [f32], odd: &mut [f32]) {
     // Input column 2t lands on the parity of `pad`, column 2t + 1 on the other.
-    let (first, second, at_first, at_second) = if pad % 2 == 0 {
+    let (first, second, at_first, at_second) = if pad.is_multiple_of(2) {
         (even, odd, pad / 2, pad / 2)
     } else {
         (odd, even, pad / 2, pad / 2 + 1)
