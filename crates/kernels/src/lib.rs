@@ -13,6 +13,7 @@ pub mod gemm;
 pub mod isa;
 mod lower;
 pub mod norm;
+pub mod optim;
 pub mod peak;
 pub mod pool;
 mod winograd;

@@ -29,6 +29,7 @@ use nabla_kernels::conv::{conv2d_backward, conv2d_forward, Conv2dShape, ConvGrad
 use nabla_kernels::norm::{
     batch_norm_train_backward, batch_norm_train_forward, Activation, NormShape,
 };
+use nabla_kernels::optim::{adam_step, AdamStep};
 use nabla_kernels::pool::{max_pool2d_backward, max_pool2d_forward, PoolShape};
 use std::cell::Cell;
 use std::sync::Arc;
@@ -81,6 +82,14 @@ pub trait KernelOps: Backend {
         geometry: NormGeometry,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
     fn nabla_max_pool2d(x: FloatTensor<Self>, geometry: PoolGeometry) -> FloatTensor<Self>;
+    /// One Adam step: the parameter and the two moments after it.
+    fn nabla_adam(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: AdamStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 /// A contiguous f32 tensor (a copy only when the input is a strided view).
@@ -218,6 +227,36 @@ impl KernelOps for Flex {
 
     fn nabla_max_pool2d(x: FlexTensor, geometry: PoolGeometry) -> FlexTensor {
         pool_forward(&contiguous(x), geometry).0
+    }
+
+    fn nabla_adam(
+        param: FlexTensor,
+        grad: FlexTensor,
+        moment_1: FlexTensor,
+        moment_2: FlexTensor,
+        step: AdamStep,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (mut p, mut m1, mut m2) = (owned(param), owned(moment_1), owned(moment_2));
+        let g = contiguous(grad);
+        adam_step(
+            &step,
+            p.storage_mut(),
+            data(&g),
+            m1.storage_mut(),
+            m2.storage_mut(),
+        );
+        (p, m1, m2)
+    }
+}
+
+/// A tensor whose storage is exactly its contiguous values, to update in
+/// place (copied first when it is a view, or shared).
+fn owned(t: FlexTensor) -> FlexTensor {
+    let whole = t.as_slice::<f32>().map(<[f32]>::len) == Some(t.storage::<f32>().len());
+    if whole {
+        t
+    } else {
+        t.to_contiguous()
     }
 }
 
@@ -416,6 +455,27 @@ impl<C: CheckpointStrategy> KernelOps for Ad<C> {
         (out, <Ad<C> as AutodiffBackend>::from_inner(stats))
     }
 
+    fn nabla_adam(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: AdamStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        // An optimizer step is not part of any graph: run it on the inner
+        // tensors.
+        let inner = <Ad<C> as AutodiffBackend>::inner;
+        let (p, m1, m2) = Flex::nabla_adam(
+            inner(param),
+            inner(grad),
+            inner(moment_1),
+            inner(moment_2),
+            step,
+        );
+        let outer = <Ad<C> as AutodiffBackend>::from_inner;
+        (outer(p), outer(m1), outer(m2))
+    }
+
     fn nabla_max_pool2d(x: FloatTensor<Self>, geometry: PoolGeometry) -> FloatTensor<Self> {
         let prep = PoolBackward.prepare::<C>([x.node()]).compute_bound();
         let x = contiguous(x.into_primitive());
@@ -439,7 +499,7 @@ pub fn use_burn_ops(burn: bool) -> bool {
 }
 
 /// Whether a tensor goes through nabla's kernels.
-fn ours(x: &Tensor<4>) -> bool {
+fn ours<const D: usize>(x: &Tensor<D>) -> bool {
     !BURN_OPS.with(Cell::get) && x.dtype() == DType::F32 && x.device().inner() == Device::flex()
 }
 
@@ -571,4 +631,35 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>, relu: bool) -> Tensor<4> {
         x.into_dispatch(),
         geometry,
     ))
+}
+
+/// Whether a tensor goes through nabla's kernels (f32 on `flex`).
+pub fn on_kernels<const D: usize>(x: &Tensor<D>) -> bool {
+    ours(x)
+}
+
+/// One Adam step through nabla's fused kernel, for tensors that are
+/// [`on_kernels`]: the parameter and the two moments after it.
+pub fn adam<const D: usize>(
+    param: Tensor<D>,
+    grad: Tensor<D>,
+    [m1, m2]: [Tensor<D>; 2],
+    step: AdamStep,
+) -> [Tensor<D>; 3] {
+    assert!(
+        [&param, &grad, &m1, &m2].iter().all(|t| on_kernels(*t)),
+        "the fused Adam step needs f32 tensors on flex"
+    );
+    let (p, m1, m2) = <Dispatch as KernelOps>::nabla_adam(
+        param.into_dispatch(),
+        grad.into_dispatch(),
+        m1.into_dispatch(),
+        m2.into_dispatch(),
+        step,
+    );
+    [
+        Tensor::from_dispatch(p),
+        Tensor::from_dispatch(m1),
+        Tensor::from_dispatch(m2),
+    ]
 }

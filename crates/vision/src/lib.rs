@@ -14,6 +14,7 @@ pub mod flex_kernels;
 pub mod folder;
 pub mod inspect;
 pub mod model;
+pub mod optim;
 pub mod pickle;
 pub mod pretrained;
 pub mod resnet;

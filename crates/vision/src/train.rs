@@ -5,12 +5,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::optim::FusedAdam;
 use burn::lr_scheduler::module_lr_scheduler::{ModuleLrScheduler, ModuleLrSchedulerConfig};
 use burn::lr_scheduler::LrSchedulerConfig;
 use burn::module::{Module, ParamGroup};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use nabla_dense::NumpyRandom;
 
@@ -162,7 +163,7 @@ impl VisionTrainConfig {
                         .with_nesterov(self.optimizer == VisionOptimizer::Nesterov),
                 ))
                 .init(),
-            VisionOptimizer::Adam => AdamConfig::new().init(),
+            VisionOptimizer::Adam => FusedAdam::default().init(),
         }
     }
 }
