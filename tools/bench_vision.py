@@ -17,6 +17,11 @@ Run:
     cargo build --release -p nabla-cli
     /tmp/bm/bin/python tools/bench_vision.py [--models cnn,cnn-bn] [--nabla target/release/nabla]
     /tmp/bm/bin/python tools/bench_vision.py --models resnet34 --batch-size 16
+    /tmp/bm/bin/python tools/bench_vision.py --models resnet34 --batch-size 16 --eval
+
+With --eval both sides time inference instead: PyTorch's model.eval() under
+torch.no_grad(), nabla's evaluation mode (BatchNorm folded into the
+convolutions), softmax included.
 """
 
 import argparse
@@ -47,7 +52,7 @@ def cnn(bn, size):
     return nn.Sequential(*layers, *head)
 
 
-def torch_side(model_name, batch, size, steps, warmup):
+def torch_side(model_name, batch, size, steps, warmup, evaluate=False):
     import torch
     from torch import nn
 
@@ -70,13 +75,22 @@ def torch_side(model_name, batch, size, steps, warmup):
     loss_fn = nn.CrossEntropyLoss()
     rng = np.random.default_rng(0)
 
-    def step():
+    def train_step():
         x = torch.from_numpy(rng.integers(0, 256, (batch, 3, size, size), dtype=np.uint8)).float() / 127.5 - 1.0
         y = torch.arange(batch) % 2
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
+
+    def eval_step():
+        x = torch.from_numpy(rng.integers(0, 256, (batch, 3, size, size), dtype=np.uint8)).float() / 127.5 - 1.0
+        with torch.no_grad():
+            torch.softmax(model(x), 1)
+
+    if evaluate:
+        model.eval()
+    step = eval_step if evaluate else train_step
 
     for _ in range(warmup):
         step()
@@ -104,13 +118,15 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--nabla", default="target/release/nabla")
+    ap.add_argument("--eval", action="store_true",
+                    help="time evaluation (PyTorch: eval() and no_grad) instead of training")
     ap.add_argument("--torch-only", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.torch_only:
-        print(json.dumps(torch_side(a.torch_only, a.batch_size, a.image_size, a.steps, a.warmup)))
+        print(json.dumps(torch_side(a.torch_only, a.batch_size, a.image_size, a.steps, a.warmup, a.eval)))
         return
     common = ["--batch-size", str(a.batch_size), "--image-size", str(a.image_size),
-              "--steps", str(a.steps), "--warmup", str(a.warmup)]
+              "--steps", str(a.steps), "--warmup", str(a.warmup)] + (["--eval"] if a.eval else [])
     rows = []
     for model in a.models.split(","):
         ours, theirs = [], []
@@ -125,7 +141,8 @@ def main():
         theirs = max(theirs, key=lambda r: r["images_per_s"])
         assert ours["parameters"] == theirs["parameters"], (ours, theirs)
         rows.append((model, ours, theirs))
-    print(f"training, batch {a.batch_size}, 3x{a.image_size}x{a.image_size}, Adam, CPU "
+    mode = "evaluation" if a.eval else "training with Adam"
+    print(f"{mode}, batch {a.batch_size}, 3x{a.image_size}x{a.image_size}, CPU "
           f"(best of {a.rounds} rounds of {a.steps} steps)")
     print(f"{'model':18} {'params':>9} {'nabla img/s':>12} {'torch img/s':>12} {'ratio':>6} "
           f"{'nabla MiB':>10} {'torch MiB':>10}")

@@ -17,7 +17,7 @@ use burn::module::Module;
 use nabla_vision::augment::Augmentation;
 use nabla_vision::device::Accelerator;
 use nabla_vision::model::{Architecture, ModelConfig};
-use nabla_vision::train::{ImageSet, Trainer, VisionOptimizer, VisionTrainConfig};
+use nabla_vision::train::{predict, ImageSet, Trainer, VisionOptimizer, VisionTrainConfig};
 
 use crate::output::{number, table, OutputArgs};
 use crate::InputError;
@@ -35,9 +35,9 @@ pub enum BenchCommand {
         after_help = "Example:\n  nabla bench mlp --samples 100000 --batch-size 32\n  python3 tools/bench_mlp.py   # the same epoch in numpy and PyTorch, side by side"
     )]
     Mlp(MlpBenchArgs),
-    /// Training steps of `cnn` or `cnn-bn` on random images.
+    /// Training (or evaluation) steps of a Problem 5 model on random images.
     #[command(
-        after_help = "Example:\n  nabla bench vision --model cnn-bn --batch-size 32 --image-size 128\n  python3 tools/bench_vision.py   # the same models in PyTorch, side by side"
+        after_help = "Example:\n  nabla bench vision --model cnn-bn --batch-size 32 --image-size 128\n  nabla bench vision --model resnet34 --batch-size 16 --eval\n  python3 tools/bench_vision.py   # the same models in PyTorch, side by side"
     )]
     Vision(VisionBenchArgs),
     /// nabla's convolution kernels on Problem 5's layers, against the CPU's FMA peak.
@@ -105,7 +105,7 @@ fn run_kernels(args: &KernelBenchArgs) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct VisionBenchArgs {
-    /// `cnn` or `cnn-bn`.
+    /// `cnn`, `cnn-bn`, `resnet34` or `efficientnet-lite0`.
     #[arg(long, default_value = "cnn-bn", value_parser = crate::vision_cmd::parse_architecture)]
     pub model: Architecture,
     #[arg(long, default_value_t = 32)]
@@ -115,6 +115,10 @@ pub struct VisionBenchArgs {
     /// Timed training steps (after `--warmup` untimed ones).
     #[arg(long, default_value_t = 10)]
     pub steps: usize,
+    /// Time evaluation instead (no gradients, BatchNorm folded into the
+    /// convolutions): `--steps` batches through the model.
+    #[arg(long)]
+    pub eval: bool,
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
     /// cpu, cuda or wgpu.
@@ -128,6 +132,8 @@ pub struct VisionBenchArgs {
 #[derive(Serialize)]
 struct VisionBench {
     model: &'static str,
+    /// "training" or "evaluation".
+    mode: &'static str,
     device: &'static str,
     batch_size: usize,
     image_size: usize,
@@ -151,7 +157,8 @@ fn random_images(n: usize, size: usize, rng: &mut NumpyRandom) -> ImageSet {
 }
 
 fn run_vision(args: &VisionBenchArgs) -> Result<()> {
-    let device = args.device.device().map_err(InputError)?.autodiff();
+    let plain = args.device.device().map_err(InputError)?;
+    let device = plain.clone().autodiff();
     let batch = args.batch_size.max(1);
     let mut rng = NumpyRandom::new(0);
     let config = VisionTrainConfig {
@@ -173,13 +180,21 @@ fn run_vision(args: &VisionBenchArgs) -> Result<()> {
         ..ImageSet::default()
     };
     let warm = random_images(batch * args.warmup, args.image_size, &mut rng);
-    trainer.run_epoch(&warm, &none, &device, &mut |_, _| {})?;
     let timed = random_images(batch * args.steps.max(1), args.image_size, &mut rng);
-    let t = Instant::now();
-    trainer.run_epoch(&timed, &none, &device, &mut |_, _| {})?;
-    let seconds = t.elapsed().as_secs_f64();
+    let seconds = if args.eval {
+        predict(trainer.model(), &warm, batch, &plain);
+        let t = Instant::now();
+        predict(trainer.model(), &timed, batch, &plain);
+        t.elapsed().as_secs_f64()
+    } else {
+        trainer.run_epoch(&warm, &none, &device, &mut |_, _| {})?;
+        let t = Instant::now();
+        trainer.run_epoch(&timed, &none, &device, &mut |_, _| {})?;
+        t.elapsed().as_secs_f64()
+    };
     let report = VisionBench {
         model: args.model.name(),
+        mode: if args.eval { "evaluation" } else { "training" },
         device: args.device.name(),
         batch_size: batch,
         image_size: args.image_size,
@@ -201,6 +216,7 @@ fn run_vision(args: &VisionBenchArgs) -> Result<()> {
             "input".into(),
             format!("{} × 3×{}×{}", batch, report.image_size, report.image_size),
         ],
+        vec!["mode".into(), report.mode.into()],
         vec![
             "step (mean)".into(),
             format!("{:.1} ms", report.step_s * 1e3),

@@ -15,12 +15,12 @@
 //! summed over fixed chunks of images in a fixed order, so it is the same
 //! bit for bit whatever the number of threads.
 
-use crate::gemm::{gemm, gemm_nt_small, gemm_par, MatRef, PackB, SendPtr};
+use crate::depthwise::{depthwise_forward, depthwise_input_grad, depthwise_weight_grad};
+use crate::gemm::{gemm, gemm_nt_small, gemm_par, MatRef, PackB};
 use crate::lower::Lowered;
 use crate::winograd::{self, Kernels};
 use rayon::prelude::*;
 use std::cell::RefCell;
-use std::ops::Range;
 
 /// Images per partial weight gradient when each image is its own product.
 const CHUNK: usize = 4;
@@ -150,7 +150,7 @@ thread_local! {
     static COL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-fn with_col<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+pub(crate) fn with_col<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     COL.with(|col| {
         let mut col = col.borrow_mut();
         if col.len() < len {
@@ -553,201 +553,6 @@ pub(crate) fn valid_columns(s: &Conv2dShape, kx: usize, ow: usize) -> (usize, us
     (lo, hi.max(lo))
 }
 
-/// Runs `f(plane index, output plane)` over every (image, channel) plane in parallel.
-fn planes_mut(data: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    data.par_chunks_mut(plane)
-        .enumerate()
-        .for_each(|(p, d)| f(p, d));
-}
-
-/// A plane's columns regrouped by `ix mod stride` (phase by phase, each
-/// phase row `in_w.div_ceil(stride)` wide, zero past the edge), so that a
-/// strided walk along a row is a contiguous one that the compiler
-/// vectorises. For stride 1 the plane is used as it is.
-fn deinterleave(s: &Conv2dShape, plane: &[f32], out: &mut [f32]) {
-    let (st, w) = (s.stride[1], s.in_w);
-    let wp = w.div_ceil(st);
-    for phase in 0..st {
-        for iy in 0..s.in_h {
-            let row = &plane[iy * w..(iy + 1) * w];
-            let dst = &mut out[(phase * s.in_h + iy) * wp..(phase * s.in_h + iy + 1) * wp];
-            for (j, d) in dst.iter_mut().enumerate() {
-                *d = row.get(j * st + phase).copied().unwrap_or(0.0);
-            }
-        }
-    }
-}
-
-/// The adjoint of [`deinterleave`]: the phases written back as columns.
-fn interleave(s: &Conv2dShape, phases: &[f32], plane: &mut [f32]) {
-    let (st, w) = (s.stride[1], s.in_w);
-    let wp = w.div_ceil(st);
-    for phase in 0..st.min(w) {
-        for iy in 0..s.in_h {
-            let src = &phases[(phase * s.in_h + iy) * wp..];
-            let row = &mut plane[iy * w..(iy + 1) * w];
-            for (j, ix) in (phase..w).step_by(st).enumerate() {
-                row[ix] = src[j];
-            }
-        }
-    }
-}
-
-/// For tap `kx`, the phase and the start in a phase row of output column
-/// `lo`: input column `ox·sw + kx − pw` is `sw·(ox + off) + phase`.
-fn tap(s: &Conv2dShape, kx: usize, lo: usize) -> (usize, usize) {
-    let (sw, pw) = (s.stride[1] as isize, s.padding[1] as isize);
-    let q = kx as isize - pw;
-    (
-        q.rem_euclid(sw) as usize,
-        (lo as isize + q.div_euclid(sw)) as usize,
-    )
-}
-
-/// Runs `f(rows, row width)` with the plane's rows arranged for [`tap`]:
-/// the plane itself at stride 1, its phases otherwise.
-fn with_phases<R>(s: &Conv2dShape, plane: &[f32], f: impl FnOnce(&[f32], usize) -> R) -> R {
-    if s.stride[1] == 1 {
-        return f(plane, s.in_w);
-    }
-    let wp = s.in_w.div_ceil(s.stride[1]);
-    with_col(s.stride[1] * s.in_h * wp, |buf| {
-        deinterleave(s, plane, buf);
-        f(buf, wp)
-    })
-}
-
-/// Every tap of a depthwise kernel over one plane, tap by tap (k = ky·kw +
-/// kx) and output row by output row, skipping rows outside the input:
-/// `f(k, out, start)`, where output positions `out` (a range in the output
-/// plane) line up with `rows[start .. start + out.len()]` of the
-/// [`with_phases`] layout whose rows are `wp` wide.
-fn for_each_tap(s: &Conv2dShape, wp: usize, mut f: impl FnMut(usize, Range<usize>, usize)) {
-    let (oh, ow) = (s.out_h(), s.out_w());
-    let [kh, kw] = s.kernel;
-    let (sh, ph) = (s.stride[0], s.padding[0]);
-    for ky in 0..kh {
-        for kx in 0..kw {
-            let (lo, hi) = valid_columns(s, kx, ow);
-            if lo == hi {
-                continue;
-            }
-            let (phase, x0) = tap(s, kx, lo);
-            for oy in 0..oh {
-                let iy = (oy * sh + ky) as isize - ph as isize;
-                if iy < 0 || iy as usize >= s.in_h {
-                    continue;
-                }
-                let start = (phase * s.in_h + iy as usize) * wp + x0;
-                f(ky * kw + kx, oy * ow + lo..oy * ow + hi, start);
-            }
-        }
-    }
-}
-
-fn depthwise_forward(
-    s: &Conv2dShape,
-    x: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    out: &mut [f32],
-) {
-    let kk = s.kernel[0] * s.kernel[1];
-    let c = s.in_channels;
-    let ihw = s.in_h * s.in_w;
-    planes_mut(out, s.out_h() * s.out_w(), |p, o| {
-        let ch = p % c;
-        let wk = &weight[ch * kk..(ch + 1) * kk];
-        o.fill(bias.map_or(0.0, |b| b[ch]));
-        with_phases(s, &x[p * ihw..(p + 1) * ihw], |rows, wp| {
-            for_each_tap(s, wp, |k, cols, start| {
-                let src = &rows[start..start + cols.len()];
-                o[cols]
-                    .iter_mut()
-                    .zip(src)
-                    .for_each(|(d, v)| *d = v.mul_add(wk[k], *d));
-            });
-        });
-    });
-}
-
-fn depthwise_input_grad(s: &Conv2dShape, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
-    assert_eq!(dx.len(), s.input_len());
-    let ohw = s.out_h() * s.out_w();
-    let kk = s.kernel[0] * s.kernel[1];
-    let c = s.in_channels;
-    let wp = s.in_w.div_ceil(s.stride[1]);
-    planes_mut(dx, s.in_h * s.in_w, |p, d| {
-        let ch = p % c;
-        let g = &dy[p * ohw..(p + 1) * ohw];
-        let wk = &weight[ch * kk..(ch + 1) * kk];
-        // Accumulate in the phase layout, then write the columns back.
-        let accumulate = |rows: &mut [f32]| {
-            rows.fill(0.0);
-            for_each_tap(s, wp, |k, cols, start| {
-                rows[start..start + cols.len()]
-                    .iter_mut()
-                    .zip(&g[cols])
-                    .for_each(|(d, v)| *d = v.mul_add(wk[k], *d));
-            });
-        };
-        if s.stride[1] == 1 {
-            accumulate(d);
-        } else {
-            with_col(s.stride[1] * s.in_h * wp, |buf| {
-                accumulate(buf);
-                interleave(s, buf, d);
-            });
-        }
-    });
-}
-
-fn depthwise_weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]) {
-    assert_eq!(dw.len(), s.weight_len());
-    let ohw = s.out_h() * s.out_w();
-    let c = s.in_channels;
-    let ihw = s.in_h * s.in_w;
-    let kk = s.kernel[0] * s.kernel[1];
-    // One kh·kw gradient per channel: per image each tap's sum over the
-    // rows, then added to the channel's gradient, image by image in order.
-    let dwp = SendPtr(dw.as_mut_ptr());
-    (0..c).into_par_iter().for_each(|ch| {
-        // SAFETY: channel `ch` owns dw[ch·kk .. (ch+1)·kk], disjoint across tasks.
-        let out = unsafe { std::slice::from_raw_parts_mut(dwp.get().add(ch * kk), kk) };
-        out.fill(0.0);
-        let mut sums = vec![0f32; kk];
-        for n in 0..s.batch {
-            let p = n * c + ch;
-            let g = &dy[p * ohw..(p + 1) * ohw];
-            sums.fill(0.0);
-            with_phases(s, &x[p * ihw..(p + 1) * ihw], |rows, wp| {
-                for_each_tap(s, wp, |k, cols, start| {
-                    sums[k] += dot(&rows[start..start + cols.len()], &g[cols]);
-                });
-            });
-            out.iter_mut().zip(&sums).for_each(|(o, v)| *o += v);
-        }
-    });
-}
-
-/// A dot product in eight lanes, so the compiler vectorises it.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] = x[i].mul_add(y[i], acc[i]);
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -977,6 +782,10 @@ mod tests {
             same(shape(3, 6, 4, 4, 6, 5, 2, 1, 6)),
             same(shape(2, 5, 8, 8, 5, 3, 2, 0, 5)),
             same(shape(2, 5, 16, 16, 5, 5, 2, 1, 5)),
+            // Rows of 16 and more: the along-row loops (the rest go across
+            // channels).
+            shape(2, 5, 20, 18, 5, 3, 1, 1, 5),
+            same(shape(2, 3, 40, 36, 3, 3, 2, 0, 3)),
         ] {
             check(s);
         }

@@ -9,6 +9,7 @@
 
 pub mod bench;
 pub mod conv;
+mod depthwise;
 pub mod gemm;
 pub mod isa;
 mod lower;

@@ -25,7 +25,7 @@ use burn::nn::{
 use burn::tensor::{Device, Tensor};
 use nabla_kernels::norm::Activation;
 
-use crate::flex_kernels::{batch_norm, conv2d};
+use crate::flex_kernels::conv_bn;
 use crate::weights::TorchNames;
 
 /// Per stage: kernel, stride of its first block, expansion ratio, input and
@@ -117,18 +117,10 @@ impl MbConv {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let mut y = x.clone();
         if let (Some(expand), Some(bn0)) = (&self.expand_conv, &self.bn0) {
-            y = batch_norm(bn0, conv2d(expand, y), Activation::Relu6);
+            y = conv_bn(expand, bn0, y, Activation::Relu6);
         }
-        let y = batch_norm(
-            &self.bn1,
-            conv2d(&self.depthwise_conv, y),
-            Activation::Relu6,
-        );
-        let y = batch_norm(
-            &self.bn2,
-            conv2d(&self.project_conv, y),
-            Activation::Identity,
-        );
+        let y = conv_bn(&self.depthwise_conv, &self.bn1, y, Activation::Relu6);
+        let y = conv_bn(&self.project_conv, &self.bn2, y, Activation::Identity);
         // Same shape means stride 1 and as many channels out as in: the
         // blocks that have a residual connection.
         if y.dims() == x.dims() {
@@ -179,15 +171,11 @@ impl EfficientNetConfig {
 impl EfficientNet {
     /// Pooled features `[n, 1280]` of a batch `[n, 3, h, w]`.
     pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = batch_norm(
-            &self.bn0,
-            conv2d(&self.conv_stem, images),
-            Activation::Relu6,
-        );
+        let mut x = conv_bn(&self.conv_stem, &self.bn0, images, Activation::Relu6);
         for block in &self.blocks {
             x = block.forward(x);
         }
-        let x = batch_norm(&self.bn1, conv2d(&self.conv_head, x), Activation::Relu6);
+        let x = conv_bn(&self.conv_head, &self.bn1, x, Activation::Relu6);
         x.mean_dim(2).mean_dim(3).flatten(1, 3)
     }
 

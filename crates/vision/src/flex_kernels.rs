@@ -1,8 +1,10 @@
 //! nabla's own CPU kernels ([`nabla_kernels`]) inside Burn, on the `flex`
 //! device only: convolution, BatchNorm with its activation, and max-pooling,
-//! forward and backward.
+//! forward and backward; in evaluation, BatchNorm folded into the
+//! convolution before it ([`conv_bn`]); and the fused Adam step
+//! ([`crate::optim`]).
 //!
-//! The route is Burn's backend extension: a trait of three operations,
+//! The route is Burn's backend extension: a trait of five operations,
 //! implemented for the `Flex` backend (the forward kernels) and for
 //! `Autodiff<Flex>` (the forward kernels, recording a hand-written backward
 //! step that calls the backward kernels). The models call the functions at
@@ -20,6 +22,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::Autodiff;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex, TensorMetadata};
+use burn::module::Param;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, PaddingConfig2d};
@@ -31,6 +34,7 @@ use nabla_kernels::norm::{
 };
 use nabla_kernels::optim::{adam_step, AdamStep};
 use nabla_kernels::pool::{max_pool2d_backward, max_pool2d_forward, PoolShape};
+use rayon::prelude::*;
 use std::cell::Cell;
 use std::sync::Arc;
 
@@ -41,6 +45,9 @@ pub struct ConvGeometry {
     pub padding: [usize; 2],
     pub padding_end: [usize; 2],
     pub groups: usize,
+    /// Applied to the output; only where no gradient is taken (evaluation
+    /// with BatchNorm folded: in training the activation is BatchNorm's).
+    pub activation: Activation,
 }
 
 /// Geometry of a max-pooling.
@@ -142,6 +149,15 @@ fn conv_forward(
     let s = conv_shape(dims(&x), dims(&w), &g);
     let mut out = vec![0f32; s.output_len()];
     conv2d_forward(&s, data(&x), data(&w), b.as_ref().map(data), &mut out);
+    let clamp = match g.activation {
+        Activation::Identity => None,
+        Activation::Relu => Some(f32::INFINITY),
+        Activation::Relu6 => Some(6.0),
+    };
+    if let Some(top) = clamp {
+        out.par_chunks_mut(1 << 14)
+            .for_each(|c| c.iter_mut().for_each(|v| *v = v.max(0.0).min(top)));
+    }
     tensor(out, &[s.batch, s.out_channels, s.out_h(), s.out_w()])
 }
 
@@ -530,17 +546,29 @@ fn padding_pairs(
 
 /// `conv.forward(x)`, through nabla's kernels on `flex`.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    conv2d_activated(conv, x, Activation::Identity)
+}
+
+/// `act(conv.forward(x))`, the activation fused into the convolution when
+/// nabla's kernels run it and no gradient is taken.
+fn conv2d_activated(conv: &Conv2d, x: Tensor<4>, activation: Activation) -> Tensor<4> {
     let [_, _, h, w] = x.dims();
     let (padding, padding_end) = padding_pairs(&conv.padding, h, w, conv.kernel_size, conv.stride);
+    let fused = !x.device().is_autodiff();
     let geometry = ConvGeometry {
         stride: conv.stride,
         padding,
         padding_end,
         groups: conv.groups,
+        activation: if fused {
+            activation
+        } else {
+            Activation::Identity
+        },
     };
     let shape = conv_shape(x.dims(), conv.weight.dims(), &geometry);
     if !ours(&x) || conv.dilation != [1, 1] || shape.check().is_err() {
-        return conv.forward(x);
+        return activate(conv.forward(x), activation);
     }
     let out = match &conv.bias {
         Some(bias) => <Dispatch as KernelOps>::nabla_conv2d_bias(
@@ -555,7 +583,12 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
             geometry,
         ),
     };
-    Tensor::from_dispatch(out)
+    let y = Tensor::from_dispatch(out);
+    if fused {
+        y
+    } else {
+        activate(y, activation)
+    }
 }
 
 /// `act(norm.forward(x))`, with the activation fused through nabla's kernels
@@ -563,12 +596,7 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 pub fn batch_norm(norm: &BatchNorm, x: Tensor<4>, activation: Activation) -> Tensor<4> {
     let training = x.device().is_autodiff() && norm.training.is_enabled();
     if !ours(&x) || !training {
-        let y = norm.forward(x);
-        return match activation {
-            Activation::Identity => y,
-            Activation::Relu => burn::tensor::activation::relu(y),
-            Activation::Relu6 => burn::tensor::activation::relu6(y),
-        };
+        return activate(norm.forward(x), activation);
     }
     let geometry = NormGeometry {
         epsilon: norm.epsilon,
@@ -603,6 +631,43 @@ pub fn batch_norm(norm: &BatchNorm, x: Tensor<4>, activation: Activation) -> Ten
             .detach(),
     );
     y
+}
+
+fn activate(y: Tensor<4>, activation: Activation) -> Tensor<4> {
+    match activation {
+        Activation::Identity => y,
+        Activation::Relu => burn::tensor::activation::relu(y),
+        Activation::Relu6 => burn::tensor::activation::relu6(y),
+    }
+}
+
+/// `act(norm(conv(x)))`. In training: the convolution, then BatchNorm and
+/// the activation fused ([`batch_norm`]). In evaluation on `flex`: the
+/// BatchNorm folded into the convolution — weight `W·s` and bias
+/// `β + (b − μ)·s` with `s = γ / √(σ² + ε)` from the running statistics —
+/// so one convolution and the activation, with no normalising pass.
+pub fn conv_bn(conv: &Conv2d, norm: &BatchNorm, x: Tensor<4>, activation: Activation) -> Tensor<4> {
+    let training = x.device().is_autodiff() && norm.training.is_enabled();
+    if training || !ours(&x) {
+        return batch_norm(norm, conv2d(conv, x), activation);
+    }
+    let device = x.device();
+    let mean = norm.running_mean.value_sync().to_device(&device);
+    let var = norm.running_var.value_sync().to_device(&device);
+    let scale = norm.gamma.val().div(var.add_scalar(norm.epsilon).sqrt());
+    let channels = scale.dims()[0];
+    let weight = conv
+        .weight
+        .val()
+        .mul(scale.clone().reshape([channels, 1, 1, 1]));
+    let shift = match &conv.bias {
+        Some(b) => b.val().sub(mean),
+        None => mean.neg(),
+    };
+    let mut folded = conv.clone();
+    folded.weight = Param::from_tensor(weight);
+    folded.bias = Some(Param::from_tensor(norm.beta.val().add(shift.mul(scale))));
+    conv2d_activated(&folded, x, activation)
 }
 
 /// `pool.forward(x)` (of `relu(x)` when `relu`), through nabla's kernels on `flex`.

@@ -90,13 +90,15 @@ impl ConvBlock {
     /// On `flex` the ReLU is fused into the BatchNorm, or into the pooling
     /// when there is none ([`crate::flex_kernels`]).
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = flex_kernels::conv2d(&self.conv, x);
         match &self.norm {
             Some(norm) => {
-                let x = flex_kernels::batch_norm(norm, x, Activation::Relu);
+                let x = flex_kernels::conv_bn(&self.conv, norm, x, Activation::Relu);
                 flex_kernels::max_pool2d(&self.pool, x, false)
             }
-            None => flex_kernels::max_pool2d(&self.pool, x, true),
+            None => {
+                let x = flex_kernels::conv2d(&self.conv, x);
+                flex_kernels::max_pool2d(&self.pool, x, true)
+            }
         }
     }
 }

@@ -16,7 +16,7 @@ use burn::nn::{
 use burn::tensor::{Device, Tensor};
 use nabla_kernels::norm::Activation;
 
-use crate::flex_kernels::{batch_norm, conv2d, max_pool2d};
+use crate::flex_kernels::{conv_bn, max_pool2d};
 
 /// ResNet34's head size; the backbone is fixed.
 #[derive(Config, Debug)]
@@ -76,11 +76,11 @@ impl BasicBlock {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some(d) => batch_norm(&d.bn, conv2d(&d.conv, x.clone()), Activation::Identity),
+            Some(d) => conv_bn(&d.conv, &d.bn, x.clone(), Activation::Identity),
             None => x.clone(),
         };
-        let out = batch_norm(&self.bn1, conv2d(&self.conv1, x), Activation::Relu);
-        let out = batch_norm(&self.bn2, conv2d(&self.conv2, out), Activation::Identity);
+        let out = conv_bn(&self.conv1, &self.bn1, x, Activation::Relu);
+        let out = conv_bn(&self.conv2, &self.bn2, out, Activation::Identity);
         self.relu.forward(out + identity)
     }
 }
@@ -157,7 +157,7 @@ impl ResNet {
 
     /// Pooled features `[n, 512]`, what the head sees.
     pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = batch_norm(&self.bn1, conv2d(&self.conv1, images), Activation::Relu);
+        let x = conv_bn(&self.conv1, &self.bn1, images, Activation::Relu);
         let mut x = max_pool2d(&self.maxpool, x, false);
         for block in self
             .layer1
