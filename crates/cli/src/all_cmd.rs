@@ -662,7 +662,7 @@ fn problem3(s: &mut Section, find: &Lookup, _: &AllArgs, _: bool) -> Result<()> 
         "problem-3-iv",
         "(iv) The right-hand side for constant and decaying α",
     );
-    rates.text("With a constant α the right-hand side tends to σ²Lα/2 (no convergence, slope 0); with α_k = 1/k^{3/4} it decays like t^{−1/4}; with α_k = 1/k^{1/2} like log t / √t. Slopes are fitted on log–log axes over the last decade of t.");
+    rates.text("With a constant α the right-hand side tends to σ²Lα/2 (no convergence, slope 0); with α_k = 1/k^{3/4} it decays like t^{−1/4}; with α_k = 1/k^{1/2} like log t / √t. Slopes are fitted on log–log axes over the last two decades of t.");
     for (file, caption) in [
         (
             "sgd_huber-quadratic.svg",
@@ -686,7 +686,7 @@ fn problem3(s: &mut Section, find: &Lookup, _: &AllArgs, _: bool) -> Result<()> 
         ]);
     }
     rates.table(
-        "Log–log slopes over the last decade of t",
+        "Log–log slopes over the last two decades of t",
         &[
             "problem",
             "α_k",

@@ -1,14 +1,20 @@
 //! 2-D convolution over NCHW `f32` arrays: forward, input gradient and
 //! weight (and bias) gradient, in the llm.c shape — plain slices in, plain
-//! slices out.
+//! slices out. (Over 600 lines with its tests: the dispatch between the
+//! methods below, and the tests that hold every method to one definition.)
 //!
-//! Dense convolutions (`groups == 1`) lower each image to a matrix product:
-//! `im2col` lays the receptive fields out as a `(C·kh·kw) × (OH·OW)` matrix,
-//! so `out = W · col`, `dW += dY · colᵀ` and `dcol = Wᵀ · dY` (scattered
-//! back by `col2im`). A 1 × 1 stride-1 convolution needs no lowering: the
-//! image already is that matrix. Depthwise convolutions (`groups == C`) have
-//! too little work per output for a product and run as direct loops along
-//! rows, which the compiler vectorises.
+//! Dense convolutions (`groups == 1`) are matrix products of the lowered
+//! ("im2col") matrix, a `(C·kh·kw) × (OH·OW)` matrix of receptive fields:
+//! `out = W · col`, `dW += dY · colᵀ`, packed straight from the image
+//! ([`crate::lower`]). A stride-1 convolution's input gradient is the
+//! forward pass of its adjoint convolution (taps flipped, channels swapped);
+//! strided ones scatter `Wᵀ · dY` back (`col2im`). Small planes are lowered
+//! several images side by side, so that each product has enough columns.
+//! 3 × 3 stride-1 convolutions with enough channels and tiles go through
+//! Winograd's F(2 × 2, 3 × 3) instead ([`crate::winograd`]): forward, input
+//! and weight gradients. A 1 × 1 stride-1 convolution needs no lowering.
+//! Depthwise convolutions (`groups == C`) are direct loops
+//! ([`crate::depthwise`]).
 //!
 //! Images are spread over the rayon pool; with fewer images than threads the
 //! matrix products themselves are split instead. The weight gradient is
@@ -400,7 +406,9 @@ fn adjoint(s: &Conv2dShape) -> Option<Conv2dShape> {
 
 fn input_grad(s: &Conv2dShape, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
     assert_eq!(dx.len(), s.input_len());
-    if let Some(adj) = adjoint(s) {
+    // The adjoint's products have the input's channels as rows: with a
+    // few (an RGB image's 3) they are too thin, and the scatter is faster.
+    if let Some(adj) = adjoint(s).filter(|_| s.in_channels >= 16) {
         if winograd::applies(&adj) {
             return winograd::forward(&adj, dy, weight, Kernels::Adjoint, None, dx);
         }

@@ -1,4 +1,6 @@
 //! Single-precision matrix product `C (+)= A · B`, blocked for the caches.
+//! (Over 600 lines: the three micro-kernels and their tests belong beside
+//! the blocking and packing they serve.)
 //!
 //! The layout is the classic one of BLIS and of every fast CPU GEMM: `B` is
 //! copied ("packed") in blocks of `KC × NC` into panels `NR` columns wide, `A`

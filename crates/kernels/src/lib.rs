@@ -1,7 +1,7 @@
 //! nabla's own CPU kernels for training and running Problem 5's networks:
 //! a cache-blocked GEMM, 2-D convolutions (dense and depthwise) forward and
-//! backward, BatchNorm with its activation fused, max-pooling and the
-//! optimizer updates — over plain `f32` slices, with no framework types, so
+//! backward, BatchNorm with its activation fused, max-pooling and the Adam
+//! update — over plain `f32` slices, with no framework types, so
 //! each is checked against a plain reference on its own.
 //!
 //! The instruction set (AVX-512, AVX2 + FMA, or portable Rust) is chosen at

@@ -2,7 +2,8 @@
 //! device only: convolution, BatchNorm with its activation, and max-pooling,
 //! forward and backward; in evaluation, BatchNorm folded into the
 //! convolution before it ([`conv_bn`]); and the fused Adam step
-//! ([`crate::optim`]).
+//! ([`crate::optim`]). (Over 600 lines: one bridge, five operations, each
+//! with its forward, backward step and wrapper.)
 //!
 //! The route is Burn's backend extension: a trait of five operations,
 //! implemented for the `Flex` backend (the forward kernels) and for
