@@ -14,9 +14,9 @@ use clap::Args;
 use nabla_report::{Document, Section};
 use serde_json::Value;
 
-use crate::child::{run_child, shorten, Outcome};
+use crate::child::{run_child, Outcome};
 use crate::compare_cmd::{table_rows, Row, TABLE_HEADERS};
-use crate::output::{number, pct, write_atomic};
+use crate::output::{number, pct, shorten, write_atomic};
 use crate::CheckFailed;
 use nabla_vision::pretrained::{default_dir, EFFICIENTNET_LITE0_FILE};
 

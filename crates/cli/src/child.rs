@@ -88,16 +88,6 @@ pub fn run_child(
     }
 }
 
-/// `text` cut to `width` characters, with an ellipsis when cut.
-pub fn shorten(text: &str, width: usize) -> String {
-    let text = text.trim();
-    if text.chars().count() <= width {
-        text.to_string()
-    } else {
-        format!("{}…", text.chars().take(width).collect::<String>())
-    }
-}
-
 /// `arg` as a POSIX shell reads it back: bare when it is plain, else in
 /// single quotes.
 fn quoted(arg: &str) -> String {

@@ -17,8 +17,8 @@ use nabla_vision::pretrained::{default_dir, EFFICIENTNET_LITE0_FILE};
 use nabla_vision::train::{has_checkpoint, EpochRecord};
 use serde::{Deserialize, Serialize};
 
-use crate::child::{run_child, shorten};
-use crate::output::{number, pct, table, write_atomic};
+use crate::child::run_child;
+use crate::output::{number, pct, shorten, table, write_atomic};
 use crate::vision_cmd::history_charts;
 use crate::{CheckFailed, InputError};
 

@@ -10,7 +10,7 @@ use nabla_graph::render::{self, DRAW_LIMIT};
 use nabla_graph::{FdCheck, GraphError, Program, Step, StepTerm};
 use serde::Serialize;
 
-use crate::output::{number, table, write_atomic, OutputArgs};
+use crate::output::{number, shorten, table, write_atomic, OutputArgs};
 use crate::{CheckFailed, InputError};
 
 /// Widest expansion shown in the table.
@@ -403,14 +403,6 @@ fn human(report: &GraphReport) -> String {
         );
     }
     s
-}
-
-/// Cuts `text` to `width` characters, marking the cut with `…`.
-fn shorten(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_string();
-    }
-    text.chars().take(width - 1).collect::<String>() + "…"
 }
 
 /// Parenthesises a local derivative that is more than one term.

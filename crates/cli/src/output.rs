@@ -113,6 +113,17 @@ pub fn number(v: f64) -> String {
     }
 }
 
+/// `text` trimmed, and cut to at most `width` characters, the last an
+/// ellipsis, when it is longer.
+pub fn shorten(text: &str, width: usize) -> String {
+    let text = text.trim();
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let kept: String = text.chars().take(width.saturating_sub(1)).collect();
+    kept + "…"
+}
+
 /// A check's outcome for a table cell.
 pub fn yes_no(passed: bool) -> String {
     if passed { "yes" } else { "NO" }.to_string()
@@ -140,6 +151,14 @@ mod tests {
     fn table_aligns_columns() {
         let t = table(&["a", "bb"], &[vec!["xyz".into(), "1".into()]]);
         assert_eq!(t, "a    bb\n───  ──\nxyz  1\n");
+    }
+
+    #[test]
+    fn shortened_text_fits_its_width() {
+        assert_eq!(shorten("  abc  ", 3), "abc");
+        assert_eq!(shorten("abcdef", 4), "abc…");
+        assert_eq!(shorten("αβγδε", 2).chars().count(), 2);
+        assert_eq!(shorten("abc", 0), "…");
     }
 
     #[test]
