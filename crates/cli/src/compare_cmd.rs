@@ -17,9 +17,9 @@ use nabla_vision::pretrained::{default_dir, EFFICIENTNET_LITE0_FILE};
 use nabla_vision::train::{has_checkpoint, EpochRecord};
 use serde::{Deserialize, Serialize};
 
+use crate::charts::history_charts;
 use crate::child::run_child;
 use crate::output::{number, pct, shorten, table, write_atomic};
-use crate::vision_cmd::history_charts;
 use crate::{CheckFailed, InputError};
 
 #[derive(Args, Debug, Clone)]

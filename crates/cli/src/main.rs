@@ -3,6 +3,7 @@
 
 mod all_cmd;
 mod bench;
+mod charts;
 mod child;
 mod compare_cmd;
 mod data_cmd;

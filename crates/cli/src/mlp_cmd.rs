@@ -8,7 +8,7 @@ use nabla_dense::data::{load_csv, penguins, stratified_split, Dataset, Standardi
 use nabla_dense::gradnorms::{describe, NormCurve, NormSetup};
 use nabla_dense::train::{train, Record, TrainConfig};
 use nabla_dense::{Activation, Init, Mlp, Optimizer};
-use nabla_report::{line_chart, LineChart, Series};
+use nabla_report::{history_series, line_chart, History, LineChart, Series};
 use ndarray::Array2;
 use serde::Serialize;
 
@@ -529,37 +529,18 @@ fn write_train_files(out: &OutputArgs, report: &TrainReport) -> Result<()> {
     for (file, title, y_label, log_y, metric) in plots {
         let mut chart = LineChart::new(title, "iteration t (one update each)", y_label);
         chart.log_y = log_y;
-        for (i, run) in report.runs.iter().enumerate() {
-            let train_pts = run
-                .history
-                .iter()
-                .map(|r| (r.iteration as f64, metric(r).0))
-                .collect();
-            let split = if metric(&run.history[0]).1.is_some() {
-                " train"
-            } else {
-                ""
-            };
-            chart.series.push(Series {
-                name: format!("{}{split}", run.optimizer),
-                points: train_pts,
-                color: i,
-                dashed: false,
-            });
-            if let Some(test_pts) = run
-                .history
-                .iter()
-                .map(|r| metric(r).1.map(|v| (r.iteration as f64, v)))
-                .collect::<Option<Vec<_>>>()
-            {
-                chart.series.push(Series {
-                    name: format!("{} test", run.optimizer),
-                    points: test_pts,
-                    color: i,
-                    dashed: true,
+        let runs: Vec<History> = report
+            .runs
+            .iter()
+            .map(|run| {
+                let points = run.history.iter().map(|r| {
+                    let (train, test) = metric(r);
+                    (r.iteration as f64, train, test)
                 });
-            }
-        }
+                (run.optimizer.to_string(), points.collect())
+            })
+            .collect();
+        chart.series = history_series(&runs, "test");
         out.write_file(file, line_chart(&chart)?.as_bytes())?;
     }
     out.write_file(

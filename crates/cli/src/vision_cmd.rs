@@ -9,7 +9,6 @@ use burn::module::Module;
 use burn::tensor::Device;
 use clap::{Args, Subcommand};
 use nabla_dense::data::stratified_indices;
-use nabla_report::{line_chart, LineChart, Series};
 use nabla_vision::augment::Augmentation;
 use nabla_vision::decode::{decode_all, decode_resized, ImageCache, Skipped};
 use nabla_vision::device::Accelerator;
@@ -21,6 +20,7 @@ use nabla_vision::train::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::charts::history_charts;
 use crate::output::{table, write_atomic, OutputArgs};
 use crate::InputError;
 
@@ -537,53 +537,6 @@ fn write_plots(out: &OutputArgs, history: &[EpochRecord], name: &str) -> Result<
         out.write_file(file, svg.as_bytes())?;
     }
     Ok(())
-}
-
-/// `loss.svg` and `accuracy.svg` over epochs for one run or several
-/// overlaid, one colour per run: train solid, validation dashed.
-pub fn history_charts(
-    title: &str,
-    runs: &[(&str, &[EpochRecord])],
-) -> Result<[(&'static str, String); 2]> {
-    type Pick = fn(&EpochRecord) -> (f64, f64);
-    let chart = |what: &str, pick: Pick| -> Result<String> {
-        let mut chart = LineChart::new(
-            &format!("{title}: {what} (train solid, validation dashed)"),
-            "epoch",
-            what,
-        );
-        chart.integer_x = true;
-        if runs.len() > 1 {
-            chart.size = (900, 480);
-        }
-        for (color, (name, history)) in runs.iter().enumerate() {
-            for (dashed, part) in [(false, "train"), (true, "validation")] {
-                chart.series.push(Series {
-                    name: format!("{name} {part}").trim().to_string(),
-                    points: history
-                        .iter()
-                        .map(|r| {
-                            let (t, v) = pick(r);
-                            (r.epoch as f64, if dashed { v } else { t })
-                        })
-                        .collect(),
-                    color,
-                    dashed,
-                });
-            }
-        }
-        Ok(line_chart(&chart)?)
-    };
-    Ok([
-        (
-            "loss.svg",
-            chart("cross-entropy", |r| (r.train_loss, r.val_loss))?,
-        ),
-        (
-            "accuracy.svg",
-            chart("accuracy", |r| (r.train_accuracy, r.val_accuracy))?,
-        ),
-    ])
 }
 
 fn print_confusion(classes: &[String], eval: &Evaluation) {

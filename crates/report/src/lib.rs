@@ -7,4 +7,4 @@ pub mod document;
 pub mod plot;
 
 pub use document::{Block, Document, Section};
-pub use plot::{line_chart, LineChart, PlotError, Series};
+pub use plot::{history_series, line_chart, History, LineChart, PlotError, Series};

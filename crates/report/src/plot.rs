@@ -64,6 +64,42 @@ impl LineChart {
     }
 }
 
+/// One training run for [`history_series`]: its name and its points
+/// `(x, train, held-out)`.
+pub type History = (String, Vec<(f64, f64, Option<f64>)>);
+
+/// The curves of training runs for one chart: per run (one colour each)
+/// the training curve solid and, when every point has one, the held-out
+/// curve dashed — named "‹run› train" and "‹run› ‹held_out›", or "‹run›"
+/// alone without a held-out curve.
+pub fn history_series(runs: &[History], held_out: &str) -> Vec<Series> {
+    let mut series = Vec::new();
+    for (color, (name, points)) in runs.iter().enumerate() {
+        let held: Option<Vec<(f64, f64)>> =
+            points.iter().map(|&(x, _, h)| h.map(|v| (x, v))).collect();
+        let train = if held.is_some() {
+            format!("{name} train")
+        } else {
+            name.to_string()
+        };
+        series.push(Series {
+            name: train.trim().to_string(),
+            points: points.iter().map(|&(x, t, _)| (x, t)).collect(),
+            color,
+            dashed: false,
+        });
+        if let Some(points) = held {
+            series.push(Series {
+                name: format!("{name} {held_out}").trim().to_string(),
+                points,
+                color,
+                dashed: true,
+            });
+        }
+    }
+    series
+}
+
 fn usable(chart: &LineChart, &(x, y): &(f64, f64)) -> bool {
     x.is_finite() && y.is_finite() && (!chart.log_x || x > 0.0) && (!chart.log_y || y > 0.0)
 }
@@ -256,6 +292,21 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_series_pair_train_and_held_out_by_colour() {
+        let runs: Vec<History> = vec![
+            ("sgd".into(), vec![(0.0, 1.0, Some(1.5)), (1.0, 0.5, Some(0.9))]),
+            ("adam".into(), vec![(0.0, 2.0, None), (1.0, 1.0, None)]),
+            ("".into(), vec![(1.0, 0.3, Some(0.4))]),
+        ];
+        let s = history_series(&runs, "test");
+        let names: Vec<&str> = s.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["sgd train", "sgd test", "adam", "train", "test"]);
+        let roles: Vec<(usize, bool)> = s.iter().map(|s| (s.color, s.dashed)).collect();
+        assert_eq!(roles, [(0, false), (0, true), (1, false), (2, false), (2, true)]);
+        assert_eq!(s[1].points, [(0.0, 1.5), (1.0, 0.9)]);
+    }
 
     #[test]
     fn draws_labelled_series_and_skips_nonpositive_points_on_log_axes() {
