@@ -296,7 +296,10 @@ mod tests {
     #[test]
     fn history_series_pair_train_and_held_out_by_colour() {
         let runs: Vec<History> = vec![
-            ("sgd".into(), vec![(0.0, 1.0, Some(1.5)), (1.0, 0.5, Some(0.9))]),
+            (
+                "sgd".into(),
+                vec![(0.0, 1.0, Some(1.5)), (1.0, 0.5, Some(0.9))],
+            ),
             ("adam".into(), vec![(0.0, 2.0, None), (1.0, 1.0, None)]),
             ("".into(), vec![(1.0, 0.3, Some(0.4))]),
         ];
@@ -304,7 +307,10 @@ mod tests {
         let names: Vec<&str> = s.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["sgd train", "sgd test", "adam", "train", "test"]);
         let roles: Vec<(usize, bool)> = s.iter().map(|s| (s.color, s.dashed)).collect();
-        assert_eq!(roles, [(0, false), (0, true), (1, false), (2, false), (2, true)]);
+        assert_eq!(
+            roles,
+            [(0, false), (0, true), (1, false), (2, false), (2, true)]
+        );
         assert_eq!(s[1].points, [(0.0, 1.5), (1.0, 0.9)]);
     }
 
