@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod flex_kernels;
 pub mod folder;
 pub mod inspect;
+pub mod load;
 pub mod model;
 pub mod optim;
 pub mod pickle;

@@ -123,13 +123,13 @@ fn kaiming() -> Initializer {
 }
 
 impl ModelConfig {
-    pub fn normalization(&self) -> crate::train::Normalization {
+    pub fn normalization(&self) -> Normalization {
         if self.architecture == Architecture::EfficientNetLite0 {
-            crate::train::Normalization::Tf
+            Normalization::Tf
         } else if self.imagenet_normalization {
-            crate::train::Normalization::ImageNet
+            Normalization::ImageNet
         } else {
-            crate::train::Normalization::Symmetric
+            Normalization::Symmetric
         }
     }
 
@@ -249,6 +249,44 @@ impl Network {
             Network::Cnn(m) => Network::Cnn(m),
             Network::ResNet(m) => Network::ResNet(m.with_head(head)),
             Network::EfficientNet(m) => Network::EfficientNet(m.with_head(head)),
+        }
+    }
+}
+
+/// The model's input convention.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Normalization {
+    /// x/127.5 − 1, in [−1, 1]: nabla's models from scratch.
+    #[default]
+    Symmetric,
+    /// (x/255 − mean)/std with ImageNet's channel statistics, as torchvision's
+    /// pretrained models expect.
+    ImageNet,
+    /// (x − 127)/128, as TensorFlow's EfficientNet-Lite expects.
+    Tf,
+}
+
+impl Normalization {
+    /// Maps a value of [−1, 1] (from [`crate::augment::render`]) to this
+    /// convention, in place.
+    pub(crate) fn apply(self, planes: &mut [f32], plane: usize) {
+        const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+        const STD: [f32; 3] = [0.229, 0.224, 0.225];
+        match self {
+            Normalization::Symmetric => {}
+            Normalization::ImageNet => {
+                for (c, p) in planes.chunks_mut(plane).enumerate() {
+                    for v in p {
+                        *v = ((*v + 1.0) * 0.5 - MEAN[c % 3]) / STD[c % 3];
+                    }
+                }
+            }
+            Normalization::Tf => {
+                for v in planes {
+                    *v = ((*v + 1.0) * 127.5 - 127.0) / 128.0;
+                }
+            }
         }
     }
 }

