@@ -106,7 +106,7 @@ fn run_kernels(args: &KernelBenchArgs) -> Result<()> {
 #[derive(Args, Debug)]
 pub struct VisionBenchArgs {
     /// `cnn`, `cnn-bn`, `resnet34` or `efficientnet-lite0`.
-    #[arg(long, default_value = "cnn-bn", value_parser = crate::vision_cmd::parse_architecture)]
+    #[arg(long, default_value = "cnn-bn")]
     pub model: Architecture,
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,

@@ -54,7 +54,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "data/face-mask")]
     pub data: PathBuf,
     /// cnn, cnn-bn, resnet34 or efficientnet-lite0.
-    #[arg(long, default_value = "cnn-bn", value_parser = parse_architecture)]
+    #[arg(long, default_value = "cnn-bn")]
     pub model: Architecture,
     /// Epochs in all [default: 10]; with --resume, the new total.
     #[arg(long)]
@@ -156,18 +156,6 @@ pub struct PredictArgs {
     /// Print one JSON document instead of a table.
     #[arg(long)]
     pub json: bool,
-}
-
-pub fn parse_architecture(s: &str) -> Result<Architecture, String> {
-    match s {
-        "cnn" => Ok(Architecture::Cnn),
-        "cnn-bn" => Ok(Architecture::CnnBn),
-        "resnet34" => Ok(Architecture::ResNet34),
-        "efficientnet-lite0" => Ok(Architecture::EfficientNetLite0),
-        _ => Err(format!(
-            "unknown model `{s}`; expected cnn, cnn-bn, resnet34 or efficientnet-lite0"
-        )),
-    }
 }
 
 pub fn run(cmd: &VisionCommand) -> Result<()> {

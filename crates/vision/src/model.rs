@@ -34,7 +34,34 @@ pub enum Architecture {
     EfficientNetLite0,
 }
 
+impl std::str::FromStr for Architecture {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let names = Architecture::ALL.map(Architecture::name);
+        Architecture::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| format!("unknown model `{s}`; expected {}", choices(&names)))
+    }
+}
+
+/// `a, b, c or d`: the choices an error message lists.
+pub fn choices(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
 impl Architecture {
+    pub const ALL: [Architecture; 4] = [
+        Architecture::Cnn,
+        Architecture::CnnBn,
+        Architecture::ResNet34,
+        Architecture::EfficientNetLite0,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Architecture::Cnn => "cnn",
@@ -288,5 +315,36 @@ impl Normalization {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::VisionOptimizer;
+
+    /// One name per choice, the same for parsing, printing and serde.
+    #[test]
+    fn names_parse_back_and_match_serde() {
+        for a in Architecture::ALL {
+            assert_eq!(a.name().parse::<Architecture>(), Ok(a));
+            assert_eq!(
+                serde_json::to_string(&a).unwrap(),
+                format!("\"{}\"", a.name())
+            );
+        }
+        for o in VisionOptimizer::ALL {
+            assert_eq!(o.name().parse::<VisionOptimizer>(), Ok(o));
+            assert_eq!(
+                serde_json::to_string(&o).unwrap(),
+                format!("\"{}\"", o.name())
+            );
+        }
+        let err = "vgg".parse::<Architecture>().unwrap_err();
+        assert_eq!(
+            err,
+            "unknown model `vgg`; expected cnn, cnn-bn, resnet34 or efficientnet-lite0"
+        );
+        assert_eq!(choices(&["a"]), "a");
     }
 }

@@ -17,7 +17,7 @@ use nabla_dense::NumpyRandom;
 
 use crate::augment::{render, Augmentation, View};
 pub use crate::model::Normalization;
-use crate::model::{ModelConfig, Network};
+use crate::model::{choices, ModelConfig, Network};
 use crate::VisionError;
 
 /// Square RGB images (row-major, channels last) with their labels.
@@ -68,18 +68,32 @@ pub enum VisionOptimizer {
     Adam,
 }
 
+impl VisionOptimizer {
+    pub const ALL: [VisionOptimizer; 4] = [
+        VisionOptimizer::Sgd,
+        VisionOptimizer::Momentum,
+        VisionOptimizer::Nesterov,
+        VisionOptimizer::Adam,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            VisionOptimizer::Sgd => "sgd",
+            VisionOptimizer::Momentum => "momentum",
+            VisionOptimizer::Nesterov => "nesterov",
+            VisionOptimizer::Adam => "adam",
+        }
+    }
+}
+
 impl std::str::FromStr for VisionOptimizer {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "sgd" => Ok(Self::Sgd),
-            "momentum" => Ok(Self::Momentum),
-            "nesterov" => Ok(Self::Nesterov),
-            "adam" => Ok(Self::Adam),
-            _ => Err(format!(
-                "unknown optimizer `{s}`; expected sgd, momentum, nesterov or adam"
-            )),
-        }
+        let names = VisionOptimizer::ALL.map(VisionOptimizer::name);
+        VisionOptimizer::ALL
+            .into_iter()
+            .find(|o| o.name() == s)
+            .ok_or_else(|| format!("unknown optimizer `{s}`; expected {}", choices(&names)))
     }
 }
 
