@@ -167,43 +167,13 @@ pub(crate) fn with_col<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 }
 
 /// Lays one image's receptive fields out as rows `(c, ky, kx)` × columns
-/// `(oy, ox)`, row `r` starting at `col[r * ld]` (`ld > OH·OW` when images
-/// lie side by side).
-fn im2col(s: &Conv2dShape, x: &[f32], col: &mut [f32], ld: usize) {
-    let (oh, ow) = (s.out_h(), s.out_w());
-    let [kh, kw] = s.kernel;
-    let [sh, sw] = s.stride;
-    let [ph, pw] = s.padding;
-    let mut r = 0;
-    for c in 0..s.in_channels {
-        let plane = &x[c * s.in_h * s.in_w..(c + 1) * s.in_h * s.in_w];
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let row = &mut col[r * ld..r * ld + oh * ow];
-                r += 1;
-                // Columns ox whose input column ox·sw + kx − pw lies inside the image.
-                let (lo, hi) = valid_columns(s, kx, ow);
-                for oy in 0..oh {
-                    let dst = &mut row[oy * ow..(oy + 1) * ow];
-                    let iy = (oy * sh + ky) as isize - ph as isize;
-                    if iy < 0 || iy as usize >= s.in_h {
-                        dst.fill(0.0);
-                        continue;
-                    }
-                    let src = &plane[iy as usize * s.in_w..(iy as usize + 1) * s.in_w];
-                    dst[..lo].fill(0.0);
-                    dst[hi..].fill(0.0);
-                    let x0 = lo * sw + kx - pw;
-                    if sw == 1 {
-                        dst[lo..hi].copy_from_slice(&src[x0..x0 + hi - lo]);
-                    } else {
-                        for (d, ox) in dst[lo..hi].iter_mut().zip(0..) {
-                            *d = src[x0 + ox * sw];
-                        }
-                    }
-                }
-            }
-        }
+/// `(oy, ox)`: the lowered matrix, stored (for the small-gradient dot
+/// kernel, which reads it whole).
+fn im2col(s: &Conv2dShape, x: &[f32], col: &mut [f32]) {
+    let lowered = Lowered::new(s, x, 1);
+    let ohw = s.out_h() * s.out_w();
+    for (r, row) in col.chunks_exact_mut(ohw).take(s.patch()).enumerate() {
+        lowered.segment(r, 0, row);
     }
 }
 
@@ -495,7 +465,7 @@ fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]) {
                 gemm_nt_small(g.data, xi, co, k, ohw, part, acc)
             } else if small {
                 with_col(k * ohw, |col| {
-                    im2col(s, xi, col, ohw);
+                    im2col(s, xi, col);
                     gemm_nt_small(g.data, col, co, k, ohw, part, acc)
                 });
             } else if s.pointwise() {
@@ -562,11 +532,17 @@ pub(crate) fn valid_columns(s: &Conv2dShape, kx: usize, ow: usize) -> (usize, us
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The convolution and its gradients by the definition, in f64.
-    fn reference(s: &Conv2dShape, x: &[f32], w: &[f32], b: &[f32], dy: &[f32]) -> [Vec<f64>; 4] {
+    pub(crate) fn reference(
+        s: &Conv2dShape,
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        dy: &[f32],
+    ) -> [Vec<f64>; 4] {
         let (oh, ow) = (s.out_h(), s.out_w());
         let cpg = s.in_channels / s.groups;
         let opg = s.out_channels / s.groups;
@@ -616,7 +592,7 @@ mod tests {
         [out, dx, dw, db]
     }
 
-    fn values(n: usize, seed: u64) -> Vec<f32> {
+    pub(crate) fn values(n: usize, seed: u64) -> Vec<f32> {
         let mut st = seed.wrapping_add(0x9E3779B97F4A7C15);
         (0..n)
             .map(|_| {
@@ -724,6 +700,9 @@ mod tests {
             shape(2, 16, 16, 16, 16, 3, 1, 1, 1),
             // One product per image, two partial weight gradients.
             shape(5, 2, 24, 24, 3, 3, 1, 1, 1),
+            // A small weight gradient over a large image: dot products
+            // over the stored lowered matrix.
+            shape(2, 3, 32, 33, 4, 3, 1, 1, 1),
         ] {
             check(s);
         }

@@ -47,7 +47,7 @@ impl<'a> Lowered<'a> {
     }
 
     /// Writes `L[r, q0 .. q0 + dst.len()]`: one lowered row, across images.
-    fn segment(&self, r: usize, q0: usize, dst: &mut [f32]) {
+    pub(crate) fn segment(&self, r: usize, q0: usize, dst: &mut [f32]) {
         let s = self.s;
         let (oh, ow) = (s.out_h(), s.out_w());
         let [kh, kw] = s.kernel;

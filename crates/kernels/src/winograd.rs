@@ -47,6 +47,25 @@ thread_local! {
     static BLOCK: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
+/// `f(i)` for every `i < n`, over the pool when `par`.
+fn for_each_index(n: usize, par: bool, f: impl Fn(usize) + Sync + Send) {
+    if par {
+        (0..n).into_par_iter().for_each(f);
+    } else {
+        (0..n).for_each(f);
+    }
+}
+
+/// `(tw, rows, per_block)`: tiles per tile row, tile rows (`(image, ty)`
+/// pairs) in all, and tile rows per block — a block holding about
+/// [`BLOCK_VALUES`] tiles × channels.
+fn blocking(s: &Conv2dShape) -> (usize, usize, usize) {
+    let (th, tw) = (s.out_h().div_ceil(2), s.out_w().div_ceil(2));
+    let rows = s.batch * th;
+    let per_block = (BLOCK_VALUES / s.in_channels.max(s.out_channels) / tw).clamp(1, rows.max(1));
+    (tw, rows, per_block)
+}
+
 fn grown(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     if buf.len() < len {
         buf.resize(len, 0.0);
@@ -70,9 +89,7 @@ pub(crate) fn forward(
     assert!(computes(s), "not a 3 × 3 stride-1 convolution: {s:?}");
     assert_eq!(out.len(), s.output_len());
     let (ci, co) = (s.in_channels, s.out_channels);
-    let (th, tw) = (s.out_h().div_ceil(2), s.out_w().div_ceil(2));
-    let rows = s.batch * th;
-    let per_block = (BLOCK_VALUES / ci.max(co) / tw).clamp(1, rows.max(1));
+    let (tw, rows, per_block) = blocking(s);
     let blocks = rows.div_ceil(per_block);
     let out = SendPtr(out.as_mut_ptr());
     WEIGHTS.with(|u| {
@@ -255,11 +272,7 @@ fn transform_tiles(s: &Conv2dShape, x: &[f32], rows: Range<usize>, v: &mut [f32]
             }
         }
     };
-    if par {
-        (0..ci).into_par_iter().for_each(channel);
-    } else {
-        (0..ci).for_each(channel);
-    }
+    for_each_index(ci, par, channel);
 }
 
 /// `out[n][o] = Aᵀ M A` (+ bias) for the tiles of tile rows `rows`, cut at
@@ -331,11 +344,7 @@ fn inverse_transform(
             }
         }
     };
-    if par {
-        (0..co).into_par_iter().for_each(channel);
-    } else {
-        (0..co).for_each(channel);
-    }
+    for_each_index(co, par, channel);
 }
 
 /// The weight gradient `dw = Σ dyᵀ ⋆ x` of a convolution [`applies`]
@@ -348,9 +357,7 @@ pub(crate) fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]
     assert!(computes(s), "not a 3 × 3 stride-1 convolution: {s:?}");
     assert_eq!(dw.len(), s.weight_len());
     let (ci, co) = (s.in_channels, s.out_channels);
-    let (th, tw) = (s.out_h().div_ceil(2), s.out_w().div_ceil(2));
-    let rows = s.batch * th;
-    let per_block = (BLOCK_VALUES / ci.max(co) / tw).clamp(1, rows.max(1));
+    let (tw, rows, per_block) = blocking(s);
     WEIGHTS.with(|du| {
         let mut du = du.borrow_mut();
         let du = grown(&mut du, 16 * co * ci);
@@ -461,67 +468,16 @@ fn transform_output_grads(
             }
         }
     };
-    if par {
-        (0..co).into_par_iter().for_each(channel);
-    } else {
-        (0..co).for_each(channel);
-    }
+    for_each_index(co, par, channel);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The convolution by its definition, in f64.
-    fn direct(s: &Conv2dShape, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {
-        let (oh, ow) = (s.out_h(), s.out_w());
-        let (ci, co) = (s.in_channels, s.out_channels);
-        let mut out = vec![0f64; s.output_len()];
-        for n in 0..s.batch {
-            for o in 0..co {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut acc = b[o] as f64;
-                        for c in 0..ci {
-                            for ky in 0..3 {
-                                for kx in 0..3 {
-                                    let iy = (oy + ky) as isize - s.padding[0] as isize;
-                                    let ix = (ox + kx) as isize - s.padding[1] as isize;
-                                    if iy < 0
-                                        || ix < 0
-                                        || iy as usize >= s.in_h
-                                        || ix as usize >= s.in_w
-                                    {
-                                        continue;
-                                    }
-                                    let xi = ((n * ci + c) * s.in_h + iy as usize) * s.in_w
-                                        + ix as usize;
-                                    acc +=
-                                        x[xi] as f64 * w[((o * ci + c) * 3 + ky) * 3 + kx] as f64;
-                                }
-                            }
-                        }
-                        out[((n * co + o) * oh + oy) * ow + ox] = acc;
-                    }
-                }
-            }
-        }
-        out
-    }
+    use crate::conv::tests::{reference, values};
 
     #[test]
     fn winograd_matches_the_definition() {
-        let mut seed = 7u64;
-        let mut values = |n: usize| -> Vec<f32> {
-            (0..n)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-                })
-                .collect()
-        };
         // Even and odd sides (a last tile half outside), 1 × 1 planes,
         // padding 0, 1, 2 and uneven.
         for (batch, ci, h, w, co, pad, pad_end) in [
@@ -547,8 +503,12 @@ mod tests {
                 groups: 1,
             };
             assert!(computes(&s));
-            let (x, wt, b) = (values(s.input_len()), values(s.weight_len()), values(co));
-            let want = direct(&s, &x, &wt, &b);
+            let (x, wt, b) = (
+                values(s.input_len(), 1),
+                values(s.weight_len(), 2),
+                values(co, 3),
+            );
+            let [want, ..] = reference(&s, &x, &wt, &b, &vec![0.0; s.output_len()]);
             let mut got = vec![f32::NAN; s.output_len()];
             forward(&s, &x, &wt, Kernels::Direct, Some(&b), &mut got);
             let scale = want.iter().fold(1f64, |m, v| m.max(v.abs()));
