@@ -9,11 +9,8 @@ use nabla_vision::fetch::fetch_face_mask;
 use nabla_vision::folder::ImageFolder;
 use nabla_vision::inspect::inspect;
 
-use crate::output::{table, OutputArgs};
+use crate::output::OutputArgs;
 use crate::InputError;
-
-/// Duplicate groups listed in the table output.
-const SHOWN_GROUPS: usize = 8;
 
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
@@ -59,83 +56,12 @@ pub fn run(cmd: &DataCommand) -> Result<()> {
 
 fn inspect_cmd(a: &InspectArgs) -> Result<()> {
     let start = Instant::now();
-    let folder = ImageFolder::scan(&a.dir).map_err(|e| InputError(e.to_string()))?;
+    let folder = ImageFolder::scan(&a.dir)?;
     let report = inspect(&folder);
     if a.json {
         return OutputArgs::print_json(&report);
     }
-    println!(
-        "{}: {} classes, {} unique files ({} byte-identical duplicates removed), {:.1} s",
-        report.root,
-        report.classes.len(),
-        folder.files.len(),
-        report.duplicates_removed,
-        start.elapsed().as_secs_f64()
-    );
-    let rows: Vec<Vec<String>> = report
-        .classes
-        .iter()
-        .map(|c| {
-            vec![
-                c.name.clone(),
-                c.images.to_string(),
-                format!("{} / {} / {}", c.width.min, c.width.median, c.width.max),
-                format!("{} / {} / {}", c.height.min, c.height.median, c.height.max),
-            ]
-        })
-        .collect();
-    print!(
-        "{}",
-        table(
-            &[
-                "class",
-                "readable images",
-                "width min/median/max",
-                "height min/median/max"
-            ],
-            &rows
-        )
-    );
-    let counts = |m: &std::collections::BTreeMap<String, usize>| {
-        m.iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    println!("formats: {}", counts(&report.formats));
-    println!(
-        "colour types (converted to RGB): {}",
-        counts(&report.color_types)
-    );
-    println!(
-        "unreadable (skipped in training): {}",
-        report.unreadable.len()
-    );
-    for s in &report.unreadable {
-        println!("  {}: {}", s.path.display(), s.reason);
-    }
-    println!(
-        "byte-identical duplicate groups: {} (the first of each is kept)",
-        report.duplicate_groups.len()
-    );
-    let relative = |p: &String| {
-        p.strip_prefix(&report.root)
-            .unwrap_or(p)
-            .trim_start_matches('/')
-            .to_string()
-    };
-    for g in report.duplicate_groups.iter().take(SHOWN_GROUPS) {
-        println!(
-            "  {}",
-            g.iter().map(relative).collect::<Vec<_>>().join(" = ")
-        );
-    }
-    if report.duplicate_groups.len() > SHOWN_GROUPS {
-        println!(
-            "  … and {} more (--json lists them all)",
-            report.duplicate_groups.len() - SHOWN_GROUPS
-        );
-    }
+    print!("{}", report.to_text(start.elapsed().as_secs_f64()));
     Ok(())
 }
 

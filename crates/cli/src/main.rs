@@ -3,7 +3,6 @@
 
 mod all_cmd;
 mod bench;
-mod charts;
 mod child;
 mod compare_cmd;
 mod data_cmd;
@@ -54,7 +53,8 @@ pub struct CheckFailed(pub String);
     about = "A deep-learning workbench for exercise sheet 2, built from scratch in Rust",
     after_help = "Output convention: tables on stdout; --json prints one JSON document instead; \
 --out DIR receives files (each written to a temporary name, then renamed into place).\n\
-Exit codes: 0 success, 1 a requested check failed, 2 bad input or usage.\n\n\
+Exit codes: 0 success, 1 a requested check failed, 2 bad input or usage, \
+3 the work could not be completed (a training run diverged, a file could not be written).\n\n\
 Example:\n  nabla graph --example sheet --steps --check"
 )]
 struct Cli {
@@ -112,13 +112,43 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is::<CheckFailed>() => {
-            eprintln!("{e}");
-            ExitCode::from(1)
-        }
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            let code = exit_code(&e);
+            if code == 1 {
+                eprintln!("{e}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::from(code)
         }
     }
+}
+
+/// The exit code of an error, from the first cause in its chain whose kind
+/// is known: 1 a requested check failed, 2 the input or settings were
+/// wrong, 3 the work could not be completed (a run diverged, an output
+/// could not be written, anything unforeseen).
+fn exit_code(e: &anyhow::Error) -> u8 {
+    use nabla_vision::VisionError;
+    for cause in e.chain() {
+        if cause.is::<CheckFailed>() {
+            return 1;
+        }
+        if let Some(v) = cause.downcast_ref::<VisionError>() {
+            return match v {
+                VisionError::Diverged { .. } | VisionError::Fetch(_) => 3,
+                _ => 2,
+            };
+        }
+        let input = cause.is::<InputError>()
+            || cause.is::<nabla_graph::GraphError>()
+            || cause.is::<nabla_dense::report::SetupError>()
+            || cause.is::<nabla_dense::data::DataError>()
+            || cause.is::<nabla_theory::sgd_experiment::SetupError>()
+            || cause.is::<nabla_theory::dropout_experiment::SetupError>();
+        if input {
+            return 2;
+        }
+    }
+    3
 }

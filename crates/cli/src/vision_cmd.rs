@@ -2,26 +2,21 @@
 //! and EfficientNet-Lite0 (iv) on an image folder, evaluate a trained model on
 //! another, predict, and compare them all.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
-use burn::module::Module;
-use burn::tensor::Device;
 use clap::{Args, Subcommand};
-use nabla_dense::data::stratified_indices;
-use nabla_vision::augment::Augmentation;
-use nabla_vision::decode::{decode_all, decode_resized, ImageCache, Skipped};
+use indicatif::ProgressBar;
+use nabla_vision::decode::Skipped;
 use nabla_vision::device::Accelerator;
-use nabla_vision::folder::ImageFolder;
-use nabla_vision::model::{Architecture, ModelConfig, Network};
-use nabla_vision::train::{
-    evaluate, load_model, most_probable, predict, save_model, EpochRecord, Evaluation, ImageSet,
-    ModelCard, Trainer, VisionOptimizer, VisionTrainConfig,
+use nabla_vision::model::Architecture;
+use nabla_vision::report::predictions_text;
+use nabla_vision::run::{
+    evaluate_run, predict_images, train_run, Progress, RunDir, Start, TrainSettings,
 };
-use serde::{Deserialize, Serialize};
+use nabla_vision::train::{EpochRecord, VisionOptimizer};
 
-use crate::charts::history_charts;
-use crate::output::{table, write_atomic, OutputArgs};
+use crate::output::OutputArgs;
 use crate::InputError;
 
 #[derive(Subcommand, Debug)]
@@ -167,475 +162,117 @@ pub fn run(cmd: &VisionCommand) -> Result<()> {
     }
 }
 
-/// Scans, decodes (through the cache) and reports skipped files on stderr.
-fn load_folder(
-    dir: &Path,
-    size: usize,
-    cache: Option<&PathBuf>,
+/// Progress on stderr: a bar on a terminal, plain epoch lines otherwise,
+/// nothing with `--json`.
+struct Bars {
+    decoding: ProgressBar,
+    training: ProgressBar,
     quiet: bool,
-) -> Result<(ImageFolder, ImageSet, Vec<Skipped>)> {
-    let folder = ImageFolder::scan(dir).map_err(|e| InputError(format!("{e}")))?;
-    let cache = cache.map_or_else(
-        || ImageCache::default_location(dir),
-        |d| ImageCache { dir: d.clone() },
-    );
-    let progress = crate::progress::bar(folder.files.len() as u64, quiet, "decoding");
-    let decoded = decode_all(&folder.files, size as u32, Some(&cache), &|| {
-        progress.inc(1)
-    });
-    progress.finish_and_clear();
-    for s in &decoded.skipped {
-        eprintln!("warning: skipped {}: {}", s.path.display(), s.reason);
-    }
-    let set = ImageSet {
-        size,
-        labels: decoded
-            .indices
-            .iter()
-            .map(|&i| folder.files[i].class)
-            .collect(),
-        pixels: decoded.pixels,
-        normalization: Default::default(),
-    };
-    Ok((folder, set, decoded.skipped))
 }
 
-fn subset(set: &ImageSet, rows: &[usize]) -> ImageSet {
-    ImageSet {
-        size: set.size,
-        normalization: set.normalization,
-        pixels: rows.iter().map(|&r| set.pixels[r].clone()).collect(),
-        labels: rows.iter().map(|&r| set.labels[r]).collect(),
+impl Bars {
+    fn new(name: &str, quiet: bool) -> Self {
+        Bars {
+            decoding: crate::progress::bar(0, quiet, "decoding"),
+            training: crate::progress::bar(0, quiet, name),
+            quiet,
+        }
     }
 }
 
-#[derive(Serialize)]
-struct TrainReport {
-    data: String,
-    classes: Vec<String>,
-    model: String,
-    device: String,
-    parameters: usize,
-    train_images: usize,
-    val_images: usize,
-    duplicates_removed: usize,
-    skipped: Vec<Skipped>,
-    config: VisionTrainConfig,
-    resumed_from_epoch: Option<usize>,
-    /// Seconds from the start of the command to the end of the last epoch,
-    /// decoding included.
-    wall_seconds: f64,
-    history: Vec<EpochRecord>,
-    best_epoch: usize,
-    final_validation: Evaluation,
-}
+impl Progress for Bars {
+    fn decoded(&self, total: usize) {
+        self.decoding.set_length(total as u64);
+        self.decoding.inc(1);
+        if self.decoding.position() == total as u64 {
+            self.decoding.finish_and_clear();
+        }
+    }
 
-/// What a run directory needs besides its checkpoint to be resumed: where
-/// the data is and how it was split.
-#[derive(Serialize, Deserialize)]
-struct RunSpec {
-    data: PathBuf,
-    val_fraction: f64,
-    cache: Option<PathBuf>,
-}
+    fn batch(&self, done: usize, total: usize) {
+        self.training.set_length(total as u64);
+        self.training.set_position(done as u64);
+    }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| InputError(format!("cannot read {}: {e}", path.display())))?;
-    Ok(serde_json::from_str(&text).map_err(|e| InputError(format!("{}: {e}", path.display())))?)
-}
-
-fn new_run(a: &TrainArgs) -> Result<(VisionTrainConfig, RunSpec)> {
-    let backbone = a.model.has_backbone();
-    if !backbone && (a.image_size < 16 || !a.image_size.is_multiple_of(16)) {
-        return Err(
-            InputError("--image-size must be a multiple of 16 (four 2×2 poolings)".into()).into(),
+    fn epoch(&self, r: &EpochRecord, epochs: usize) {
+        let line = format!(
+            "epoch {:>3}/{epochs}: train loss {:.4} acc {:.2}% | val loss {:.4} acc {:.2}% ({:.0} s)",
+            r.epoch,
+            r.train_loss,
+            100.0 * r.train_accuracy,
+            r.val_loss,
+            100.0 * r.val_accuracy,
+            r.seconds
         );
+        crate::progress::line(&self.training, self.quiet, &line);
     }
-    if backbone && a.image_size < 32 {
-        return Err(InputError(format!(
-            "--image-size must be at least 32 for {}",
-            a.model.name()
-        ))
-        .into());
+
+    fn skipped(&self, file: &Skipped) {
+        eprintln!("warning: skipped {}: {}", file.path.display(), file.reason);
     }
-    if !backbone && (a.pretrained.is_some() || a.freeze_backbone || a.backbone_lr_mult != 1.0) {
-        return Err(InputError(
-            "--pretrained, --freeze-backbone and --backbone-lr-mult need --model resnet34 or efficientnet-lite0"
-                .into(),
-        )
-        .into());
-    }
-    if a.freeze_backbone && (a.random_crop.is_some() || a.backbone_lr_mult != 1.0) {
-        return Err(InputError(
-            "--freeze-backbone trains the head on features computed once: it takes neither \
-             --random-crop nor --backbone-lr-mult"
-                .into(),
-        )
-        .into());
-    }
-    if a.freeze_backbone && a.pretrained.is_none() {
-        return Err(InputError(
-            "--freeze-backbone needs --pretrained: a random backbone's features are no use".into(),
-        )
-        .into());
-    }
-    if !(a.backbone_lr_mult >= 0.0 && a.backbone_lr_mult.is_finite()) {
-        return Err(InputError("--backbone-lr-mult must be a number ≥ 0".into()).into());
-    }
-    let channels: [usize; 4] = a
-        .channels
-        .clone()
-        .try_into()
-        .map_err(|_| InputError("--channels takes four numbers, e.g. 32,64,128,128".into()))?;
-    let epochs = a.epochs.unwrap_or(10);
-    let valid = a.val_fraction > 0.0
-        && a.val_fraction < 1.0
-        && a.lr > 0.0
-        && a.lr.is_finite()
-        && epochs > 0
-        && a.random_crop.is_none_or(|s| s > 0.0 && s <= 1.0);
-    if !valid {
-        return Err(InputError(
-            "--val-fraction must be in (0, 1), --lr positive, --epochs at least 1, \
-             --random-crop in (0, 1]"
-                .into(),
-        )
-        .into());
-    }
-    let config = VisionTrainConfig {
-        model: ModelConfig::new(a.model, 0)
-            .with_image_size(a.image_size)
-            .with_channels(channels)
-            .with_hidden(a.hidden)
-            .with_dropout(a.dropout)
-            .with_imagenet_normalization(a.pretrained.is_some()),
-        epochs,
-        batch_size: a.batch_size,
-        lr: a.lr,
-        optimizer: a.optimizer,
-        momentum: a.momentum,
-        seed: a.seed,
-        augmentation: if a.freeze_backbone {
-            Augmentation::NONE
-        } else {
-            Augmentation {
-                flip: !a.no_flip,
-                crop_min_scale: a.random_crop,
-            }
-        },
-        pretrained: a.pretrained.clone(),
-        freeze_backbone: a.freeze_backbone,
-        backbone_lr_mult: a.backbone_lr_mult,
-    };
-    let spec = RunSpec {
-        data: a.data.clone(),
-        val_fraction: a.val_fraction,
-        cache: a.cache.clone(),
-    };
-    Ok((config, spec))
 }
 
 fn train_cmd(a: &TrainArgs) -> Result<()> {
-    let started = std::time::Instant::now();
-    let device = a.device.device().map_err(InputError)?.autodiff();
-    let quiet = a.output.json;
-    let mut output = a.output.clone();
-    // A resumed run brings its trainer; a new one is built once the folder
-    // is scanned (the scan reads every file to find duplicates, so once only).
-    let (resumed, spec, mut config) = match &a.resume {
-        Some(run) => {
-            let spec: RunSpec = read_json(&run.join("run.json"))?;
-            let mut trainer =
-                Trainer::resume(run, &device).map_err(|e| InputError(e.to_string()))?;
-            if let Some(epochs) = a.epochs {
-                trainer.config.epochs = epochs;
-            }
-            output.out = Some(run.clone());
-            let config = trainer.config.clone();
-            (Some(trainer), spec, config)
-        }
+    let (start, out) = match &a.resume {
+        Some(run) => (Start::Resume { epochs: a.epochs }, Some(RunDir::new(run))),
         None => {
-            let (config, spec) = new_run(a)?;
-            (None, spec, config)
+            let settings = TrainSettings {
+                data: a.data.clone(),
+                model: a.model,
+                epochs: a.epochs.unwrap_or(10),
+                batch_size: a.batch_size,
+                lr: a.lr,
+                optimizer: a.optimizer,
+                momentum: a.momentum,
+                image_size: a.image_size,
+                val_fraction: a.val_fraction,
+                channels: a.channels.clone(),
+                hidden: a.hidden,
+                dropout: a.dropout,
+                flip: !a.no_flip,
+                random_crop: a.random_crop,
+                pretrained: a.pretrained.clone(),
+                freeze_backbone: a.freeze_backbone,
+                backbone_lr_mult: a.backbone_lr_mult,
+                seed: a.seed,
+                cache: a.cache.clone(),
+            };
+            (Start::New(settings), a.output.out.as_ref().map(RunDir::new))
         }
     };
-    let resumed_from = resumed.as_ref().map(Trainer::epochs_done);
-    let (folder, mut all, skipped) = load_folder(
-        &spec.data,
-        config.model.image_size,
-        spec.cache.as_ref(),
-        quiet,
-    )?;
-    all.normalization = config.model.normalization();
-    let mut trainer = match resumed {
-        Some(trainer) => trainer,
-        None => {
-            config.model.classes = folder.classes.len();
-            Trainer::new(config.clone(), &device).map_err(|e| InputError(e.to_string()))?
-        }
-    };
-    if folder.classes.len() != config.model.classes {
-        return Err(InputError(format!(
-            "{} has {} classes, the run was started with {}",
-            spec.data.display(),
-            folder.classes.len(),
-            config.model.classes
-        ))
-        .into());
-    }
-    let (train_rows, val_rows) = stratified_indices(
-        &all.labels,
-        folder.classes.len(),
-        spec.val_fraction,
-        config.seed,
-    );
-    let (train_set, val_set) = (subset(&all, &train_rows), subset(&all, &val_rows));
-    let card = ModelCard {
-        model: config.model.clone(),
-        classes: folder.classes.clone(),
-    };
-    let name = config.model.architecture.name();
-    if let Some(dir) = &output.out {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| InputError(format!("cannot create {}: {e}", dir.display())))?;
-        write_atomic(
-            &dir.join("model.json"),
-            serde_json::to_string_pretty(&card)?.as_bytes(),
-        )?;
-        write_atomic(
-            &dir.join("run.json"),
-            serde_json::to_string_pretty(&spec)?.as_bytes(),
-        )?;
-    }
-    let bar = crate::progress::bar(0, quiet, name);
-    while trainer.epochs_done() < config.epochs {
-        let record = trainer
-            .run_epoch(&train_set, &val_set, &device, &mut |done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            })
-            .map_err(|e| InputError(e.to_string()))?;
-        let line = format!(
-            "epoch {:>3}/{}: train loss {:.4} acc {:.2}% | val loss {:.4} acc {:.2}% ({:.0} s)",
-            record.epoch,
-            config.epochs,
-            record.train_loss,
-            100.0 * record.train_accuracy,
-            record.val_loss,
-            100.0 * record.val_accuracy,
-            record.seconds
-        );
-        // Plain lines when there is no progress bar (no terminal), none with --json.
-        if !bar.is_hidden() {
-            bar.println(line);
-        } else if !quiet {
-            eprintln!("{line}");
-        }
-        if let Some(dir) = &output.out {
-            trainer
-                .save_checkpoint(dir)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            if trainer.best().map(|b| b.epoch) == Some(record.epoch) {
-                save_model(trainer.model(), &dir.join("best.bpk"))
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-            }
-            write_metrics(dir, &trainer.history)?;
-        }
-        if a.target_accuracy.is_some_and(|t| record.val_accuracy >= t) {
-            break;
-        }
-    }
-    bar.finish_and_clear();
-    let wall_seconds = started.elapsed().as_secs_f64();
-    let final_validation = evaluate(
-        trainer.model(),
-        &val_set,
-        folder.classes.len(),
-        config.batch_size,
-        &device,
-    );
-    let report = TrainReport {
-        data: spec.data.display().to_string(),
-        classes: folder.classes.clone(),
-        model: name.to_string(),
-        device: a.device.name().to_string(),
-        parameters: trainer.model().num_params(),
-        train_images: train_set.len(),
-        val_images: val_set.len(),
-        duplicates_removed: folder.duplicate_groups.iter().map(|g| g.len() - 1).sum(),
-        skipped,
-        config,
-        resumed_from_epoch: resumed_from,
-        wall_seconds,
-        best_epoch: trainer.best().map_or(0, |b| b.epoch),
-        history: trainer.history.clone(),
-        final_validation,
-    };
-    if output.out.is_some() {
-        write_plots(&output, &report.history, name)?;
-        output.write_file(
-            "train.json",
-            serde_json::to_string_pretty(&report)?.as_bytes(),
-        )?;
-    }
-    if output.json {
+    let bars = Bars::new(a.model.name(), a.output.json);
+    let report = train_run(start, out.as_ref(), a.device, a.target_accuracy, &bars)?;
+    bars.training.finish_and_clear();
+    if a.output.json {
         return OutputArgs::print_json(&report);
     }
-    println!(
-        "{} on {}: {} train / {} validation images ({} duplicates removed, {} skipped), {} parameters",
-        report.model,
-        report.data,
-        report.train_images,
-        report.val_images,
-        report.duplicates_removed,
-        report.skipped.len(),
-        report.parameters
-    );
-    print_confusion(&report.classes, &report.final_validation);
-    println!("best validation accuracy in epoch {}", report.best_epoch);
+    print!("{}", report.to_text());
     Ok(())
-}
-
-fn write_metrics(dir: &Path, history: &[EpochRecord]) -> Result<()> {
-    let mut csv = csv::Writer::from_writer(Vec::new());
-    csv.write_record([
-        "epoch",
-        "train_loss",
-        "train_accuracy",
-        "val_loss",
-        "val_accuracy",
-        "seconds",
-    ])?;
-    for r in history {
-        csv.write_record([
-            r.epoch.to_string(),
-            format!("{:e}", r.train_loss),
-            format!("{:e}", r.train_accuracy),
-            format!("{:e}", r.val_loss),
-            format!("{:e}", r.val_accuracy),
-            format!("{:.3}", r.seconds),
-        ])?;
-    }
-    write_atomic(&dir.join("metrics.csv"), &csv.into_inner()?)
-}
-
-fn write_plots(out: &OutputArgs, history: &[EpochRecord], name: &str) -> Result<()> {
-    for (file, svg) in history_charts(name, &[("", history)])? {
-        out.write_file(file, svg.as_bytes())?;
-    }
-    Ok(())
-}
-
-fn print_confusion(classes: &[String], eval: &Evaluation) {
-    println!(
-        "validation: loss {:.4}, accuracy {:.2}%",
-        eval.loss,
-        100.0 * eval.accuracy
-    );
-    let mut headers = vec!["true \\ predicted".to_string()];
-    headers.extend(classes.iter().cloned());
-    let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
-    let rows: Vec<Vec<String>> = classes
-        .iter()
-        .zip(&eval.confusion)
-        .map(|(c, row)| {
-            std::iter::once(c.clone())
-                .chain(row.iter().map(usize::to_string))
-                .collect()
-        })
-        .collect();
-    print!("{}", table(&header_refs, &rows));
-}
-
-/// The model card and best weights of a run directory.
-fn load_run(run: &Path, device: &Device) -> Result<(ModelCard, Network)> {
-    let card: ModelCard = read_json(&run.join("model.json"))?;
-    let model =
-        load_model(&card, &run.join("best.bpk"), device).map_err(|e| InputError(e.to_string()))?;
-    Ok((card, model))
 }
 
 fn eval_cmd(a: &EvalArgs) -> Result<()> {
-    let device = a.device.device().map_err(InputError)?;
-    let (card, model) = load_run(&a.checkpoint, &device)?;
-    let (folder, mut set, _) = load_folder(&a.data, card.model.image_size, None, a.json)?;
-    set.normalization = card.model.normalization();
-    if folder.classes != card.classes {
-        return Err(InputError(format!(
-            "{} has classes {:?}, the model was trained on {:?}",
-            a.data.display(),
-            folder.classes,
-            card.classes
-        ))
-        .into());
-    }
-    let eval = evaluate(&model, &set, card.classes.len(), a.batch_size, &device);
+    let bars = Bars::new("eval", a.json);
+    let (card, images, eval) = evaluate_run(
+        &RunDir::new(&a.checkpoint),
+        &a.data,
+        a.batch_size,
+        a.device,
+        &bars,
+    )?;
     if a.json {
         return OutputArgs::print_json(&eval);
     }
-    println!("{} images of {}", set.len(), a.data.display());
-    print_confusion(&card.classes, &eval);
+    println!("{images} images of {}", a.data.display());
+    print!("{}", eval.to_text("validation", &card.classes));
     Ok(())
 }
 
-#[derive(Serialize)]
-struct Prediction {
-    image: String,
-    class: String,
-    probability: f32,
-    probabilities: Vec<f32>,
-}
-
 fn predict_cmd(a: &PredictArgs) -> Result<()> {
-    let device = a.device.device().map_err(InputError)?;
-    let (card, model) = load_run(&a.checkpoint, &device)?;
-    let size = card.model.image_size;
-    let mut set = ImageSet {
-        size,
-        normalization: card.model.normalization(),
-        ..ImageSet::default()
-    };
-    let mut names = Vec::new();
-    let mut failed = Vec::new();
-    for path in &a.images {
-        match decode_resized(path, size as u32) {
-            Ok(pixels) => {
-                set.pixels.push(pixels);
-                set.labels.push(0);
-                names.push(path.display().to_string());
-            }
-            Err(reason) => failed.push(format!("{}: {reason}", path.display())),
-        }
-    }
-    let probs = predict(&model, &set, 32, &device);
-    let predictions: Vec<Prediction> = names
-        .into_iter()
-        .zip(probs)
-        .map(|(image, p)| {
-            let best = most_probable(&p);
-            Prediction {
-                image,
-                class: card.classes[best].clone(),
-                probability: p[best],
-                probabilities: p,
-            }
-        })
-        .collect();
+    let (predictions, failed) = predict_images(&RunDir::new(&a.checkpoint), &a.images, a.device)?;
     if a.json {
         OutputArgs::print_json(&predictions)?;
     } else {
-        let rows: Vec<Vec<String>> = predictions
-            .iter()
-            .map(|p| {
-                vec![
-                    p.image.clone(),
-                    p.class.clone(),
-                    format!("{:.4}", p.probability),
-                ]
-            })
-            .collect();
-        print!("{}", table(&["image", "class", "probability"], &rows));
+        print!("{}", predictions_text(&predictions));
     }
     if failed.is_empty() {
         Ok(())

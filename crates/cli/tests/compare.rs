@@ -33,6 +33,8 @@ fn compare_runs_each_model_skips_missing_weights_and_resumes() {
         nabla(&a.iter().map(String::as_str).collect::<Vec<_>>())
     };
     let first = json(&run("1", "32"));
+    let typed: nabla_vision::compare::Comparison = serde_json::from_value(first.clone()).unwrap();
+    assert!(typed.rows[0].status.ran());
     let rows = first["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[0]["status"], "ran");

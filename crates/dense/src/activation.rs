@@ -9,7 +9,7 @@ const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
 /// Negative slope of leaky ReLU, as PyTorch's default.
 const LEAKY_SLOPE: f64 = 0.01;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Activation {
     /// ELU with α = 1, the sheet's choice.

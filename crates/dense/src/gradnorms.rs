@@ -18,7 +18,7 @@ pub fn gradient_norms(net: &Mlp, input: &[f64], target: usize) -> Vec<f64> {
 }
 
 /// One curve of the gradient-norm plot.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct NormCurve {
     pub activation: Activation,
     pub init: Init,
@@ -73,7 +73,7 @@ pub fn describe(curve: &NormCurve) -> String {
 }
 
 /// The sheet's (ii) setting: the net's shape, the sample and the seed.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct NormSetup {
     pub layers: usize,
     pub width: usize,

@@ -6,6 +6,7 @@
 //! - [`optim`]: SGD, momentum, Nesterov. [`train`]: the training loop.
 //! - [`gradnorms`]: per-layer gradient norms of a deep net, described.
 //! - [`data`]: CSV loading, the bundled penguins, split, standardisation.
+//! - [`report`]: (i)–(iii) as typed results, with their text, files and report section.
 
 pub mod activation;
 pub mod data;
@@ -13,6 +14,7 @@ pub mod gradnorms;
 pub mod layers;
 pub mod network;
 pub mod optim;
+pub mod report;
 pub mod rng;
 pub mod train;
 

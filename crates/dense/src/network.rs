@@ -14,7 +14,7 @@ use crate::layers::{
 use crate::rng::NumpyRandom;
 
 /// How weights are drawn; biases always start at zero.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Init {
     /// randn · √(2 / fan_in), the sheet's `initialize_weights`.

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use crate::network::{Grads, Mlp};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Optimizer {
     /// w ← w − α g

@@ -9,7 +9,7 @@ use crate::optim::{Optimizer, OptimizerState};
 use crate::rng::NumpyRandom;
 
 /// Everything a run needs besides the data and the optimizer.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TrainConfig {
     pub layers: usize,
     pub width: usize,
@@ -25,7 +25,7 @@ pub struct TrainConfig {
 }
 
 /// The state after iteration `iteration` (0 = before the first update).
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Record {
     pub iteration: usize,
     pub weight_norm: f64,

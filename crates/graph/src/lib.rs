@@ -7,12 +7,14 @@
 //!   finite-difference check.
 //! - [`sym`]: symbolic local derivatives for the written-out backward pass.
 //! - [`render`]: DOT and SVG pictures.
+//! - [`report`]: the typed result of `nabla graph`, its text and its report section.
 
 pub mod engine;
 pub mod error;
 pub mod parser;
 pub mod program;
 pub mod render;
+pub mod report;
 pub mod sym;
 
 pub use engine::{BinOp, DomainError, EvalError, Func, Graph, NodeId, Op};

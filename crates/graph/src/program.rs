@@ -68,7 +68,7 @@ pub struct Evaluation {
 }
 
 /// One term of a backward step: ∂f/∂consumer · ∂consumer/∂node.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct StepTerm {
     pub consumer: String,
     pub consumer_gradient: f64,
@@ -78,7 +78,7 @@ pub struct StepTerm {
 }
 
 /// ∂f/∂node as a student writes it in the backward pass.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Step {
     pub node: String,
     pub terms: Vec<StepTerm>,
@@ -86,7 +86,7 @@ pub struct Step {
 }
 
 /// Finite-difference check of one input's gradient.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct FdCheck {
     pub input: String,
     pub autodiff: f64,

@@ -27,7 +27,7 @@ pub fn eta_variance(q: f64) -> f64 {
 
 /// Sample moments of η against their exact values, and the check that
 /// 1 + η is inverted dropout's mask/(1−q).
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct EtaCheck {
     pub q: f64,
     pub samples: usize,
@@ -353,7 +353,7 @@ pub fn hidden_outputs(net: &Mlp, i: usize, x: &Array2<f64>) -> Vec<Vec<f64>> {
 }
 
 /// One q of the sheet's 4(ii): Monte-Carlo gap against the second-order formula.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct GapPoint {
     pub q: f64,
     /// E_η[ℓ(F(x, η), y)] − ℓ(F(x), y), averaged over the data.
@@ -451,7 +451,7 @@ pub fn dropout_gap(
 }
 
 /// 4(iii): F(h) = W h with ℓ = ‖F(h) − y‖²: the exact dropout penalty.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct LinearPoint {
     pub q: f64,
     pub monte_carlo: f64,

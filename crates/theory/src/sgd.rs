@@ -14,7 +14,7 @@ use rayon::prelude::*;
 pub const DIM: usize = 2;
 
 /// A test problem: f, its gradient, and the constants of Assumptions 1 and 2.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Problem {
     /// f(w) = Σ h(w_i), h(u) = u²/2 for |u| ≤ 1 and |u| − 1/2 beyond: a
@@ -91,7 +91,7 @@ impl fmt::Display for Problem {
 
 /// α_k = c / (k + 1)^p; p = 0 is a constant step. (k + 1) because the
 /// sheet's 1/k^p is undefined at k = 0.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Schedule {
     pub c: f64,
     pub p: f64,
@@ -169,7 +169,7 @@ impl FromStr for Schedule {
 }
 
 /// Simulation settings.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SgdConfig {
     pub steps: usize,
     pub runs: usize,
@@ -179,7 +179,7 @@ pub struct SgdConfig {
 }
 
 /// One (problem, schedule) pair: the measured quantity against the bound.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct RateCurve {
     pub problem: Problem,
     pub schedule: Schedule,

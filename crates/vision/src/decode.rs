@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use crate::folder::ImageFile;
 
 /// Why a file could not be used; it is skipped, named and counted.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Skipped {
     pub path: PathBuf,
     pub reason: String,

@@ -8,7 +8,7 @@ use crate::decode::{decode, sniff_format, Skipped};
 use crate::folder::ImageFolder;
 
 /// Smallest, median and largest of a list.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Spread {
     pub min: u32,
     pub median: u32,
@@ -27,7 +27,7 @@ fn spread(mut v: Vec<u32>) -> Spread {
     }
 }
 
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ClassSummary {
     pub name: String,
     pub images: usize,
@@ -35,7 +35,7 @@ pub struct ClassSummary {
     pub height: Spread,
 }
 
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Inspection {
     pub root: String,
     pub classes: Vec<ClassSummary>,
@@ -108,5 +108,88 @@ pub fn inspect(folder: &ImageFolder) -> Inspection {
             .iter()
             .map(|g| g.iter().map(|p| p.display().to_string()).collect())
             .collect(),
+    }
+}
+
+/// Duplicate groups listed in the terminal text.
+const SHOWN_GROUPS: usize = 8;
+
+impl Inspection {
+    /// Per class: readable images, median size, extremes.
+    pub fn classes_table(&self) -> nabla_report::Table {
+        let rows = self
+            .classes
+            .iter()
+            .map(|c| {
+                vec![
+                    c.name.clone(),
+                    c.images.to_string(),
+                    format!("{} × {}", c.width.median, c.height.median),
+                    format!(
+                        "{} × {} … {} × {}",
+                        c.width.min, c.height.min, c.width.max, c.height.max
+                    ),
+                ]
+            })
+            .collect();
+        nabla_report::Table::new(
+            "Classes",
+            &["class", "images", "median size", "smallest … largest"],
+            rows,
+        )
+    }
+
+    /// What `nabla data inspect` prints; `seconds` is how long the scan took.
+    pub fn to_text(&self, seconds: f64) -> String {
+        let unique: usize =
+            self.classes.iter().map(|c| c.images).sum::<usize>() + self.unreadable.len();
+        let counts = |m: &BTreeMap<String, usize>| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut s = format!(
+            "{}: {} classes, {unique} unique files ({} byte-identical duplicates removed), {seconds:.1} s\n{}",
+            self.root,
+            self.classes.len(),
+            self.duplicates_removed,
+            self.classes_table().to_text()
+        );
+        s += &format!("formats: {}\n", counts(&self.formats));
+        s += &format!(
+            "colour types (converted to RGB): {}\n",
+            counts(&self.color_types)
+        );
+        s += &format!(
+            "unreadable (skipped in training): {}\n",
+            self.unreadable.len()
+        );
+        for u in &self.unreadable {
+            s += &format!("  {}: {}\n", u.path.display(), u.reason);
+        }
+        s += &format!(
+            "byte-identical duplicate groups: {} (the first of each is kept)\n",
+            self.duplicate_groups.len()
+        );
+        let relative = |p: &String| {
+            p.strip_prefix(&self.root)
+                .unwrap_or(p)
+                .trim_start_matches('/')
+                .to_string()
+        };
+        for g in self.duplicate_groups.iter().take(SHOWN_GROUPS) {
+            s += &format!(
+                "  {}\n",
+                g.iter().map(relative).collect::<Vec<_>>().join(" = ")
+            );
+        }
+        if self.duplicate_groups.len() > SHOWN_GROUPS {
+            s += &format!(
+                "  … and {} more (--json lists them all)\n",
+                self.duplicate_groups.len() - SHOWN_GROUPS
+            );
+        }
+        s
     }
 }

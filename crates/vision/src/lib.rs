@@ -4,8 +4,15 @@
 //! - [`decode`]: decoding every format to square RGB, with a disk cache.
 //! - [`inspect`]: what a folder holds (counts, sizes, formats, problems).
 //! - [`fetch`]: downloading the public face-mask dataset.
+//! - [`model`]: the four networks; [`train`]: the epoch loop;
+//!   [`checkpoint`]: saving and resuming it.
+//! - [`run`]: settings checked, the run directory, training into it, eval, predict.
+//! - [`compare`]: Problem 5 (iv)'s runs, their resume rules, the comparison.
+//! - [`report`]: what train/eval/predict report, and Problem 5's report section.
 
 pub mod augment;
+pub mod checkpoint;
+pub mod compare;
 pub mod decode;
 pub mod device;
 pub mod efficientnet;
@@ -18,7 +25,9 @@ pub mod model;
 pub mod optim;
 pub mod pickle;
 pub mod pretrained;
+pub mod report;
 pub mod resnet;
+pub mod run;
 pub mod train;
 pub mod weights;
 
@@ -45,4 +54,7 @@ pub enum VisionError {
     },
     #[error("{0}")]
     Store(String),
+    /// Settings that cannot work, named by their option.
+    #[error("{0}")]
+    Setup(String),
 }

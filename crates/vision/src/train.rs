@@ -1,8 +1,7 @@
 //! Training and evaluating the CNNs on decoded images, with checkpoints that
 //! let a run stop and resume to the same numbers.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::optim::FusedAdam;
@@ -16,6 +15,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use nabla_dense::NumpyRandom;
 
 use crate::augment::{render, Augmentation, View};
+pub use crate::checkpoint::{has_checkpoint, load_model, save_model};
 pub use crate::model::Normalization;
 use crate::model::{choices, ModelConfig, Network};
 use crate::VisionError;
@@ -130,7 +130,7 @@ fn one() -> f64 {
 }
 
 impl VisionTrainConfig {
-    fn optimizer(&self) -> ModuleOptimizer {
+    pub(crate) fn optimizer(&self) -> ModuleOptimizer {
         match self.optimizer {
             VisionOptimizer::Sgd => SgdConfig::new().init(),
             VisionOptimizer::Momentum | VisionOptimizer::Nesterov => SgdConfig::new()
@@ -158,7 +158,7 @@ pub struct EpochRecord {
 }
 
 /// Loss, accuracy and confusion matrix (rows true class, columns predicted).
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Evaluation {
     pub loss: f64,
     pub accuracy: f64,
@@ -231,16 +231,16 @@ pub fn evaluate(
 /// one exactly.
 pub struct Trainer {
     pub config: VisionTrainConfig,
-    model: Option<Network>,
-    optim: ModuleOptimizer,
+    pub(crate) model: Option<Network>,
+    pub(crate) optim: ModuleOptimizer,
     pub history: Vec<EpochRecord>,
     /// With a frozen backbone: its features of the training and validation
     /// images, computed at the first epoch of this process.
-    features: Option<(Features, Features)>,
+    pub(crate) features: Option<(Features, Features)>,
 }
 
 /// Backbone features of a set of images, row-major `[n, dim]`.
-struct Features {
+pub(crate) struct Features {
     data: Vec<f32>,
     dim: usize,
 }
@@ -253,15 +253,6 @@ impl Features {
         }
         Tensor::from_data(TensorData::new(data, [rows.len(), self.dim]), device)
     }
-}
-
-/// The file in a checkpoint directory that says what it holds.
-const STATE_FILE: &str = "state.json";
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct CheckpointState {
-    config: VisionTrainConfig,
-    history: Vec<EpochRecord>,
 }
 
 impl Trainer {
@@ -513,98 +504,6 @@ impl Trainer {
             val_correct as f64 / n_val,
         ))
     }
-
-    /// Writes model, optimizer state, configuration and history to
-    /// `run/checkpoints/epoch-NNNN/`. The directory is filled under a
-    /// temporary name, synced and renamed into place, and older checkpoints
-    /// are removed only afterwards, so a run killed at any moment leaves its
-    /// previous complete checkpoint loadable.
-    pub fn save_checkpoint(&self, run: &Path) -> Result<PathBuf, VisionError> {
-        let root = run.join("checkpoints");
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| VisionError::Io { path, source }
-        };
-        fs::create_dir_all(&root).map_err(io(&root))?;
-        let name = format!("epoch-{:04}", self.epochs_done());
-        let tmp = root.join(format!(".{name}.partial-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir(&tmp).map_err(io(&tmp))?;
-        let store = |what: &str, e: burn::store::RecordError| {
-            VisionError::Store(format!("{}: {e:?}", tmp.join(what).display()))
-        };
-        self.model()
-            .clone()
-            .save_file(tmp.join("model.bpk"))
-            .map_err(|e| store("model.bpk", e))?;
-        self.optim
-            .save(tmp.join("optimizer.bpk"))
-            .map_err(|e| store("optimizer.bpk", e))?;
-        let state = CheckpointState {
-            config: self.config.clone(),
-            history: self.history.clone(),
-        };
-        let json = serde_json::to_vec_pretty(&state).expect("plain data serialises");
-        fs::write(tmp.join(STATE_FILE), json).map_err(io(&tmp.join(STATE_FILE)))?;
-        for file in ["model.bpk", "optimizer.bpk", STATE_FILE] {
-            sync(&tmp.join(file)).map_err(io(&tmp.join(file)))?;
-        }
-        let dest = root.join(&name);
-        if dest.exists() {
-            fs::remove_dir_all(&dest).map_err(io(&dest))?;
-        }
-        fs::rename(&tmp, &dest).map_err(io(&dest))?;
-        sync(&root).map_err(io(&root))?;
-        for (epoch, dir) in checkpoints(&root) {
-            if epoch < self.epochs_done() {
-                let _ = fs::remove_dir_all(dir);
-            }
-        }
-        Ok(dest)
-    }
-
-    /// Continues the run saved under `run` from its latest complete checkpoint.
-    pub fn resume(run: &Path, device: &Device) -> Result<Self, VisionError> {
-        let root = run.join("checkpoints");
-        let (_, dir) = checkpoints(&root)
-            .pop()
-            .ok_or_else(|| VisionError::Layout {
-                path: run.to_path_buf(),
-                message: "no checkpoint to resume from (expected checkpoints/epoch-NNNN/)".into(),
-            })?;
-        let state_path = dir.join(STATE_FILE);
-        let text = fs::read_to_string(&state_path).map_err(|source| VisionError::Io {
-            path: state_path.clone(),
-            source,
-        })?;
-        let state: CheckpointState =
-            serde_json::from_str(&text).map_err(|e| VisionError::Layout {
-                path: state_path.clone(),
-                message: e.to_string(),
-            })?;
-        let model = state
-            .config
-            .model
-            .init(device)
-            .try_load_file(dir.join("model.bpk"))
-            .map_err(|e| {
-                VisionError::Store(format!("{}: {e:?}", dir.join("model.bpk").display()))
-            })?;
-        let optim = state
-            .config
-            .optimizer()
-            .load(dir.join("optimizer.bpk"))
-            .map_err(|e| {
-                VisionError::Store(format!("{}: {e:?}", dir.join("optimizer.bpk").display()))
-            })?;
-        Ok(Trainer {
-            config: state.config,
-            model: Some(model),
-            optim,
-            history: state.history,
-            features: None,
-        })
-    }
 }
 
 /// Running sums of an epoch's training batches.
@@ -658,33 +557,6 @@ fn hits(logits: Tensor<2>, labels: Tensor<1, Int>) -> usize {
     n as usize
 }
 
-/// Whether the run directory `run` holds a complete checkpoint to resume from.
-pub fn has_checkpoint(run: &Path) -> bool {
-    !checkpoints(&run.join("checkpoints")).is_empty()
-}
-
-/// Complete checkpoints under `root` (those with a state file), oldest first.
-fn checkpoints(root: &Path) -> Vec<(usize, PathBuf)> {
-    let mut found: Vec<(usize, PathBuf)> = fs::read_dir(root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            let epoch = name.strip_prefix("epoch-")?.parse().ok()?;
-            let dir = entry.path();
-            dir.join(STATE_FILE).is_file().then_some((epoch, dir))
-        })
-        .collect();
-    found.sort();
-    found
-}
-
-/// Flushes a file or directory to disk.
-fn sync(path: &Path) -> std::io::Result<()> {
-    fs::File::open(path)?.sync_all()
-}
-
 /// Trains `config.epochs` epochs from the seeded initialisation without
 /// checkpoints; `on_epoch` sees each record.
 pub fn train(
@@ -708,27 +580,4 @@ pub fn train(
 pub struct ModelCard {
     pub model: ModelConfig,
     pub classes: Vec<String>,
-}
-
-/// Writes the model's parameters to `path` (burnpack) through a temporary
-/// file, a sync and a rename, so an interrupted save never leaves a torn file.
-pub fn save_model(model: &Network, path: &Path) -> Result<(), VisionError> {
-    let tmp = path.with_extension(format!("partial{}", std::process::id()));
-    model
-        .clone()
-        .save_file(&tmp)
-        .map_err(|e| VisionError::Store(format!("{}: {e:?}", tmp.display())))?;
-    let io = |source| VisionError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    sync(&tmp).map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)
-}
-
-/// Rebuilds the model described by `card` and loads its parameters from `path`.
-pub fn load_model(card: &ModelCard, path: &Path, device: &Device) -> Result<Network, VisionError> {
-    card.model.init(device).try_load_file(path).map_err(|e| {
-        VisionError::Store(format!("{}: cannot load the model: {e:?}", path.display()))
-    })
 }

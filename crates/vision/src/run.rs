@@ -1,0 +1,505 @@
+//! A training run as a Rust user drives it, without the binary: settings
+//! checked into a configuration, the run directory that holds everything a
+//! run needs to be resumed, evaluated or used, and the loop that trains into it.
+//!
+//! A run directory holds `model.json` (the [`ModelCard`]), `run.json` (the
+//! [`RunSpec`]: where the data is and how it was split), `checkpoints/`
+//! (the latest complete epoch, see [`Trainer::save_checkpoint`]),
+//! `best.bpk` (the weights of the best epoch by validation accuracy),
+//! `metrics.csv` (one row per epoch), and at the end `train.json`,
+//! `loss.svg` and `accuracy.svg`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::Device;
+use nabla_dense::data::stratified_indices;
+use nabla_report::{write_atomic, Table};
+use serde::{Deserialize, Serialize};
+
+use crate::augment::Augmentation;
+use crate::decode::{decode_all, decode_resized, ImageCache, Skipped};
+use crate::device::Accelerator;
+use crate::folder::ImageFolder;
+use crate::model::{Architecture, ModelConfig, Network};
+use crate::report::{history_charts, Prediction, TrainReport};
+use crate::train::{
+    evaluate, load_model, most_probable, predict, save_model, EpochRecord, Evaluation, ImageSet,
+    ModelCard, Trainer, VisionOptimizer, VisionTrainConfig,
+};
+use crate::VisionError;
+
+/// What a run directory needs besides its checkpoint to be resumed: where
+/// the data is and how it was split.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub data: PathBuf,
+    pub val_fraction: f64,
+    pub cache: Option<PathBuf>,
+}
+
+/// Everything a new run is started with, as `nabla vision train` takes it.
+#[derive(Clone, Debug)]
+pub struct TrainSettings {
+    pub data: PathBuf,
+    pub model: Architecture,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub optimizer: VisionOptimizer,
+    pub momentum: f64,
+    pub image_size: usize,
+    pub val_fraction: f64,
+    /// Output channels of the four convolutions (the CNNs).
+    pub channels: Vec<usize>,
+    pub hidden: usize,
+    pub dropout: f64,
+    pub flip: bool,
+    pub random_crop: Option<f64>,
+    pub pretrained: Option<PathBuf>,
+    pub freeze_backbone: bool,
+    pub backbone_lr_mult: f64,
+    pub seed: u32,
+    pub cache: Option<PathBuf>,
+}
+
+fn setup(message: &str) -> VisionError {
+    VisionError::Setup(message.to_string())
+}
+
+impl TrainSettings {
+    /// The training configuration and the run's data spec, or the first
+    /// setting that cannot work, named by its option.
+    pub fn validate(&self) -> Result<(VisionTrainConfig, RunSpec), VisionError> {
+        let a = self;
+        let backbone = a.model.has_backbone();
+        if !backbone && (a.image_size < 16 || !a.image_size.is_multiple_of(16)) {
+            return Err(setup(
+                "--image-size must be a multiple of 16 (four 2×2 poolings)",
+            ));
+        }
+        if backbone && a.image_size < 32 {
+            return Err(setup(&format!(
+                "--image-size must be at least 32 for {}",
+                a.model.name()
+            )));
+        }
+        if !backbone && (a.pretrained.is_some() || a.freeze_backbone || a.backbone_lr_mult != 1.0) {
+            return Err(setup("--pretrained, --freeze-backbone and --backbone-lr-mult need --model resnet34 or efficientnet-lite0"));
+        }
+        if a.freeze_backbone && (a.random_crop.is_some() || a.backbone_lr_mult != 1.0) {
+            return Err(setup("--freeze-backbone trains the head on features computed once: it takes neither --random-crop nor --backbone-lr-mult"));
+        }
+        if a.freeze_backbone && a.pretrained.is_none() {
+            return Err(setup(
+                "--freeze-backbone needs --pretrained: a random backbone's features are no use",
+            ));
+        }
+        if !(a.backbone_lr_mult >= 0.0 && a.backbone_lr_mult.is_finite()) {
+            return Err(setup("--backbone-lr-mult must be a number ≥ 0"));
+        }
+        let channels: [usize; 4] = a
+            .channels
+            .clone()
+            .try_into()
+            .map_err(|_| setup("--channels takes four numbers, e.g. 32,64,128,128"))?;
+        let valid = a.val_fraction > 0.0
+            && a.val_fraction < 1.0
+            && a.lr > 0.0
+            && a.lr.is_finite()
+            && a.epochs > 0
+            && a.random_crop.is_none_or(|s| s > 0.0 && s <= 1.0);
+        if !valid {
+            return Err(setup("--val-fraction must be in (0, 1), --lr positive, --epochs at least 1, --random-crop in (0, 1]"));
+        }
+        let config = VisionTrainConfig {
+            model: ModelConfig::new(a.model, 0)
+                .with_image_size(a.image_size)
+                .with_channels(channels)
+                .with_hidden(a.hidden)
+                .with_dropout(a.dropout)
+                .with_imagenet_normalization(a.pretrained.is_some()),
+            epochs: a.epochs,
+            batch_size: a.batch_size,
+            lr: a.lr,
+            optimizer: a.optimizer,
+            momentum: a.momentum,
+            seed: a.seed,
+            augmentation: if a.freeze_backbone {
+                Augmentation::NONE
+            } else {
+                Augmentation {
+                    flip: a.flip,
+                    crop_min_scale: a.random_crop,
+                }
+            },
+            pretrained: a.pretrained.clone(),
+            freeze_backbone: a.freeze_backbone,
+            backbone_lr_mult: a.backbone_lr_mult,
+        };
+        let spec = RunSpec {
+            data: a.data.clone(),
+            val_fraction: a.val_fraction,
+            cache: a.cache.clone(),
+        };
+        Ok((config, spec))
+    }
+}
+
+/// A run directory (see the module's documentation).
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, VisionError> {
+    let text = std::fs::read_to_string(path).map_err(|source| VisionError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| VisionError::Layout {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+impl RunDir {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        RunDir { path: path.into() }
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) -> Result<(), VisionError> {
+        let path = self.path.join(name);
+        write_atomic(&path, bytes).map_err(|source| VisionError::Io { path, source })
+    }
+
+    pub fn card(&self) -> Result<ModelCard, VisionError> {
+        read_json(&self.path.join("model.json"))
+    }
+
+    pub fn spec(&self) -> Result<RunSpec, VisionError> {
+        read_json(&self.path.join("run.json"))
+    }
+
+    /// Whether it holds a complete checkpoint to resume from.
+    pub fn has_checkpoint(&self) -> bool {
+        crate::train::has_checkpoint(&self.path)
+    }
+
+    /// Creates the directory and writes `model.json` and `run.json`.
+    fn start(&self, card: &ModelCard, spec: &RunSpec) -> Result<(), VisionError> {
+        std::fs::create_dir_all(&self.path).map_err(|source| VisionError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.write("model.json", pretty(card).as_bytes())?;
+        self.write("run.json", pretty(spec).as_bytes())
+    }
+
+    /// After an epoch: the checkpoint, `best.bpk` when this epoch is the
+    /// best so far, and `metrics.csv`.
+    fn record_epoch(&self, trainer: &Trainer, record: &EpochRecord) -> Result<(), VisionError> {
+        trainer.save_checkpoint(&self.path)?;
+        if trainer.best().map(|b| b.epoch) == Some(record.epoch) {
+            save_model(trainer.model(), &self.path.join("best.bpk"))?;
+        }
+        self.write("metrics.csv", &metrics_table(&trainer.history).to_csv())
+    }
+
+    /// At the end: `train.json` and the two history charts.
+    fn finish(&self, report: &TrainReport) -> Result<(), VisionError> {
+        for (file, svg) in history_charts(&report.model, &[("", &report.history)]) {
+            let svg = svg.map_err(|e| VisionError::Store(format!("{file}: {e}")))?;
+            self.write(file, svg.as_bytes())?;
+        }
+        self.write("train.json", pretty(report).as_bytes())
+    }
+
+    /// The model card and the best epoch's weights.
+    pub fn load_best(&self, device: &Device) -> Result<(ModelCard, Network), VisionError> {
+        let card = self.card()?;
+        let model = load_model(&card, &self.path.join("best.bpk"), device)?;
+        Ok((card, model))
+    }
+}
+
+fn pretty(value: &impl Serialize) -> String {
+    serde_json::to_string_pretty(value).expect("plain data serialises")
+}
+
+/// `metrics.csv`: one row per epoch.
+fn metrics_table(history: &[EpochRecord]) -> Table {
+    let rows = history
+        .iter()
+        .map(|r| {
+            vec![
+                r.epoch.to_string(),
+                format!("{:e}", r.train_loss),
+                format!("{:e}", r.train_accuracy),
+                format!("{:e}", r.val_loss),
+                format!("{:e}", r.val_accuracy),
+                format!("{:.3}", r.seconds),
+            ]
+        })
+        .collect();
+    Table::new(
+        "",
+        &[
+            "epoch",
+            "train_loss",
+            "train_accuracy",
+            "val_loss",
+            "val_accuracy",
+            "seconds",
+        ],
+        rows,
+    )
+}
+
+/// How a training run reports what it is doing.
+pub trait Progress: Sync {
+    /// One more image decoded, of `total`.
+    fn decoded(&self, total: usize);
+    /// `done` of `total` batches of the current epoch.
+    fn batch(&self, done: usize, total: usize);
+    /// An epoch finished, of `epochs`.
+    fn epoch(&self, record: &EpochRecord, epochs: usize);
+    /// A file of the folder could not be read and is left out.
+    fn skipped(&self, file: &Skipped);
+}
+
+/// Scans and decodes (through the cache) an image folder for a model of
+/// `size` pixels; the files it could not read are returned, not fatal.
+pub fn load_folder(
+    dir: &Path,
+    size: usize,
+    cache: Option<&PathBuf>,
+    progress: &dyn Progress,
+) -> Result<(ImageFolder, ImageSet, Vec<Skipped>), VisionError> {
+    let folder = ImageFolder::scan(dir)?;
+    let cache = cache.map_or_else(
+        || ImageCache::default_location(dir),
+        |d| ImageCache { dir: d.clone() },
+    );
+    let total = folder.files.len();
+    let decoded = decode_all(&folder.files, size as u32, Some(&cache), &|| {
+        progress.decoded(total)
+    });
+    for s in &decoded.skipped {
+        progress.skipped(s);
+    }
+    let set = ImageSet {
+        size,
+        labels: decoded
+            .indices
+            .iter()
+            .map(|&i| folder.files[i].class)
+            .collect(),
+        pixels: decoded.pixels,
+        normalization: Default::default(),
+    };
+    Ok((folder, set, decoded.skipped))
+}
+
+fn subset(set: &ImageSet, rows: &[usize]) -> ImageSet {
+    ImageSet {
+        size: set.size,
+        normalization: set.normalization,
+        pixels: rows.iter().map(|&r| set.pixels[r].clone()).collect(),
+        labels: rows.iter().map(|&r| set.labels[r]).collect(),
+    }
+}
+
+/// How a training run begins.
+pub enum Start {
+    /// A fresh run from these settings.
+    New(TrainSettings),
+    /// The run in this directory from its latest checkpoint, with a new
+    /// total of epochs if given.
+    Resume { epochs: Option<usize> },
+}
+
+/// Trains a run to its epoch total (or until validation accuracy reaches
+/// `target_accuracy`), writing every epoch into `out` when given (a resumed
+/// run writes into its own directory, which `out` must then be), and
+/// evaluates the final model on the validation split.
+pub fn train_run(
+    start: Start,
+    out: Option<&RunDir>,
+    accelerator: Accelerator,
+    target_accuracy: Option<f64>,
+    progress: &dyn Progress,
+) -> Result<TrainReport, VisionError> {
+    let started = Instant::now();
+    let device = accelerator.device().map_err(VisionError::Setup)?.autodiff();
+    // A resumed run brings its trainer; a new one is built once the folder
+    // is scanned (the scan reads every file to find duplicates, so once only).
+    let (resumed, spec, mut config) = match start {
+        Start::Resume { epochs } => {
+            let dir = out.ok_or_else(|| setup("resuming needs the run directory"))?;
+            let spec = dir.spec()?;
+            let mut trainer = Trainer::resume(&dir.path, &device)?;
+            if let Some(epochs) = epochs {
+                trainer.config.epochs = epochs;
+            }
+            let config = trainer.config.clone();
+            (Some(trainer), spec, config)
+        }
+        Start::New(settings) => {
+            let (config, spec) = settings.validate()?;
+            (None, spec, config)
+        }
+    };
+    let resumed_from = resumed.as_ref().map(Trainer::epochs_done);
+    let (folder, mut all, skipped) = load_folder(
+        &spec.data,
+        config.model.image_size,
+        spec.cache.as_ref(),
+        progress,
+    )?;
+    all.normalization = config.model.normalization();
+    let mut trainer = match resumed {
+        Some(trainer) => trainer,
+        None => {
+            config.model.classes = folder.classes.len();
+            Trainer::new(config.clone(), &device)?
+        }
+    };
+    if folder.classes.len() != config.model.classes {
+        return Err(VisionError::Layout {
+            path: spec.data.clone(),
+            message: format!(
+                "{} classes, the run was started with {}",
+                folder.classes.len(),
+                config.model.classes
+            ),
+        });
+    }
+    let (train_rows, val_rows) = stratified_indices(
+        &all.labels,
+        folder.classes.len(),
+        spec.val_fraction,
+        config.seed,
+    );
+    let (train_set, val_set) = (subset(&all, &train_rows), subset(&all, &val_rows));
+    let card = ModelCard {
+        model: config.model.clone(),
+        classes: folder.classes.clone(),
+    };
+    if let Some(dir) = out {
+        dir.start(&card, &spec)?;
+    }
+    while trainer.epochs_done() < config.epochs {
+        let record = trainer.run_epoch(&train_set, &val_set, &device, &mut |done, total| {
+            progress.batch(done, total)
+        })?;
+        progress.epoch(&record, config.epochs);
+        if let Some(dir) = out {
+            dir.record_epoch(&trainer, &record)?;
+        }
+        if target_accuracy.is_some_and(|t| record.val_accuracy >= t) {
+            break;
+        }
+    }
+    let wall_seconds = started.elapsed().as_secs_f64();
+    let final_validation = evaluate(
+        trainer.model(),
+        &val_set,
+        folder.classes.len(),
+        config.batch_size,
+        &device,
+    );
+    let report = TrainReport {
+        data: spec.data.display().to_string(),
+        classes: folder.classes.clone(),
+        model: config.model.architecture.name().to_string(),
+        device: accelerator.name().to_string(),
+        parameters: trainer.model().num_params(),
+        train_images: train_set.len(),
+        val_images: val_set.len(),
+        duplicates_removed: folder.duplicate_groups.iter().map(|g| g.len() - 1).sum(),
+        skipped,
+        config,
+        resumed_from_epoch: resumed_from,
+        wall_seconds,
+        best_epoch: trainer.best().map_or(0, |b| b.epoch),
+        history: trainer.history.clone(),
+        final_validation,
+    };
+    if let Some(dir) = out {
+        dir.finish(&report)?;
+    }
+    Ok(report)
+}
+
+/// The best model of `run` on every image of the folder `data` (decoded
+/// through the cache the run was trained with).
+pub fn evaluate_run(
+    run: &RunDir,
+    data: &Path,
+    batch_size: usize,
+    accelerator: Accelerator,
+    progress: &dyn Progress,
+) -> Result<(ModelCard, usize, Evaluation), VisionError> {
+    let device = accelerator.device().map_err(VisionError::Setup)?;
+    let (card, model) = run.load_best(&device)?;
+    let cache = run.spec().ok().and_then(|s| s.cache);
+    let (folder, mut set, _) = load_folder(data, card.model.image_size, cache.as_ref(), progress)?;
+    set.normalization = card.model.normalization();
+    if folder.classes != card.classes {
+        return Err(VisionError::Layout {
+            path: data.to_path_buf(),
+            message: format!(
+                "classes {:?}, the model was trained on {:?}",
+                folder.classes, card.classes
+            ),
+        });
+    }
+    let eval = evaluate(&model, &set, card.classes.len(), batch_size, &device);
+    Ok((card, set.len(), eval))
+}
+
+/// The best model of `run` on each image; the images it could not read
+/// come back as `file: reason`.
+pub fn predict_images(
+    run: &RunDir,
+    images: &[PathBuf],
+    accelerator: Accelerator,
+) -> Result<(Vec<Prediction>, Vec<String>), VisionError> {
+    let device = accelerator.device().map_err(VisionError::Setup)?;
+    let (card, model) = run.load_best(&device)?;
+    let size = card.model.image_size;
+    let mut set = ImageSet {
+        size,
+        normalization: card.model.normalization(),
+        ..ImageSet::default()
+    };
+    let mut names = Vec::new();
+    let mut failed = Vec::new();
+    for path in images {
+        match decode_resized(path, size as u32) {
+            Ok(pixels) => {
+                set.pixels.push(pixels);
+                set.labels.push(0);
+                names.push(path.display().to_string());
+            }
+            Err(reason) => failed.push(format!("{}: {reason}", path.display())),
+        }
+    }
+    let probs = predict(&model, &set, 32, &device);
+    let predictions = names
+        .into_iter()
+        .zip(probs)
+        .map(|(image, p)| {
+            let best = most_probable(&p);
+            Prediction {
+                image,
+                class: card.classes[best].clone(),
+                probability: p[best],
+                probabilities: p,
+            }
+        })
+        .collect();
+    Ok((predictions, failed))
+}
