@@ -9,6 +9,11 @@ whether their first 40 lines say why ("Over 600 lines: …").
 
     python3 tools/loc.py            # table per crate, share of crates/cli
     python3 tools/loc.py --files    # every file, longest first
+    python3 tools/loc.py --imports  # import circles between a crate's files
+
+An import is a `crate::MODULE` path outside test code in a file other than
+the crate root (`lib.rs`/`main.rs`, which only declares the modules); a
+circle is a set of files that reach each other through such paths.
 """
 
 import pathlib
@@ -20,8 +25,12 @@ LIMIT = 600
 
 
 def non_test_lines(text: str) -> int:
+    return len(non_test_code(text))
+
+
+def non_test_code(text: str) -> list[str]:
     lines = text.splitlines()
-    count, i = 0, 0
+    kept, i = [], 0
     while i < len(lines):
         if lines[i].strip().startswith("#[cfg(test)]"):
             # Skip the attribute and the item after it, to its matching brace
@@ -36,9 +45,52 @@ def non_test_lines(text: str) -> int:
                 if (started and depth <= 0) or (not started and code.rstrip().endswith(";")):
                     break
             continue
-        count += 1
+        kept.append(lines[i])
         i += 1
-    return count
+    return kept
+
+
+def import_circles() -> list[list[str]]:
+    circles = []
+    for src in sorted((ROOT / "crates").glob("*/src")):
+        files = {f: f.relative_to(src).with_suffix("").as_posix() for f in src.glob("**/*.rs")}
+        modules = {m.removesuffix("/mod"): f for f, m in files.items() if m not in ("lib", "main")}
+        edges: dict[pathlib.Path, set[pathlib.Path]] = {f: set() for f in modules.values()}
+        for f in modules.values():
+            code = "\n".join(l.split("//")[0] for l in non_test_code(f.read_text()))
+            used = set(re.findall(r"crate::(\w+)", code))
+            for group in re.findall(r"crate::\{([^}]*)\}", code):
+                used |= set(re.findall(r"(?:^|,)\s*(\w+)", group))
+            edges[f] = {modules[m] for m in used if m in modules and modules[m] != f}
+        # Strongly connected components (Tarjan).
+        index, low, stack, on, counter = {}, {}, [], set(), [0]
+
+        def visit(v):
+            index[v] = low[v] = counter[0]
+            counter[0] += 1
+            stack.append(v)
+            on.add(v)
+            for w in edges[v]:
+                if w not in index:
+                    visit(w)
+                    low[v] = min(low[v], low[w])
+                elif w in on:
+                    low[v] = min(low[v], index[w])
+            if low[v] == index[v]:
+                scc = []
+                while True:
+                    w = stack.pop()
+                    on.discard(w)
+                    scc.append(w)
+                    if w == v:
+                        break
+                if len(scc) > 1:
+                    circles.append(sorted(str(x.relative_to(ROOT)) for x in scc))
+
+        for v in edges:
+            if v not in index:
+                visit(v)
+    return circles
 
 
 def main() -> None:
@@ -48,6 +100,12 @@ def main() -> None:
     for f, n in per_file.items():
         per_crate[f.parts[1]] = per_crate.get(f.parts[1], 0) + n
     total = sum(per_crate.values())
+    if "--imports" in sys.argv:
+        circles = import_circles()
+        for c in circles:
+            print("circle: " + " <-> ".join(c))
+        print(f"{len(circles)} import circles")
+        sys.exit(1 if circles else 0)
     if "--files" in sys.argv:
         for f, n in sorted(per_file.items(), key=lambda kv: -kv[1]):
             print(f"{n:6}  {f}")

@@ -303,7 +303,8 @@ fn build_document(a: &AllArgs, results: &Results, with_vision: bool, seconds: f6
         nabla_theory::dropout_experiment::section(&r.parse("dropout")),
     ];
     let vision = with_vision.then(|| (r.parse("data-inspect"), r.parse("vision-compare")));
-    let mut problem5 = nabla_vision::report::section(&a.data, vision.as_ref().map(|(d, c)| (d, c)));
+    let mut problem5 =
+        nabla_vision::section::section(&a.data, vision.as_ref().map(|(d, c)| (d, c)));
     if with_vision && a.quick {
         if let Some(iv) = problem5.subsections.last_mut() {
             iv.note(format!(

@@ -76,18 +76,18 @@ pub struct DropoutArgs {
     #[arg(long, value_delimiter = ',')]
     pub q: Option<Vec<f64>>,
     /// Hidden layer i (1-based) of the sheet's 5-layer net that dropout acts on.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = DropoutSettings::default().layer)]
     pub layer: usize,
     /// Dropout masks drawn per data point for (ii).
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = DropoutSettings::default().draws)]
     pub draws: usize,
     /// Draws of η for (i) and (iii).
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = DropoutSettings::default().samples)]
     pub samples: usize,
     /// Epochs of SGD on the penguins before (ii) measures the network.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = DropoutSettings::default().epochs)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = DropoutSettings::default().seed)]
     pub seed: u32,
     #[command(flatten)]
     pub output: OutputArgs,

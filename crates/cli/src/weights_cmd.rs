@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use nabla_vision::fetch::{fetch_weights, RESNET34_URL};
-use nabla_vision::model::Architecture;
+use nabla_vision::model::{choices, Architecture};
 use nabla_vision::pretrained::{
     classify_imagenet, default_dir, download_efficientnet_lite0, imagenet_classes,
     import_efficientnet_lite0,
@@ -84,14 +84,23 @@ pub fn run(cmd: &WeightsCommand) -> Result<()> {
     }
 }
 
+/// The architectures with ImageNet weights, by name.
 fn backbone(model: &str) -> Result<Architecture, InputError> {
-    match model {
-        "resnet34" => Ok(Architecture::ResNet34),
-        "efficientnet-lite0" => Ok(Architecture::EfficientNetLite0),
-        other => Err(InputError(format!(
-            "unknown weights `{other}`; expected resnet34 or efficientnet-lite0"
-        ))),
-    }
+    let backbones: Vec<&str> = Architecture::ALL
+        .iter()
+        .filter(|a| a.has_backbone())
+        .map(|a| a.name())
+        .collect();
+    model
+        .parse::<Architecture>()
+        .ok()
+        .filter(|a| a.has_backbone())
+        .ok_or_else(|| {
+            InputError(format!(
+                "unknown weights `{model}`; expected {}",
+                choices(&backbones)
+            ))
+        })
 }
 
 fn download(a: &DownloadArgs) -> Result<()> {

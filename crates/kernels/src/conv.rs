@@ -24,6 +24,8 @@
 use crate::depthwise::{depthwise_forward, depthwise_input_grad, depthwise_weight_grad};
 use crate::gemm::{gemm, gemm_nt_small, gemm_par, MatRef, PackB};
 use crate::lower::Lowered;
+use crate::shape::{valid_columns, with_col};
+pub use crate::shape::{Conv2dShape, Unsupported};
 use crate::winograd::{self, Kernels};
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -35,106 +37,8 @@ const CHUNK: usize = 4;
 /// [`Conv2dShape::images_per_product`]).
 const MIN_COLUMNS: usize = 512;
 
-/// The shape of one convolution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Conv2dShape {
-    pub batch: usize,
-    pub in_channels: usize,
-    pub in_h: usize,
-    pub in_w: usize,
-    pub out_channels: usize,
-    pub kernel: [usize; 2],
-    pub stride: [usize; 2],
-    /// Zero padding before the first row and column, `[top, left]`.
-    pub padding: [usize; 2],
-    /// Zero padding after the last row and column, `[bottom, right]`
-    /// (TensorFlow's "same" puts the larger half of an odd total here).
-    pub padding_end: [usize; 2],
-    /// 1 (dense) or `in_channels == out_channels` (depthwise).
-    pub groups: usize,
-}
-
-/// Positions of a window of `kernel` sliding by `stride` over `size` plus
-/// `padding` in all (convolutions and pooling alike; no ceil mode).
-pub(crate) fn out_size(size: usize, padding: usize, kernel: usize, stride: usize) -> usize {
-    (size + padding - kernel) / stride + 1
-}
-
-/// Why a convolution is not one these kernels compute.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Unsupported(pub String);
-
+/// What only the dispatch below needs to know of a shape.
 impl Conv2dShape {
-    pub fn out_h(&self) -> usize {
-        out_size(
-            self.in_h,
-            self.padding[0] + self.padding_end[0],
-            self.kernel[0],
-            self.stride[0],
-        )
-    }
-
-    pub fn out_w(&self) -> usize {
-        out_size(
-            self.in_w,
-            self.padding[1] + self.padding_end[1],
-            self.kernel[1],
-            self.stride[1],
-        )
-    }
-
-    fn depthwise(&self) -> bool {
-        self.groups > 1
-    }
-
-    /// Rows of the lowered matrix, `C/groups · kh · kw`: the weight's row length.
-    pub fn patch(&self) -> usize {
-        self.in_channels / self.groups * self.kernel[0] * self.kernel[1]
-    }
-
-    pub fn weight_len(&self) -> usize {
-        self.out_channels * self.patch()
-    }
-
-    pub fn input_len(&self) -> usize {
-        self.batch * self.in_channels * self.in_h * self.in_w
-    }
-
-    pub fn output_len(&self) -> usize {
-        self.batch * self.out_channels * self.out_h() * self.out_w()
-    }
-
-    /// Whether these kernels compute this convolution (dense or depthwise,
-    /// any stride and padding, no dilation — the caller checks that).
-    pub fn check(&self) -> Result<(), Unsupported> {
-        let dense = self.groups == 1;
-        let depthwise = self.groups == self.in_channels && self.out_channels == self.in_channels;
-        if !dense && !depthwise {
-            return Err(Unsupported(format!(
-                "groups {} with {} → {} channels",
-                self.groups, self.in_channels, self.out_channels
-            )));
-        }
-        if self.stride.contains(&0) || self.kernel.contains(&0) {
-            return Err(Unsupported("zero stride or kernel".into()));
-        }
-        if self.in_h + self.padding[0] + self.padding_end[0] < self.kernel[0]
-            || self.in_w + self.padding[1] + self.padding_end[1] < self.kernel[1]
-            || self.padding[0] >= self.kernel[0]
-            || self.padding[1] >= self.kernel[1]
-        {
-            return Err(Unsupported("kernel larger than the padded input".into()));
-        }
-        Ok(())
-    }
-
-    fn pointwise(&self) -> bool {
-        self.kernel == [1, 1]
-            && self.stride == [1, 1]
-            && self.padding == [0, 0]
-            && self.padding_end == [0, 0]
-    }
-
     /// Images lowered side by side into one matrix product. ResNet34's
     /// last stages have 8 × 8 and 4 × 4 planes: one product per image
     /// would have 64 or 16 columns and repack the whole weight for them.
@@ -149,21 +53,6 @@ impl Conv2dShape {
     fn split_images(&self, per: usize) -> bool {
         self.batch.div_ceil(per) >= rayon::current_num_threads()
     }
-}
-
-thread_local! {
-    /// The lowered-patch matrix of one image, reused by every call on this thread.
-    static COL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-pub(crate) fn with_col<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    COL.with(|col| {
-        let mut col = col.borrow_mut();
-        if col.len() < len {
-            col.resize(len, 0.0);
-        }
-        f(&mut col[..len])
-    })
 }
 
 /// Lays one image's receptive fields out as rows `(c, ky, kx)` × columns
@@ -517,18 +406,6 @@ fn with_parts<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
         }
         f(&mut parts[..len])
     })
-}
-
-/// Output columns `[lo, hi)` whose input column `ox·sw + kx − pw` is inside `0..in_w`.
-pub(crate) fn valid_columns(s: &Conv2dShape, kx: usize, ow: usize) -> (usize, usize) {
-    let (sw, pw) = (s.stride[1], s.padding[1]);
-    let lo = pw.saturating_sub(kx).div_ceil(sw).min(ow);
-    let hi = if s.in_w + pw > kx {
-        ((s.in_w + pw - kx - 1) / sw + 1).min(ow)
-    } else {
-        0
-    };
-    (lo, hi.max(lo))
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //! regrouped by stride phase, so that strided walks are contiguous) when
 //! rows are long; across channels, eight at a time, when planes are small.
 
-use crate::conv::{valid_columns, with_col, Conv2dShape};
 use crate::gemm::SendPtr;
+use crate::shape::{valid_columns, with_col, Conv2dShape};
 use rayon::prelude::*;
 use std::ops::Range;
 

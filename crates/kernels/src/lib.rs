@@ -17,6 +17,7 @@ pub mod norm;
 pub mod optim;
 pub mod peak;
 pub mod pool;
+mod shape;
 mod winograd;
 
 pub use conv::{conv2d_backward, conv2d_forward, Conv2dShape, ConvGrads};

@@ -5,8 +5,8 @@
 //! 3 × 3, more than L2 holds); here each packed block reads the image,
 //! which stays in cache.
 
-use crate::conv::{valid_columns, Conv2dShape};
 use crate::gemm::{panel_column, panel_column_zero, panel_row, PackB, NC};
+use crate::shape::{valid_columns, Conv2dShape};
 
 /// The lowered matrix `L` of `imgs` consecutive images side by side — rows
 /// `(c, ky, kx)`, columns `(image, oy, ox)` — or its transpose `Lᵀ` (the

@@ -8,7 +8,7 @@
 //! order, as in PyTorch (a NaN in a window may or may not win: training
 //! stops on a non-finite loss anyway).
 
-use crate::conv::out_size;
+use crate::shape::out_size;
 use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,8 +11,8 @@
 //! positions of the `⊙` is one product `M_ξ = U_ξ · V_ξ` of the transformed
 //! weights `U_ξ` (out × in) and tiles `V_ξ` (in × tiles).
 
-use crate::conv::Conv2dShape;
 use crate::gemm::{gemm, MatRef, SendPtr};
+use crate::shape::Conv2dShape;
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::ops::Range;

@@ -38,8 +38,10 @@ impl Trainer {
         let tmp = root.join(format!(".{name}.partial-{}", std::process::id()));
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir(&tmp).map_err(io(&tmp))?;
-        let store = |what: &str, e: burn::store::RecordError| {
-            VisionError::Store(format!("{}: {e:?}", tmp.join(what).display()))
+        let store = |what: &str, source| VisionError::Record {
+            path: tmp.join(what),
+            what: "cannot save",
+            source,
         };
         self.model()
             .clone()
@@ -95,15 +97,19 @@ impl Trainer {
             .model
             .init(device)
             .try_load_file(dir.join("model.bpk"))
-            .map_err(|e| {
-                VisionError::Store(format!("{}: {e:?}", dir.join("model.bpk").display()))
+            .map_err(|source| VisionError::Record {
+                path: dir.join("model.bpk"),
+                what: "cannot load the model",
+                source,
             })?;
         let optim = state
             .config
             .optimizer()
             .load(dir.join("optimizer.bpk"))
-            .map_err(|e| {
-                VisionError::Store(format!("{}: {e:?}", dir.join("optimizer.bpk").display()))
+            .map_err(|source| VisionError::Record {
+                path: dir.join("optimizer.bpk"),
+                what: "cannot load the optimizer state",
+                source,
             })?;
         Ok(Trainer {
             config: state.config,
@@ -149,7 +155,11 @@ pub fn save_model(model: &Network, path: &Path) -> Result<(), VisionError> {
     model
         .clone()
         .save_file(&tmp)
-        .map_err(|e| VisionError::Store(format!("{}: {e:?}", tmp.display())))?;
+        .map_err(|source| VisionError::Record {
+            path: tmp.clone(),
+            what: "cannot save the model",
+            source,
+        })?;
     let io = |source| VisionError::Io {
         path: path.to_path_buf(),
         source,
@@ -160,7 +170,12 @@ pub fn save_model(model: &Network, path: &Path) -> Result<(), VisionError> {
 
 /// Rebuilds the model described by `card` and loads its parameters from `path`.
 pub fn load_model(card: &ModelCard, path: &Path, device: &Device) -> Result<Network, VisionError> {
-    card.model.init(device).try_load_file(path).map_err(|e| {
-        VisionError::Store(format!("{}: cannot load the model: {e:?}", path.display()))
-    })
+    card.model
+        .init(device)
+        .try_load_file(path)
+        .map_err(|source| VisionError::Record {
+            path: path.to_path_buf(),
+            what: "cannot load the model",
+            source,
+        })
 }

@@ -2,7 +2,7 @@
 //! EfficientNet-Lite0 from scratch and from ImageNet weights, trained on the
 //! same split with the same image size and epoch budget — the list of runs,
 //! the rules for resuming them, the table and the reading of its numbers
-//! (Problem 5's report section is [`crate::report::section`]).
+//! (Problem 5's report section is [`crate::section`]).
 //!
 //! Each run is a `nabla vision train` in its own run directory under the
 //! comparison's folder; the caller says how to run one (the binary runs a

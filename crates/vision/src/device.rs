@@ -3,6 +3,8 @@
 
 use burn::tensor::Device;
 
+use crate::model::choices;
+
 /// The values of `--device`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -15,16 +17,17 @@ pub enum Accelerator {
 impl std::str::FromStr for Accelerator {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "cpu" => Ok(Self::Cpu),
-            "cuda" => Ok(Self::Cuda),
-            "wgpu" => Ok(Self::Wgpu),
-            _ => Err(format!("unknown device `{s}`; expected cpu, cuda or wgpu")),
-        }
+        let names = Accelerator::ALL.map(Accelerator::name);
+        Accelerator::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| format!("unknown device `{s}`; expected {}", choices(&names)))
     }
 }
 
 impl Accelerator {
+    pub const ALL: [Accelerator; 3] = [Accelerator::Cpu, Accelerator::Cuda, Accelerator::Wgpu];
+
     pub fn name(self) -> &'static str {
         match self {
             Accelerator::Cpu => "cpu",

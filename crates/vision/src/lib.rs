@@ -8,7 +8,7 @@
 //!   [`checkpoint`]: saving and resuming it.
 //! - [`run`]: settings checked, the run directory, training into it, eval, predict.
 //! - [`compare`]: Problem 5 (iv)'s runs, their resume rules, the comparison.
-//! - [`report`]: what train/eval/predict report, and Problem 5's report section.
+//! - [`report`]: what train/eval/predict report; [`section`]: Problem 5's report section.
 
 pub mod augment;
 pub mod checkpoint;
@@ -28,6 +28,7 @@ pub mod pretrained;
 pub mod report;
 pub mod resnet;
 pub mod run;
+pub mod section;
 pub mod train;
 pub mod weights;
 
@@ -54,6 +55,13 @@ pub enum VisionError {
     },
     #[error("{0}")]
     Store(String),
+    /// Burn could not save or load a record (weights, optimizer state).
+    #[error("{}: {what}: {source}", path.display())]
+    Record {
+        path: PathBuf,
+        what: &'static str,
+        source: burn::store::RecordError,
+    },
     /// Settings that cannot work, named by their option.
     #[error("{0}")]
     Setup(String),

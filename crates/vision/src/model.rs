@@ -340,6 +340,13 @@ mod tests {
                 format!("\"{}\"", o.name())
             );
         }
+        for d in crate::device::Accelerator::ALL {
+            assert_eq!(d.name().parse::<crate::device::Accelerator>(), Ok(d));
+            assert_eq!(
+                serde_json::to_string(&d).unwrap(),
+                format!("\"{}\"", d.name())
+            );
+        }
         let err = "vgg".parse::<Architecture>().unwrap_err();
         assert_eq!(
             err,

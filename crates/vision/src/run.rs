@@ -19,14 +19,15 @@ use nabla_report::{write_atomic, Table};
 use serde::{Deserialize, Serialize};
 
 use crate::augment::Augmentation;
+use crate::checkpoint::{load_model, save_model};
 use crate::decode::{decode_all, decode_resized, ImageCache, Skipped};
 use crate::device::Accelerator;
 use crate::folder::ImageFolder;
 use crate::model::{Architecture, ModelConfig, Network};
 use crate::report::{history_charts, Prediction, TrainReport};
 use crate::train::{
-    evaluate, load_model, most_probable, predict, save_model, EpochRecord, Evaluation, ImageSet,
-    ModelCard, Trainer, VisionOptimizer, VisionTrainConfig,
+    evaluate, most_probable, predict, EpochRecord, Evaluation, ImageSet, ModelCard, Trainer,
+    VisionOptimizer, VisionTrainConfig,
 };
 use crate::VisionError;
 
@@ -184,7 +185,7 @@ impl RunDir {
 
     /// Whether it holds a complete checkpoint to resume from.
     pub fn has_checkpoint(&self) -> bool {
-        crate::train::has_checkpoint(&self.path)
+        crate::checkpoint::has_checkpoint(&self.path)
     }
 
     /// Creates the directory and writes `model.json` and `run.json`.

@@ -5,17 +5,19 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::optim::FusedAdam;
-use burn::lr_scheduler::module_lr_scheduler::{ModuleLrScheduler, ModuleLrSchedulerConfig};
+use burn::lr_scheduler::module_lr_scheduler::{
+    ModuleLearningRate, ModuleLrScheduler, ModuleLrSchedulerConfig,
+};
 use burn::lr_scheduler::LrSchedulerConfig;
 use burn::module::{Module, ParamGroup};
 use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::Linear;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use nabla_dense::NumpyRandom;
 
 use crate::augment::{render, Augmentation, View};
-pub use crate::checkpoint::{has_checkpoint, load_model, save_model};
 pub use crate::model::Normalization;
 use crate::model::{choices, ModelConfig, Network};
 use crate::VisionError;
@@ -317,28 +319,32 @@ impl Trainer {
         let start = Instant::now();
         device.seed((u64::from(self.config.seed) << 32) | epoch as u64);
         let (mut rng, order) = self.shuffled(epoch, train_set.len());
-        let loss_fn = CrossEntropyLossConfig::new().init(device);
         let batch = self.config.batch_size.max(1);
         let mut lr = self.learning_rates();
-        let batches = order.len().div_ceil(batch);
-        let mut tally = Tally::default();
-        for (i, rows) in order.chunks(batch).enumerate() {
-            let views: Vec<View> = rows
-                .iter()
-                .map(|_| self.config.augmentation.draw(&mut rng, train_set.size))
-                .collect();
-            let (images, labels) = train_set.batch(rows, &views, device);
-            let model = self.model.take().expect("model present between steps");
-            let logits = model.forward(images);
-            let loss = loss_fn.forward(logits.clone(), labels.clone());
-            if let Err(e) = tally.add(&loss, logits, labels, epoch, i + 1) {
-                self.model = Some(model);
-                return Err(e);
-            }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            self.model = Some(self.optim.step(lr.step(), model, grads));
-            on_batch(i + 1, batches);
-        }
+        let augmentation = self.config.augmentation;
+        let model = self.model.take().expect("model present between epochs");
+        let (model, tally) = train_pass(
+            &mut self.optim,
+            model,
+            &Pass {
+                order: &order,
+                batch,
+                epoch,
+            },
+            device,
+            &mut || lr.step(),
+            &mut |model: &Network, rows| {
+                let views: Vec<View> = rows
+                    .iter()
+                    .map(|_| augmentation.draw(&mut rng, train_set.size))
+                    .collect();
+                let (images, labels) = train_set.batch(rows, &views, device);
+                (model.forward(images), labels)
+            },
+            on_batch,
+        );
+        self.model = Some(model);
+        let tally = tally?;
         let val = evaluate(
             self.model(),
             val_set,
@@ -464,23 +470,34 @@ impl Trainer {
         let (train, val) = self.features.as_ref().expect("cached above");
         debug_assert_eq!(train.data.len(), train_set.len() * train.dim);
         debug_assert_eq!(val.data.len(), val_set.len() * val.dim);
-        let loss_fn = CrossEntropyLossConfig::new().init(device);
-        let model = self.model.take().expect("model present between steps");
-        let mut head = model.head().expect("checked in Trainer::new").clone();
-        let mut tally = Tally::default();
-        let batches = order.len().div_ceil(batch);
-        for (i, rows) in order.chunks(batch).enumerate() {
-            let labels = labels_of(train_set, rows, device);
-            let logits = head.forward(train.rows(rows, device));
-            let loss = loss_fn.forward(logits.clone(), labels.clone());
-            if let Err(e) = tally.add(&loss, logits, labels, epoch, i + 1) {
+        let model = self.model.take().expect("model present between epochs");
+        let head = model.head().expect("checked in Trainer::new").clone();
+        let (head, tally) = train_pass(
+            &mut self.optim,
+            head,
+            &Pass {
+                order: &order,
+                batch,
+                epoch,
+            },
+            device,
+            &mut || lr.into(),
+            &mut |head: &Linear, rows| {
+                (
+                    head.forward(train.rows(rows, device)),
+                    labels_of(train_set, rows, device),
+                )
+            },
+            on_batch,
+        );
+        let tally = match tally {
+            Ok(tally) => tally,
+            Err(e) => {
                 self.model = Some(model.with_head(head));
                 return Err(e);
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &head);
-            head = self.optim.step(lr, head, grads);
-            on_batch(i + 1, batches);
-        }
+        };
+        let loss_fn = CrossEntropyLossConfig::new().init(device);
         let (mut val_loss, mut val_correct) = (0.0, 0usize);
         let rows: Vec<usize> = (0..val_set.len()).collect();
         let eval_head = head.valid();
@@ -504,6 +521,45 @@ impl Trainer {
             val_correct as f64 / n_val,
         ))
     }
+}
+
+/// A batch's logits and labels.
+type Batch = (Tensor<2>, Tensor<1, Int>);
+
+/// The batches of one epoch: `order` cut into batches of `batch`.
+struct Pass<'a> {
+    order: &'a [usize],
+    batch: usize,
+    epoch: usize,
+}
+
+/// One epoch's training steps, for the whole network or the probe's head
+/// alike: `forward` gives a batch's logits and labels, then loss, backward
+/// and one optimizer step at the learning rate `lr` gives. The module comes
+/// back whether or not the pass finished (a non-finite loss ends it).
+fn train_pass<M: Module>(
+    optim: &mut ModuleOptimizer,
+    mut module: M,
+    pass: &Pass,
+    device: &Device,
+    lr: &mut dyn FnMut() -> ModuleLearningRate,
+    forward: &mut dyn FnMut(&M, &[usize]) -> Batch,
+    on_batch: &mut dyn FnMut(usize, usize),
+) -> (M, Result<Tally, VisionError>) {
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let batches = pass.order.len().div_ceil(pass.batch);
+    let mut tally = Tally::default();
+    for (i, rows) in pass.order.chunks(pass.batch).enumerate() {
+        let (logits, labels) = forward(&module, rows);
+        let loss = loss_fn.forward(logits.clone(), labels.clone());
+        if let Err(e) = tally.add(&loss, logits, labels, pass.epoch, i + 1) {
+            return (module, Err(e));
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &module);
+        module = optim.step(lr(), module, grads);
+        on_batch(i + 1, batches);
+    }
+    (module, Ok(tally))
 }
 
 /// Running sums of an epoch's training batches.
