@@ -10,7 +10,6 @@ use nabla_vision::folder::ImageFolder;
 use nabla_vision::inspect::inspect;
 
 use crate::output::OutputArgs;
-use crate::InputError;
 
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
@@ -72,10 +71,8 @@ fn fetch_cmd(a: &FetchArgs) -> Result<()> {
         a.out.display()
     );
     let progress = crate::progress::bar(0, false, "download");
-    let folder = fetch_face_mask(&a.out, &|bytes| progress.set_position(bytes)).map_err(|e| {
-        progress.finish_and_clear();
-        InputError(format!("{e}"))
-    })?;
+    let folder = fetch_face_mask(&a.out, &|bytes| progress.set_position(bytes))
+        .inspect_err(|_| progress.finish_and_clear())?;
     progress.finish_and_clear();
     let counts = folder.class_counts();
     println!(

@@ -112,8 +112,7 @@ fn download(a: &DownloadArgs) -> Result<()> {
     let path = match architecture {
         Architecture::EfficientNetLite0 => download_efficientnet_lite0(&dir, &on_bytes),
         _ => fetch_weights(RESNET34_URL, &dir, &on_bytes),
-    }
-    .map_err(|e| InputError(e.to_string()))?;
+    }?;
     bar.finish_and_clear();
     if a.json {
         return OutputArgs::print_json(&serde_json::json!({ "path": path }));
@@ -131,7 +130,7 @@ fn import(a: &ImportArgs) -> Result<()> {
         .into());
     }
     let dir = a.out.clone().unwrap_or_else(default_dir);
-    let path = import_efficientnet_lite0(&a.source, &dir).map_err(|e| InputError(e.to_string()))?;
+    let path = import_efficientnet_lite0(&a.source, &dir)?;
     println!("{}", path.display());
     Ok(())
 }
@@ -154,8 +153,7 @@ fn check(a: &CheckArgs) -> Result<()> {
     if !(32..=4096).contains(&a.image_size) {
         return Err(InputError("--image-size must be between 32 and 4096".into()).into());
     }
-    let top = classify_imagenet(architecture, &a.weights, &a.images, a.image_size, a.top)
-        .map_err(|e| InputError(e.to_string()))?;
+    let top = classify_imagenet(architecture, &a.weights, &a.images, a.image_size, a.top)?;
     let names = imagenet_classes();
     let ranked: Vec<Ranked> = a
         .images
