@@ -129,6 +129,9 @@ pub struct EvalArgs {
     pub data: PathBuf,
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    /// Test-time augmentation: average each image's and its mirror's probabilities.
+    #[arg(long)]
+    pub tta: bool,
     /// cpu, cuda or wgpu.
     #[arg(long, default_value = "cpu")]
     pub device: Accelerator,
@@ -145,6 +148,9 @@ pub struct PredictArgs {
     /// Image files (any format `data inspect` reads).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
+    /// Test-time augmentation: average each image's and its mirror's probabilities.
+    #[arg(long)]
+    pub tta: bool,
     /// cpu, cuda or wgpu.
     #[arg(long, default_value = "cpu")]
     pub device: Accelerator,
@@ -257,6 +263,7 @@ fn eval_cmd(a: &EvalArgs) -> Result<()> {
         &a.data,
         a.batch_size,
         a.device,
+        a.tta,
         &bars,
     )?;
     if a.json {
@@ -268,7 +275,8 @@ fn eval_cmd(a: &EvalArgs) -> Result<()> {
 }
 
 fn predict_cmd(a: &PredictArgs) -> Result<()> {
-    let (predictions, failed) = predict_images(&RunDir::new(&a.checkpoint), &a.images, a.device)?;
+    let (predictions, failed) =
+        predict_images(&RunDir::new(&a.checkpoint), &a.images, a.device, a.tta)?;
     if a.json {
         OutputArgs::print_json(&predictions)?;
     } else {

@@ -71,4 +71,17 @@ fn every_part_prints_its_own_report_type() {
     let e: nabla_vision::train::Evaluation =
         parses_as(&["vision", "eval", "--checkpoint", &run, "--data", &data]);
     assert_eq!(e.confusion.len(), 2);
+    let per_class = e.per_class.expect("eval names its classes");
+    assert_eq!(per_class.classes[0].name, "dark");
+    assert_eq!(per_class.weighted_avg.support, 20);
+    let t: nabla_vision::train::Evaluation = parses_as(&[
+        "vision",
+        "eval",
+        "--checkpoint",
+        &run,
+        "--data",
+        &data,
+        "--tta",
+    ]);
+    assert_eq!(t.confusion.iter().flatten().sum::<usize>(), 20);
 }

@@ -16,6 +16,7 @@ use nabla_report::{number, pct, shorten, write_atomic, Status, Table};
 use serde::{Deserialize, Serialize};
 
 use crate::fetch::RESNET34_URL;
+use crate::metrics::ClassificationReport;
 use crate::pretrained::EFFICIENTNET_LITE0_FILE;
 use crate::report::{history_charts, TrainReport};
 use crate::run::RunDir;
@@ -110,6 +111,9 @@ pub struct Row {
     pub epochs_to_95: Option<usize>,
     pub seconds_per_epoch: Option<f64>,
     pub total_seconds: Option<f64>,
+    /// Precision, recall and F1 per class on the validation split after the last epoch.
+    #[serde(default)]
+    pub per_class: Option<ClassificationReport>,
     pub history: Vec<EpochRecord>,
 }
 
@@ -289,7 +293,10 @@ impl CompareSettings {
                     let (command, report) = run(v, &launch);
                     row.command = Some(command);
                     match report {
-                        Ok(report) => fill(&mut row, &report.history, report.parameters as u64),
+                        Ok(report) => {
+                            fill(&mut row, &report.history, report.parameters as u64);
+                            row.per_class = report.final_validation.per_class;
+                        }
                         Err(reason) => row.status = Status::Failed { reason },
                     }
                 }

@@ -61,12 +61,16 @@ impl Evaluation {
                     .collect()
             })
             .collect();
-        format!(
+        let mut s = format!(
             "{what}: loss {:.4}, accuracy {:.2}%\n{}",
             self.loss,
             100.0 * self.accuracy,
             Table::new("Confusion matrix", &headers, rows).to_text()
-        )
+        );
+        if let Some(per_class) = &self.per_class {
+            s += &per_class.table().to_text();
+        }
+        s
     }
 }
 

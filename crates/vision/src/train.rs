@@ -18,6 +18,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use nabla_dense::NumpyRandom;
 
 use crate::augment::{render, Augmentation, View};
+use crate::metrics::ClassificationReport;
 pub use crate::model::Normalization;
 use crate::model::{choices, ModelConfig, Network};
 use crate::VisionError;
@@ -165,6 +166,17 @@ pub struct Evaluation {
     pub loss: f64,
     pub accuracy: f64,
     pub confusion: Vec<Vec<usize>>,
+    /// Precision, recall and F1 per class, when the class names are known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_class: Option<ClassificationReport>,
+}
+
+impl Evaluation {
+    /// With the per-class scores of its confusion matrix, named.
+    pub fn named(mut self, classes: &[String]) -> Self {
+        self.per_class = Some(ClassificationReport::new(&self.confusion, classes));
+        self
+    }
 }
 
 /// Class probabilities of `model` (in evaluation mode) for every image of `set`.
@@ -174,11 +186,42 @@ pub fn predict(
     batch_size: usize,
     device: &Device,
 ) -> Vec<Vec<f32>> {
+    predict_view(model, set, batch_size, device, View::identity(set.size))
+}
+
+/// Class probabilities with test-time augmentation: the mean of the
+/// image's and its mirror's (the one view every training run also saw).
+pub fn predict_tta(
+    model: &Network,
+    set: &ImageSet,
+    batch_size: usize,
+    device: &Device,
+) -> Vec<Vec<f32>> {
+    let plain = predict(model, set, batch_size, device);
+    let mirror = View {
+        flip: true,
+        ..View::identity(set.size)
+    };
+    let mirrored = predict_view(model, set, batch_size, device, mirror);
+    plain
+        .into_iter()
+        .zip(mirrored)
+        .map(|(a, b)| a.iter().zip(&b).map(|(x, y)| 0.5 * (x + y)).collect())
+        .collect()
+}
+
+fn predict_view(
+    model: &Network,
+    set: &ImageSet,
+    batch_size: usize,
+    device: &Device,
+    view: View,
+) -> Vec<Vec<f32>> {
     let model = model.valid();
     let rows: Vec<usize> = (0..set.len()).collect();
     let mut out = Vec::with_capacity(set.len());
     for chunk in rows.chunks(batch_size.max(1)) {
-        let views = vec![View::identity(set.size); chunk.len()];
+        let views = vec![view; chunk.len()];
         let (images, _) = set.batch(chunk, &views, device);
         let probs = burn::tensor::activation::softmax(model.forward(images), 1);
         let classes = probs.dims()[1];
@@ -208,7 +251,11 @@ pub fn evaluate(
     batch_size: usize,
     device: &Device,
 ) -> Evaluation {
-    let probs = predict(model, set, batch_size, device);
+    scores(&predict(model, set, batch_size, device), set, classes)
+}
+
+/// Loss, accuracy and confusion matrix of class probabilities `probs` of `set`.
+pub fn scores(probs: &[Vec<f32>], set: &ImageSet, classes: usize) -> Evaluation {
     let mut confusion = vec![vec![0; classes]; classes];
     let mut total = 0.0;
     for (p, &label) in probs.iter().zip(&set.labels) {
@@ -223,6 +270,7 @@ pub fn evaluate(
         loss: total / n,
         accuracy: correct as f64 / n,
         confusion,
+        per_class: None,
     }
 }
 

@@ -161,3 +161,29 @@ fn the_backbone_learning_rate_multiplier_leaves_the_head_at_the_full_rate() {
     }
     assert_eq!(moved, [false, true], "backbone moved with multiplier 0 / 1");
 }
+
+#[test]
+fn test_time_augmentation_averages_the_image_and_its_mirror() {
+    let device = Device::flex();
+    device.seed(9);
+    let model = tiny(Architecture::Cnn).init(&device);
+    let set = synthetic(6, 16, 8);
+    let mut mirrored = set.clone();
+    for pixels in &mut mirrored.pixels {
+        for row in pixels.chunks_mut(16 * 3) {
+            let flipped: Vec<u8> = row.chunks(3).rev().flatten().copied().collect();
+            row.copy_from_slice(&flipped);
+        }
+    }
+    let (plain, mirror) = (
+        nabla_vision::train::predict(&model, &set, 4, &device),
+        nabla_vision::train::predict(&model, &mirrored, 4, &device),
+    );
+    let tta = nabla_vision::train::predict_tta(&model, &set, 4, &device);
+    for ((a, b), t) in plain.iter().zip(&mirror).zip(&tta) {
+        for ((a, b), t) in a.iter().zip(b).zip(t) {
+            assert!((0.5 * (a + b) - t).abs() < 1e-6, "{a} {b} {t}");
+        }
+        assert!(a != b, "a mirror that changes nothing proves nothing");
+    }
+}
