@@ -173,6 +173,8 @@ fn run_vision(args: &VisionBenchArgs) -> Result<()> {
         pretrained: None,
         freeze_backbone: false,
         backbone_lr_mult: 1.0,
+        schedule: Default::default(),
+        patience: None,
     };
     let mut trainer = Trainer::new(config, &device)?;
     let none = ImageSet {

@@ -14,6 +14,7 @@ use nabla_vision::report::predictions_text;
 use nabla_vision::run::{
     evaluate_run, predict_images, train_run, Progress, RunDir, Start, TrainSettings,
 };
+use nabla_vision::schedule::LrSchedule;
 use nabla_vision::train::{EpochRecord, VisionOptimizer};
 
 use crate::output::OutputArgs;
@@ -99,6 +100,18 @@ pub struct TrainArgs {
     /// fine-tuning pretrained weights more gently than the new head.
     #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
     pub backbone_lr_mult: f64,
+    /// The learning rate's course, stepped per batch: constant, cosine
+    /// (down to 0) or one-cycle (up from --lr/25 to --lr, then down).
+    #[arg(long, default_value = "constant")]
+    pub lr_schedule: LrSchedule,
+    /// Epochs (fractions allowed) of linear warm-up; for one-cycle, of the
+    /// rise (default: a quarter of the steps).
+    #[arg(long, default_value_t = 0.0, value_name = "EPOCHS")]
+    pub warmup_epochs: f64,
+    /// Stop once the validation loss has not improved for this many epochs
+    /// (best.bpk stays the best epoch's model).
+    #[arg(long, value_name = "EPOCHS")]
+    pub patience: Option<usize>,
     /// Stop after the first epoch whose validation accuracy reaches this
     /// fraction (e.g. 0.95), before --epochs.
     #[arg(long, value_name = "FRACTION")]
@@ -240,10 +253,16 @@ fn train_cmd(a: &TrainArgs) -> Result<()> {
                 pretrained: a.pretrained.clone(),
                 freeze_backbone: a.freeze_backbone,
                 backbone_lr_mult: a.backbone_lr_mult,
+                schedule: a.lr_schedule,
+                warmup_epochs: a.warmup_epochs,
+                patience: a.patience,
                 seed: a.seed,
                 cache: a.cache.clone(),
             };
-            (Start::New(settings), a.output.out.as_ref().map(RunDir::new))
+            (
+                Start::New(Box::new(settings)),
+                a.output.out.as_ref().map(RunDir::new),
+            )
         }
     };
     let bars = Bars::new(a.model.name(), a.output.json);

@@ -180,3 +180,70 @@ fn train_writes_a_run_that_eval_reads() {
     ]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn schedules_and_patience_are_checked_and_logged() {
+    let root = temp_dir("schedule");
+    image_folder(&root.join("data"));
+    let (data, run) = (root.join("data"), root.join("run"));
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "vision",
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--image-size",
+            "16",
+            "--channels",
+            "4,4,4,4",
+            "--hidden",
+            "8",
+            "--batch-size",
+            "8",
+            "--epochs",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        nabla(&args)
+    };
+    for (bad, says) in [
+        (&["--lr-schedule", "step"][..], "unknown schedule `step`"),
+        (&["--patience=-1"][..], "invalid value '-1' for '--patience"),
+        (&["--patience", "0"][..], "--patience must be at least 1"),
+        (&["--warmup-epochs", "2"][..], "--warmup-epochs must be"),
+    ] {
+        let o = train(bad);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{bad:?}: {}", stderr(&o));
+    }
+    let o = train(&[
+        "--lr-schedule",
+        "cosine",
+        "--warmup-epochs",
+        "1",
+        "--patience",
+        "3",
+        "--out",
+        run.to_str().unwrap(),
+        "--json",
+    ]);
+    let doc = json(&o);
+    // 16 training images in batches of 8: 2 steps an epoch, the first
+    // epoch's two a linear warm-up, then half a cosine over the other two.
+    let lrs: Vec<f64> = doc["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| serde_json::from_value::<Vec<f64>>(r["lrs"].clone()).unwrap())
+        .collect();
+    let expected = [5e-4, 1e-3, 1e-3, 5e-4];
+    assert_eq!(lrs.len(), 4);
+    assert!(
+        lrs.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-15),
+        "{lrs:?}"
+    );
+    let csv = std::fs::read_to_string(run.join("lr.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    assert!(run.join("lr.svg").is_file());
+    assert!(doc["stopped_early"].is_null());
+}

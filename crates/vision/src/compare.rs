@@ -575,6 +575,7 @@ mod tests {
                 val_loss: 0.2,
                 val_accuracy: a,
                 seconds,
+                lrs: Vec::new(),
             })
             .collect();
         let mut r = Row {

@@ -29,6 +29,7 @@ pub mod pretrained;
 pub mod report;
 pub mod resnet;
 pub mod run;
+pub mod schedule;
 pub mod section;
 pub mod train;
 pub mod weights;

@@ -21,6 +21,9 @@ pub struct TrainReport {
     pub skipped: Vec<Skipped>,
     pub config: VisionTrainConfig,
     pub resumed_from_epoch: Option<usize>,
+    /// Why training ended before its last epoch (`--patience`, `--target-accuracy`).
+    #[serde(default)]
+    pub stopped_early: Option<String>,
     /// Seconds from the start of the command to the end of the last epoch,
     /// decoding included.
     pub wall_seconds: f64,
@@ -42,7 +45,10 @@ impl TrainReport {
             self.parameters,
             self.final_validation.to_text("validation", &self.classes),
             self.best_epoch
-        )
+        ) + &self
+            .stopped_early
+            .as_ref()
+            .map_or(String::new(), |why| format!("{why}\n"))
     }
 }
 
@@ -96,6 +102,28 @@ pub fn predictions_text(predictions: &[Prediction]) -> String {
         })
         .collect();
     Table::new("", &["image", "class", "probability"], rows).to_text()
+}
+
+/// The head's learning rate at every step, over the run.
+pub fn lr_chart(history: &[EpochRecord]) -> Result<String, PlotError> {
+    let mut chart = LineChart::new(
+        "Learning rate of every step (the head's; the backbone's is --backbone-lr-mult times it)",
+        "training step",
+        "learning rate",
+    );
+    let points: Vec<(f64, f64)> = history
+        .iter()
+        .flat_map(|r| r.lrs.iter())
+        .enumerate()
+        .map(|(i, &lr)| ((i + 1) as f64, lr))
+        .collect();
+    chart.series.push(nabla_report::Series {
+        name: "learning rate".into(),
+        points,
+        color: 0,
+        dashed: false,
+    });
+    line_chart(&chart)
 }
 
 /// `loss.svg` and `accuracy.svg` over epochs for one run or several

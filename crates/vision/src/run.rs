@@ -6,8 +6,8 @@
 //! [`RunSpec`]: where the data is and how it was split), `checkpoints/`
 //! (the latest complete epoch, see [`Trainer::save_checkpoint`]),
 //! `best.bpk` (the weights of the best epoch by validation accuracy),
-//! `metrics.csv` (one row per epoch), and at the end `train.json`,
-//! `loss.svg` and `accuracy.svg`.
+//! `metrics.csv` (one row per epoch), `lr.csv` (the learning rate of every
+//! step), and at the end `train.json`, `loss.svg`, `accuracy.svg` and `lr.svg`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -24,7 +24,8 @@ use crate::decode::{decode_all, decode_resized, ImageCache, Skipped};
 use crate::device::Accelerator;
 use crate::folder::ImageFolder;
 use crate::model::{Architecture, ModelConfig, Network};
-use crate::report::{history_charts, Prediction, TrainReport};
+use crate::report::{history_charts, lr_chart, Prediction, TrainReport};
+use crate::schedule::{LrSchedule, ScheduleConfig};
 use crate::train::{
     evaluate, most_probable, predict, predict_tta, scores, EpochRecord, Evaluation, ImageSet,
     ModelCard, Trainer, VisionOptimizer, VisionTrainConfig,
@@ -61,6 +62,11 @@ pub struct TrainSettings {
     pub pretrained: Option<PathBuf>,
     pub freeze_backbone: bool,
     pub backbone_lr_mult: f64,
+    pub schedule: LrSchedule,
+    /// Epochs (fractions allowed) of warm-up.
+    pub warmup_epochs: f64,
+    /// Stop once the validation loss has not improved for this many epochs.
+    pub patience: Option<usize>,
     pub seed: u32,
     pub cache: Option<PathBuf>,
 }
@@ -100,6 +106,14 @@ impl TrainSettings {
         if !(a.backbone_lr_mult >= 0.0 && a.backbone_lr_mult.is_finite()) {
             return Err(setup("--backbone-lr-mult must be a number ≥ 0"));
         }
+        if !(a.warmup_epochs >= 0.0 && a.warmup_epochs < a.epochs as f64) {
+            return Err(setup(
+                "--warmup-epochs must be at least 0 and less than --epochs",
+            ));
+        }
+        if a.patience == Some(0) {
+            return Err(setup("--patience must be at least 1 epoch"));
+        }
         let channels: [usize; 4] = a
             .channels
             .clone()
@@ -138,6 +152,11 @@ impl TrainSettings {
             pretrained: a.pretrained.clone(),
             freeze_backbone: a.freeze_backbone,
             backbone_lr_mult: a.backbone_lr_mult,
+            schedule: ScheduleConfig {
+                kind: a.schedule,
+                warmup_epochs: a.warmup_epochs,
+            },
+            patience: a.patience,
         };
         let spec = RunSpec {
             data: a.data.clone(),
@@ -205,12 +224,17 @@ impl RunDir {
         if trainer.best().map(|b| b.epoch) == Some(record.epoch) {
             save_model(trainer.model(), &self.path.join("best.bpk"))?;
         }
-        self.write("metrics.csv", &metrics_table(&trainer.history).to_csv())
+        self.write("metrics.csv", &metrics_table(&trainer.history).to_csv())?;
+        self.write("lr.csv", &lr_table(&trainer.history).to_csv())
     }
 
-    /// At the end: `train.json` and the two history charts.
+    /// At the end: `train.json`, the two history charts and `lr.svg`.
     fn finish(&self, report: &TrainReport) -> Result<(), VisionError> {
-        for (file, svg) in history_charts(&report.model, &[("", &report.history)]) {
+        let charts = history_charts(&report.model, &[("", &report.history)]);
+        for (file, svg) in charts
+            .into_iter()
+            .chain([("lr.svg", lr_chart(&report.history))])
+        {
             let svg = svg.map_err(|e| VisionError::Store(format!("{file}: {e}")))?;
             self.write(file, svg.as_bytes())?;
         }
@@ -241,6 +265,8 @@ fn metrics_table(history: &[EpochRecord]) -> Table {
                 format!("{:e}", r.val_loss),
                 format!("{:e}", r.val_accuracy),
                 format!("{:.3}", r.seconds),
+                r.lrs.first().map_or(String::new(), |v| format!("{v:e}")),
+                r.lrs.last().map_or(String::new(), |v| format!("{v:e}")),
             ]
         })
         .collect();
@@ -253,9 +279,28 @@ fn metrics_table(history: &[EpochRecord]) -> Table {
             "val_loss",
             "val_accuracy",
             "seconds",
+            "lr_first_step",
+            "lr_last_step",
         ],
         rows,
     )
+}
+
+/// `lr.csv`: the head's learning rate at every training step.
+fn lr_table(history: &[EpochRecord]) -> Table {
+    let mut step = 0;
+    let mut rows = Vec::new();
+    for r in history {
+        for lr in &r.lrs {
+            step += 1;
+            rows.push(vec![
+                step.to_string(),
+                r.epoch.to_string(),
+                format!("{lr:e}"),
+            ]);
+        }
+    }
+    Table::new("", &["step", "epoch", "lr"], rows)
 }
 
 /// How a training run reports what it is doing.
@@ -268,6 +313,22 @@ pub trait Progress: Sync {
     fn epoch(&self, record: &EpochRecord, epochs: usize);
     /// A file of the folder could not be read and is left out.
     fn skipped(&self, file: &Skipped);
+}
+
+/// Why training should stop before its last epoch: the validation loss has
+/// not improved on its best for `patience` epochs.
+pub fn early_stop(history: &[EpochRecord], patience: Option<usize>) -> Option<String> {
+    let patience = patience?;
+    let best = history
+        .iter()
+        .reduce(|a, b| if b.val_loss < a.val_loss { b } else { a })?;
+    let last = history.last()?;
+    (last.epoch - best.epoch >= patience).then(|| {
+        format!(
+            "stopped after epoch {}: the validation loss has not improved on epoch {}'s {:.4} for {patience} epochs (--patience {patience})",
+            last.epoch, best.epoch, best.val_loss
+        )
+    })
 }
 
 /// Scans and decodes (through the cache) an image folder for a model of
@@ -315,7 +376,7 @@ fn subset(set: &ImageSet, rows: &[usize]) -> ImageSet {
 /// How a training run begins.
 pub enum Start {
     /// A fresh run from these settings.
-    New(TrainSettings),
+    New(Box<TrainSettings>),
     /// The run in this directory from its latest checkpoint, with a new
     /// total of epochs if given.
     Resume { epochs: Option<usize> },
@@ -391,7 +452,8 @@ pub fn train_run(
     if let Some(dir) = out {
         dir.start(&card, &spec)?;
     }
-    while trainer.epochs_done() < config.epochs {
+    let mut stopped = early_stop(&trainer.history, config.patience);
+    while trainer.epochs_done() < config.epochs && stopped.is_none() {
         let record = trainer.run_epoch(&train_set, &val_set, &device, &mut |done, total| {
             progress.batch(done, total)
         })?;
@@ -399,8 +461,14 @@ pub fn train_run(
         if let Some(dir) = out {
             dir.record_epoch(&trainer, &record)?;
         }
-        if target_accuracy.is_some_and(|t| record.val_accuracy >= t) {
-            break;
+        stopped = early_stop(&trainer.history, config.patience);
+        if let Some(t) = target_accuracy.filter(|&t| record.val_accuracy >= t) {
+            stopped = Some(format!(
+                "validation accuracy {:.2}% reached the target {:.2}% in epoch {}",
+                100.0 * record.val_accuracy,
+                100.0 * t,
+                record.epoch
+            ));
         }
     }
     let wall_seconds = started.elapsed().as_secs_f64();
@@ -424,6 +492,7 @@ pub fn train_run(
         skipped,
         config,
         resumed_from_epoch: resumed_from,
+        stopped_early: stopped,
         wall_seconds,
         best_epoch: trainer.best().map_or(0, |b| b.epoch),
         history: trainer.history.clone(),
@@ -516,4 +585,37 @@ pub fn predict_images(
         })
         .collect();
     Ok((predictions, failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(val_losses: &[f64]) -> Vec<EpochRecord> {
+        val_losses
+            .iter()
+            .enumerate()
+            .map(|(i, &val_loss)| EpochRecord {
+                epoch: i + 1,
+                train_loss: 0.0,
+                train_accuracy: 0.0,
+                val_loss,
+                val_accuracy: 0.0,
+                seconds: 0.0,
+                lrs: Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn patience_counts_epochs_since_the_best_validation_loss() {
+        assert_eq!(early_stop(&history(&[0.5, 0.4, 0.45]), None), None);
+        assert_eq!(early_stop(&history(&[0.5, 0.4, 0.45]), Some(2)), None);
+        let why = early_stop(&history(&[0.5, 0.4, 0.45, 0.41]), Some(2)).unwrap();
+        assert!(
+            why.contains("after epoch 4") && why.contains("epoch 2's 0.4000"),
+            "{why}"
+        );
+        assert_eq!(early_stop(&[], Some(1)), None);
+    }
 }

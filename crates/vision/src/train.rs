@@ -21,6 +21,7 @@ use crate::augment::{render, Augmentation, View};
 use crate::metrics::ClassificationReport;
 pub use crate::model::Normalization;
 use crate::model::{choices, ModelConfig, Network};
+use crate::schedule::ScheduleConfig;
 use crate::VisionError;
 
 /// Square RGB images (row-major, channels last) with their labels.
@@ -126,6 +127,12 @@ pub struct VisionTrainConfig {
     /// fine-tuning pretrained weights more gently than the new head.
     #[serde(default = "one")]
     pub backbone_lr_mult: f64,
+    /// The learning rate's course over the run, stepped per batch.
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    /// Stop once the validation loss has not improved for this many epochs.
+    #[serde(default)]
+    pub patience: Option<usize>,
 }
 
 fn one() -> f64 {
@@ -158,6 +165,9 @@ pub struct EpochRecord {
     pub val_loss: f64,
     pub val_accuracy: f64,
     pub seconds: f64,
+    /// The head's learning rate at each training step of the epoch.
+    #[serde(default)]
+    pub lrs: Vec<f64>,
 }
 
 /// Loss, accuracy and confusion matrix (rows true class, columns predicted).
@@ -368,7 +378,11 @@ impl Trainer {
         device.seed((u64::from(self.config.seed) << 32) | epoch as u64);
         let (mut rng, order) = self.shuffled(epoch, train_set.len());
         let batch = self.config.batch_size.max(1);
-        let mut lr = self.learning_rates();
+        let rates = self.learning_rates();
+        let batches = order.len().div_ceil(batch);
+        let head_lrs: Vec<f64> = (0..batches)
+            .map(|i| self.scheduled(epoch, i, batches))
+            .collect();
         let augmentation = self.config.augmentation;
         let model = self.model.take().expect("model present between epochs");
         let (model, tally) = train_pass(
@@ -380,7 +394,7 @@ impl Trainer {
                 epoch,
             },
             device,
-            &mut || lr.step(),
+            &mut |i| rates.at(head_lrs[i]),
             &mut |model: &Network, rows| {
                 let views: Vec<View> = rows
                     .iter()
@@ -392,7 +406,8 @@ impl Trainer {
             on_batch,
         );
         self.model = Some(model);
-        let tally = tally?;
+        let mut tally = tally?;
+        tally.lrs = head_lrs;
         let val = evaluate(
             self.model(),
             val_set,
@@ -438,26 +453,30 @@ impl Trainer {
             val_loss,
             val_accuracy,
             seconds: start.elapsed().as_secs_f64(),
+            lrs: tally.lrs.clone(),
         };
         self.history.push(record.clone());
         record
     }
 
-    /// `lr` for the head and `lr · backbone_lr_mult` for everything else.
-    fn learning_rates(&self) -> ModuleLrScheduler {
-        let lr = self.config.lr;
-        let mut config = ModuleLrSchedulerConfig::new(LrSchedulerConfig::Constant(
-            lr * self.config.backbone_lr_mult,
-        ));
-        if let Some(head) = self.model().head() {
-            config = config.with_group(
-                ParamGroup::ids_from_module(head.clone()),
-                LrSchedulerConfig::Constant(lr),
-            );
+    /// The head's rate and `backbone_lr_mult` times it for everything else.
+    fn learning_rates(&self) -> Rates {
+        Rates {
+            head: self
+                .model()
+                .head()
+                .map(|head| ParamGroup::ids_from_module(head.clone())),
+            backbone_mult: self.config.backbone_lr_mult,
         }
-        config
-            .init()
-            .expect("constant learning rates are always valid")
+    }
+
+    /// The head's learning rate at batch `batch` of `batches` in `epoch`.
+    fn scheduled(&self, epoch: usize, batch: usize, batches: usize) -> f64 {
+        let step = (epoch - 1) * batches + batch;
+        let total = self.config.epochs.max(epoch) * batches;
+        self.config
+            .schedule
+            .rate(self.config.lr, step, total, batches)
     }
 
     /// The backbone's features of every training and validation image,
@@ -513,7 +532,10 @@ impl Trainer {
         let start = Instant::now();
         let (_, order) = self.shuffled(epoch, train_set.len());
         let batch = self.config.batch_size.max(1);
-        let lr = self.config.lr;
+        let batches = order.len().div_ceil(batch);
+        let head_lrs: Vec<f64> = (0..batches)
+            .map(|i| self.scheduled(epoch, i, batches))
+            .collect();
         self.cached_features(train_set, val_set, device, on_batch);
         let (train, val) = self.features.as_ref().expect("cached above");
         debug_assert_eq!(train.data.len(), train_set.len() * train.dim);
@@ -529,7 +551,7 @@ impl Trainer {
                 epoch,
             },
             device,
-            &mut || lr.into(),
+            &mut |i| head_lrs[i].into(),
             &mut |head: &Linear, rows| {
                 (
                     head.forward(train.rows(rows, device)),
@@ -539,7 +561,10 @@ impl Trainer {
             on_batch,
         );
         let tally = match tally {
-            Ok(tally) => tally,
+            Ok(mut tally) => {
+                tally.lrs = head_lrs;
+                tally
+            }
             Err(e) => {
                 self.model = Some(model.with_head(head));
                 return Err(e);
@@ -583,14 +608,14 @@ struct Pass<'a> {
 
 /// One epoch's training steps, for the whole network or the probe's head
 /// alike: `forward` gives a batch's logits and labels, then loss, backward
-/// and one optimizer step at the learning rate `lr` gives. The module comes
+/// and one optimizer step at the learning rate `lr(batch)` gives. The module comes
 /// back whether or not the pass finished (a non-finite loss ends it).
 fn train_pass<M: Module>(
     optim: &mut ModuleOptimizer,
     mut module: M,
     pass: &Pass,
     device: &Device,
-    lr: &mut dyn FnMut() -> ModuleLearningRate,
+    lr: &mut dyn FnMut(usize) -> ModuleLearningRate,
     forward: &mut dyn FnMut(&M, &[usize]) -> Batch,
     on_batch: &mut dyn FnMut(usize, usize),
 ) -> (M, Result<Tally, VisionError>) {
@@ -604,10 +629,30 @@ fn train_pass<M: Module>(
             return (module, Err(e));
         }
         let grads = GradientsParams::from_grads(loss.backward(), &module);
-        module = optim.step(lr(), module, grads);
+        module = optim.step(lr(i), module, grads);
         on_batch(i + 1, batches);
     }
     (module, Ok(tally))
+}
+
+/// The learning rates of one step: the head's, and a multiple of it for the rest.
+struct Rates {
+    head: Option<ParamGroup>,
+    backbone_mult: f64,
+}
+
+impl Rates {
+    fn at(&self, head_lr: f64) -> ModuleLearningRate {
+        let mut config =
+            ModuleLrSchedulerConfig::new(LrSchedulerConfig::Constant(head_lr * self.backbone_mult));
+        if let Some(head) = &self.head {
+            config = config.with_group(head.clone(), LrSchedulerConfig::Constant(head_lr));
+        }
+        let mut scheduler: ModuleLrScheduler = config
+            .init()
+            .expect("constant learning rates are always valid");
+        scheduler.step()
+    }
 }
 
 /// Running sums of an epoch's training batches.
@@ -615,6 +660,8 @@ fn train_pass<M: Module>(
 struct Tally {
     loss_sum: f64,
     correct: usize,
+    /// The head's learning rate of each step.
+    lrs: Vec<f64>,
 }
 
 impl Tally {

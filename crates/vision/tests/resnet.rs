@@ -204,6 +204,8 @@ fn resnet34_trains_from_scratch_and_from_pretrained_weights_with_a_new_head() {
             pretrained: pretrained.clone(),
             freeze_backbone: false,
             backbone_lr_mult: 1.0,
+            schedule: Default::default(),
+            patience: None,
         };
         let mut trainer = Trainer::new(config, &device).unwrap();
         let Network::ResNet(resnet) = trainer.model() else {

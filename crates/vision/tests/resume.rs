@@ -8,6 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use common::{synthetic, tiny};
 use nabla_vision::augment::Augmentation;
 use nabla_vision::model::Architecture;
+use nabla_vision::schedule::{LrSchedule, ScheduleConfig};
 use nabla_vision::train::{Trainer, VisionOptimizer, VisionTrainConfig};
 
 fn logits(trainer: &Trainer, device: &Device) -> Vec<f32> {
@@ -30,8 +31,8 @@ fn logits(trainer: &Trainer, device: &Device) -> Vec<f32> {
 fn resuming_from_a_checkpoint_repeats_the_uninterrupted_run() {
     let device = Device::flex().autodiff();
     let (train_set, val_set) = (synthetic(48, 16, 1), synthetic(16, 16, 2));
-    // BatchNorm, dropout, flips, crops and Adam's moments: every piece of
-    // state a checkpoint must carry.
+    // BatchNorm, dropout, flips, crops, Adam's moments and a one-cycle
+    // schedule with warm-up: every piece of state a checkpoint must carry.
     let config = VisionTrainConfig {
         model: tiny(Architecture::CnnBn),
         epochs: 4,
@@ -47,6 +48,11 @@ fn resuming_from_a_checkpoint_repeats_the_uninterrupted_run() {
         pretrained: None,
         freeze_backbone: false,
         backbone_lr_mult: 1.0,
+        schedule: ScheduleConfig {
+            kind: LrSchedule::OneCycle,
+            warmup_epochs: 0.5,
+        },
+        patience: None,
     };
     let root = std::env::temp_dir().join(format!("nabla-resume-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
@@ -90,6 +96,15 @@ fn resuming_from_a_checkpoint_repeats_the_uninterrupted_run() {
     };
     assert_eq!(strip(&resumed), strip(&whole));
     assert_eq!(logits(&resumed, &device), logits(&whole, &device));
+    let lrs = |t: &Trainer| -> Vec<f64> { t.history.iter().flat_map(|r| r.lrs.clone()).collect() };
+    assert_eq!(lrs(&resumed), lrs(&whole));
+    // 6 batches an epoch, 24 steps: up for 3 steps to the peak, then down.
+    let all = lrs(&whole);
+    assert_eq!(all.len(), 24);
+    assert!(
+        (all[2] - 3e-3).abs() < 1e-15 && all[0] < all[1] && all[23] < 1e-6,
+        "{all:?}"
+    );
     // Different epochs did see different data orders and views.
     assert_ne!(whole.history[2].train_loss, whole.history[3].train_loss);
     std::fs::remove_dir_all(&root).unwrap();

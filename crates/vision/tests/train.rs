@@ -29,6 +29,8 @@ fn training_lowers_the_loss_and_learns_the_task() {
             pretrained: None,
             freeze_backbone: false,
             backbone_lr_mult: 1.0,
+            schedule: Default::default(),
+            patience: None,
         };
         let trainer = train(&config, &train_set, &val_set, &device, &mut |_| {}).unwrap();
         let (model, history) = (trainer.model(), &trainer.history);
@@ -95,6 +97,8 @@ fn lite0(
         pretrained: None,
         freeze_backbone,
         backbone_lr_mult,
+        schedule: Default::default(),
+        patience: None,
     }
 }
 
