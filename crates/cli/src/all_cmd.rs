@@ -32,14 +32,16 @@ pub struct AllArgs {
     /// Where index.html, report.md, figures/ and every part's files go.
     #[arg(long, default_value = "report")]
     pub out: PathBuf,
-    /// The face-mask image folder for Problem 5 (skipped, with a note, when absent).
+    /// The face-mask image folder for Problem 5; downloaded there when
+    /// absent (unless --offline; Problem 5 then says how to get it).
     #[arg(long, default_value = "data/face-mask")]
     pub data: PathBuf,
     /// No progress display.
     #[arg(long)]
     pub quiet: bool,
-    /// Download nothing: without EfficientNet-Lite0's ImageNet weights in
-    /// the weights folder, Problem 5's pretrained runs are listed as skipped.
+    /// Download nothing: without the photos Problem 5 says how to get them;
+    /// without EfficientNet-Lite0's ImageNet weights its pretrained runs are
+    /// listed as skipped.
     #[arg(long)]
     pub offline: bool,
 }
@@ -191,6 +193,26 @@ fn plan(a: &AllArgs, with_vision: bool) -> Vec<Step> {
 
 pub fn run(a: &AllArgs) -> Result<()> {
     let start = Instant::now();
+    let exe = std::env::current_exe().context("cannot find the nabla executable")?;
+    let mut results = Results(Vec::new());
+    // Problem 5's photos, fetched first when they are missing (as the
+    // weights are); a failed download leaves Problem 5 saying how to get them.
+    if !a.data.is_dir() && !a.offline {
+        let fetch = [
+            "data".to_string(),
+            "fetch".into(),
+            "face-mask".into(),
+            "--out".into(),
+            a.data.display().to_string(),
+        ];
+        let outcome = run_child(&exe, &fetch, None, &|_| {});
+        crate::progress::line(
+            &indicatif::ProgressBar::hidden(),
+            a.quiet,
+            &format!("[fetch] Problem 5's photos {}", outcome.summary()),
+        );
+        results.0.push(("data-fetch", outcome));
+    }
     let with_vision = a.data.is_dir();
     let steps = plan(a, with_vision);
     // Quick and full runs keep their parts apart: the comparison resumes its
@@ -198,10 +220,8 @@ pub fn run(a: &AllArgs) -> Result<()> {
     let parts = a.out.join(if a.quick { "parts-quick" } else { "parts" });
     std::fs::create_dir_all(&parts)
         .with_context(|| format!("cannot create {}", parts.display()))?;
-    let exe = std::env::current_exe().context("cannot find the nabla executable")?;
     let total: f64 = steps.iter().map(|s| s.expect_s).sum();
     let bar = crate::progress::weighted(total, a.quiet);
-    let mut results = Results(Vec::new());
     let mut done_weight = 0.0;
     for (i, step) in steps.iter().enumerate() {
         let head = format!("[{}/{}] {}", i + 1, steps.len(), step.label);
@@ -219,12 +239,12 @@ pub fn run(a: &AllArgs) -> Result<()> {
         results.0.push((step.id, outcome));
     }
     bar.finish_and_clear();
+    let optional = |id: &str| id == "data-fetch" || steps.iter().any(|s| s.id == id && s.optional);
     let failed: Vec<String> = results
         .0
         .iter()
-        .zip(&steps)
-        .filter(|((_, o), step)| !step.optional && o.status.failed())
-        .map(|((id, o), _)| format!("{id}: {}", o.status.reason().unwrap_or_default()))
+        .filter(|(id, o)| !optional(id) && o.status.failed())
+        .map(|(id, o)| format!("{id}: {}", o.status.reason().unwrap_or_default()))
         .collect();
     let doc = build_document(a, &results, with_vision, start.elapsed().as_secs_f64());
     write_report(&a.out, &doc)?;
@@ -305,6 +325,15 @@ fn build_document(a: &AllArgs, results: &Results, with_vision: bool, seconds: f6
     let vision = with_vision.then(|| (r.parse("data-inspect"), r.parse("vision-compare")));
     let mut problem5 =
         nabla_vision::section::section(&a.data, vision.as_ref().map(|(d, c)| (d, c)));
+    if let Some((_, fetch)) = r.0.iter().find(|(id, _)| *id == "data-fetch") {
+        if let Some(reason) = fetch.status.reason() {
+            problem5.note(format!(
+                "nabla tried to download them (`{}`) and could not: {}",
+                fetch.provenance.command,
+                shorten(reason, 300)
+            ));
+        }
+    }
     if with_vision && a.quick {
         if let Some(iv) = problem5.subsections.last_mut() {
             iv.note(format!(

@@ -44,6 +44,9 @@ pub struct FetchArgs {
     /// Where the class folders go.
     #[arg(long, default_value = "data/face-mask")]
     pub out: PathBuf,
+    /// Print {"path": …, "class_counts": […]} as JSON instead of a line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(cmd: &DataCommand) -> Result<()> {
@@ -70,11 +73,16 @@ fn fetch_cmd(a: &FetchArgs) -> Result<()> {
         "downloading the face-mask dataset into {} …",
         a.out.display()
     );
-    let progress = crate::progress::bar(0, false, "download");
+    let progress = crate::progress::bar(0, a.json, "download");
     let folder = fetch_face_mask(&a.out, &|bytes| progress.set_position(bytes))
         .inspect_err(|_| progress.finish_and_clear())?;
     progress.finish_and_clear();
     let counts = folder.class_counts();
+    if a.json {
+        return OutputArgs::print_json(
+            &serde_json::json!({ "path": a.out, "class_counts": counts }),
+        );
+    }
     println!(
         "{}: {} with_mask, {} without_mask ({} duplicates removed when training)",
         a.out.display(),

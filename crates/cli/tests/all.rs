@@ -81,3 +81,24 @@ fn all_without_images_explains_how_to_get_them() {
     assert_eq!(sections(&html).len(), 6);
     assert!(html.contains("Problem 4: Dropout"));
 }
+
+#[test]
+fn all_fetches_missing_photos_and_still_runs_when_that_fails() {
+    let root = temp_dir("all-fetch");
+    let out = root.join("report");
+    // Nothing listens on port 9 here: the download fails at once.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_nabla"))
+        .args(["all", "--quick", "--quiet", "--data"])
+        .arg(root.join("photos"))
+        .arg("--out")
+        .arg(&out)
+        .env("NABLA_FACE_MASK_URL", "http://127.0.0.1:9/face-mask.zip")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("nabla tried to download them"), "{html}");
+    assert!(html.contains("nabla data fetch face-mask --out"));
+    assert!(html.contains("Problem 4: Dropout"));
+}

@@ -14,6 +14,12 @@ use crate::VisionError;
 pub const FACE_MASK_ZIP: &str =
     "https://github.com/chandrikadeb7/Face-Mask-Detection/archive/refs/heads/master.zip";
 
+/// Where the face-mask archive is fetched from: `$NABLA_FACE_MASK_URL` when
+/// set (a mirror), else [`FACE_MASK_ZIP`].
+pub fn face_mask_url() -> String {
+    std::env::var("NABLA_FACE_MASK_URL").unwrap_or_else(|_| FACE_MASK_ZIP.to_string())
+}
+
 /// The classes of the face-mask data, as folder names.
 pub const FACE_MASK_CLASSES: [&str; 2] = ["with_mask", "without_mask"];
 
@@ -44,7 +50,7 @@ pub fn fetch_face_mask(out: &Path, on_bytes: &dyn Fn(u64)) -> Result<ImageFolder
     })?;
     let archive = parent.join(format!(".face-mask-{}.zip", std::process::id()));
     let staging = parent.join(format!(".face-mask-{}.partial", std::process::id()));
-    let result = download(FACE_MASK_ZIP, &archive, on_bytes)
+    let result = download(&face_mask_url(), &archive, on_bytes)
         .and_then(|()| unpack_dataset(&archive, &staging))
         .and_then(|()| {
             let folder = ImageFolder::scan(&staging)?;
