@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use indicatif::ProgressBar;
 use nabla_vision::decode::Skipped;
 use nabla_vision::device::Accelerator;
+use nabla_vision::lr_find::LrFindReport;
 use nabla_vision::model::Architecture;
 use nabla_vision::report::predictions_text;
 use nabla_vision::run::{
@@ -38,6 +39,13 @@ pub enum VisionCommand {
         after_help = "Example:\n  nabla vision predict --checkpoint runs/cnn-bn photo1.jpg photo2.png"
     )]
     Predict(PredictArgs),
+    /// fastai's learning-rate range test: one step at each rate of an
+    /// exponential sweep, the loss against the rate, a suggested rate.
+    #[command(
+        name = "lr-find",
+        after_help = "Example:\n  nabla vision lr-find --data data/face-mask --model cnn-bn --out runs/lr-find\n  nabla vision train --data data/face-mask --model cnn-bn --lr SUGGESTED --lr-schedule one-cycle"
+    )]
+    LrFind(LrFindArgs),
     /// Problem 5 (iv): every model from scratch and from ImageNet weights on
     /// the same split, image size and epoch budget; a table, overlaid curves
     /// and a reading of the numbers.
@@ -133,6 +141,48 @@ pub struct TrainArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct LrFindArgs {
+    /// An image folder: one subfolder per class.
+    #[arg(long, default_value = "data/face-mask")]
+    pub data: PathBuf,
+    /// cnn, cnn-bn, resnet34 or efficientnet-lite0.
+    #[arg(long, default_value = "cnn-bn")]
+    pub model: Architecture,
+    /// The first learning rate of the sweep.
+    #[arg(long, default_value_t = 1e-7)]
+    pub start_lr: f64,
+    /// The last.
+    #[arg(long, default_value_t = 10.0)]
+    pub end_lr: f64,
+    /// Steps (one learning rate each).
+    #[arg(long, default_value_t = 100)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// sgd, momentum, nesterov or adam.
+    #[arg(long, default_value = "adam")]
+    pub optimizer: VisionOptimizer,
+    #[arg(long, default_value_t = 128)]
+    pub image_size: usize,
+    /// ImageNet weights for resnet34 or efficientnet-lite0.
+    #[arg(long, value_name = "FILE")]
+    pub pretrained: Option<PathBuf>,
+    /// The backbone's learning rate as a multiple of the swept one.
+    #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+    pub backbone_lr_mult: f64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u32,
+    /// Decoded-image cache [default: ~/.cache/nabla/images].
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// cpu, cuda or wgpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: Accelerator,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct EvalArgs {
     /// A run directory written by `nabla vision train --out`.
     #[arg(long)]
@@ -177,6 +227,7 @@ pub fn run(cmd: &VisionCommand) -> Result<()> {
         VisionCommand::Train(a) => train_cmd(a),
         VisionCommand::Eval(a) => eval_cmd(a),
         VisionCommand::Predict(a) => predict_cmd(a),
+        VisionCommand::LrFind(a) => lr_find_cmd(a),
         VisionCommand::Compare(a) => crate::compare_cmd::run(a),
     }
 }
@@ -306,4 +357,42 @@ fn predict_cmd(a: &PredictArgs) -> Result<()> {
     } else {
         Err(InputError(format!("cannot read {}", failed.join("; "))).into())
     }
+}
+
+fn lr_find_cmd(a: &LrFindArgs) -> Result<()> {
+    let settings = TrainSettings {
+        data: a.data.clone(),
+        model: a.model,
+        epochs: 1,
+        batch_size: a.batch_size,
+        lr: a.end_lr,
+        optimizer: a.optimizer,
+        momentum: 0.9,
+        image_size: a.image_size,
+        val_fraction: 0.2,
+        channels: vec![32, 64, 128, 128],
+        hidden: 256,
+        dropout: 0.5,
+        flip: true,
+        random_crop: None,
+        pretrained: a.pretrained.clone(),
+        freeze_backbone: false,
+        backbone_lr_mult: a.backbone_lr_mult,
+        schedule: LrSchedule::Constant,
+        warmup_epochs: 0.0,
+        patience: None,
+        seed: a.seed,
+        cache: a.cache.clone(),
+    };
+    let bars = Bars::new("lr-find", a.output.json);
+    let report = LrFindReport::run(&settings, (a.start_lr, a.end_lr, a.steps), a.device, &bars)?;
+    bars.training.finish_and_clear();
+    if a.output.out.is_some() {
+        a.output.write_files(&report.files()?)?;
+    }
+    if a.output.json {
+        return OutputArgs::print_json(&report);
+    }
+    print!("{}", report.to_text());
+    Ok(())
 }

@@ -247,3 +247,49 @@ fn schedules_and_patience_are_checked_and_logged() {
     assert!(run.join("lr.svg").is_file());
     assert!(doc["stopped_early"].is_null());
 }
+
+#[test]
+fn lr_find_sweeps_plots_and_suggests() {
+    let root = temp_dir("lr-find");
+    image_folder(&root.join("data"));
+    let (data, out) = (root.join("data"), root.join("sweep"));
+    let args = |extra: &[&str]| {
+        let mut args = vec![
+            "vision",
+            "lr-find",
+            "--data",
+            data.to_str().unwrap(),
+            "--image-size",
+            "16",
+            "--batch-size",
+            "4",
+            "--model",
+            "cnn",
+        ];
+        args.extend_from_slice(extra);
+        nabla(&args)
+    };
+    let o = args(&["--steps", "3"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--steps at least 10"), "{}", stderr(&o));
+    let doc = json(&args(&[
+        "--steps",
+        "12",
+        "--start-lr",
+        "1e-5",
+        "--end-lr",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]));
+    let report: nabla_vision::lr_find::LrFindReport = serde_json::from_value(doc).unwrap();
+    // 16 training images in batches of 4: three epochs of the usual batches.
+    assert!(report.lrs.len() > 1 && report.lrs.len() <= 12);
+    assert_eq!(report.lrs[0], 1e-5);
+    assert!(report.suggestion >= 1e-5 && report.suggestion <= 1.0);
+    assert!(!report.rule.is_empty());
+    for file in ["lr_find.svg", "lr_find.csv", "lr_find.json"] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+}

@@ -21,6 +21,7 @@ pub mod flex_kernels;
 pub mod folder;
 pub mod inspect;
 pub mod load;
+pub mod lr_find;
 pub mod metrics;
 pub mod model;
 pub mod optim;

@@ -364,15 +364,6 @@ pub fn load_folder(
     Ok((folder, set, decoded.skipped))
 }
 
-fn subset(set: &ImageSet, rows: &[usize]) -> ImageSet {
-    ImageSet {
-        size: set.size,
-        normalization: set.normalization,
-        pixels: rows.iter().map(|&r| set.pixels[r].clone()).collect(),
-        labels: rows.iter().map(|&r| set.labels[r]).collect(),
-    }
-}
-
 /// How a training run begins.
 pub enum Start {
     /// A fresh run from these settings.
@@ -444,7 +435,7 @@ pub fn train_run(
         spec.val_fraction,
         config.seed,
     );
-    let (train_set, val_set) = (subset(&all, &train_rows), subset(&all, &val_rows));
+    let (train_set, val_set) = (all.subset(&train_rows), all.subset(&val_rows));
     let card = ModelCard {
         model: config.model.clone(),
         classes: folder.classes.clone(),

@@ -43,6 +43,16 @@ impl ImageSet {
         self.labels.is_empty()
     }
 
+    /// The images at `rows`, in that order.
+    pub fn subset(&self, rows: &[usize]) -> ImageSet {
+        ImageSet {
+            size: self.size,
+            normalization: self.normalization,
+            pixels: rows.iter().map(|&r| self.pixels[r].clone()).collect(),
+            labels: rows.iter().map(|&r| self.labels[r]).collect(),
+        }
+    }
+
     /// The images at `rows`, each seen through its view, as a
     /// `[n, 3, size, size]` tensor scaled to [−1, 1].
     fn batch(
@@ -385,7 +395,7 @@ impl Trainer {
             .collect();
         let augmentation = self.config.augmentation;
         let model = self.model.take().expect("model present between epochs");
-        let (model, tally) = train_pass(
+        let (model, mut tally, finished) = train_pass(
             &mut self.optim,
             model,
             &Pass {
@@ -396,17 +406,13 @@ impl Trainer {
             device,
             &mut |i| rates.at(head_lrs[i]),
             &mut |model: &Network, rows| {
-                let views: Vec<View> = rows
-                    .iter()
-                    .map(|_| augmentation.draw(&mut rng, train_set.size))
-                    .collect();
-                let (images, labels) = train_set.batch(rows, &views, device);
+                let (images, labels) = augmented(&augmentation, &mut rng, train_set, rows, device);
                 (model.forward(images), labels)
             },
             on_batch,
         );
         self.model = Some(model);
-        let mut tally = tally?;
+        finished?;
         tally.lrs = head_lrs;
         let val = evaluate(
             self.model(),
@@ -423,6 +429,55 @@ impl Trainer {
             val.loss,
             val.accuracy,
         ))
+    }
+
+    /// One training step at each of `rates` (the head's; the backbone's is
+    /// `backbone_lr_mult` times it), epoch after epoch of the usual batches,
+    /// and the loss of each step; a loss that is not finite ends the sweep
+    /// early. The model is trained by it: a sweep is for `lr-find`, not a run.
+    pub fn lr_sweep(
+        &mut self,
+        train_set: &ImageSet,
+        rates: &[f64],
+        device: &Device,
+        on_batch: &mut dyn FnMut(usize, usize),
+    ) -> Vec<f64> {
+        let batch = self.config.batch_size.max(1);
+        let group_rates = self.learning_rates();
+        let augmentation = self.config.augmentation;
+        let mut losses: Vec<f64> = Vec::new();
+        let mut epoch = 1;
+        while losses.len() < rates.len() && !train_set.is_empty() {
+            device.seed((u64::from(self.config.seed) << 32) | epoch as u64);
+            let (mut rng, order) = self.shuffled(epoch, train_set.len());
+            let done = losses.len();
+            let take = ((rates.len() - done) * batch).min(order.len());
+            let model = self.model.take().expect("model present between epochs");
+            let (model, tally, finished) = train_pass(
+                &mut self.optim,
+                model,
+                &Pass {
+                    order: &order[..take],
+                    batch,
+                    epoch,
+                },
+                device,
+                &mut |i| group_rates.at(rates[done + i]),
+                &mut |model: &Network, rows| {
+                    let (images, labels) =
+                        augmented(&augmentation, &mut rng, train_set, rows, device);
+                    (model.forward(images), labels)
+                },
+                &mut |i, _| on_batch(done + i, rates.len()),
+            );
+            self.model = Some(model);
+            losses.extend(tally.losses);
+            if finished.is_err() {
+                break;
+            }
+            epoch += 1;
+        }
+        losses
     }
 
     /// The epoch's random stream and the training order it shuffles: both
@@ -542,7 +597,7 @@ impl Trainer {
         debug_assert_eq!(val.data.len(), val_set.len() * val.dim);
         let model = self.model.take().expect("model present between epochs");
         let head = model.head().expect("checked in Trainer::new").clone();
-        let (head, tally) = train_pass(
+        let (head, mut tally, finished) = train_pass(
             &mut self.optim,
             head,
             &Pass {
@@ -560,16 +615,11 @@ impl Trainer {
             },
             on_batch,
         );
-        let tally = match tally {
-            Ok(mut tally) => {
-                tally.lrs = head_lrs;
-                tally
-            }
-            Err(e) => {
-                self.model = Some(model.with_head(head));
-                return Err(e);
-            }
-        };
+        if let Err(e) = finished {
+            self.model = Some(model.with_head(head));
+            return Err(e);
+        }
+        tally.lrs = head_lrs;
         let loss_fn = CrossEntropyLossConfig::new().init(device);
         let (mut val_loss, mut val_correct) = (0.0, 0usize);
         let rows: Vec<usize> = (0..val_set.len()).collect();
@@ -609,7 +659,8 @@ struct Pass<'a> {
 /// One epoch's training steps, for the whole network or the probe's head
 /// alike: `forward` gives a batch's logits and labels, then loss, backward
 /// and one optimizer step at the learning rate `lr(batch)` gives. The module comes
-/// back whether or not the pass finished (a non-finite loss ends it).
+/// back with the steps' tally whether or not the pass finished (a
+/// non-finite loss ends it).
 fn train_pass<M: Module>(
     optim: &mut ModuleOptimizer,
     mut module: M,
@@ -618,7 +669,7 @@ fn train_pass<M: Module>(
     lr: &mut dyn FnMut(usize) -> ModuleLearningRate,
     forward: &mut dyn FnMut(&M, &[usize]) -> Batch,
     on_batch: &mut dyn FnMut(usize, usize),
-) -> (M, Result<Tally, VisionError>) {
+) -> (M, Tally, Result<(), VisionError>) {
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let batches = pass.order.len().div_ceil(pass.batch);
     let mut tally = Tally::default();
@@ -626,13 +677,13 @@ fn train_pass<M: Module>(
         let (logits, labels) = forward(&module, rows);
         let loss = loss_fn.forward(logits.clone(), labels.clone());
         if let Err(e) = tally.add(&loss, logits, labels, pass.epoch, i + 1) {
-            return (module, Err(e));
+            return (module, tally, Err(e));
         }
         let grads = GradientsParams::from_grads(loss.backward(), &module);
         module = optim.step(lr(i), module, grads);
         on_batch(i + 1, batches);
     }
-    (module, Ok(tally))
+    (module, tally, Ok(()))
 }
 
 /// The learning rates of one step: the head's, and a multiple of it for the rest.
@@ -662,6 +713,8 @@ struct Tally {
     correct: usize,
     /// The head's learning rate of each step.
     lrs: Vec<f64>,
+    /// Each step's mean loss.
+    losses: Vec<f64>,
 }
 
 impl Tally {
@@ -686,8 +739,24 @@ impl Tally {
         let rows = labels.dims()[0];
         self.correct += hits(logits, labels);
         self.loss_sum += f64::from(value) * rows as f64;
+        self.losses.push(f64::from(value));
         Ok(())
     }
+}
+
+/// The images at `rows`, each through a freshly drawn view, and their labels.
+fn augmented(
+    augmentation: &Augmentation,
+    rng: &mut NumpyRandom,
+    set: &ImageSet,
+    rows: &[usize],
+    device: &Device,
+) -> (Tensor<4>, Tensor<1, Int>) {
+    let views: Vec<View> = rows
+        .iter()
+        .map(|_| augmentation.draw(rng, set.size))
+        .collect();
+    set.batch(rows, &views, device)
 }
 
 /// The labels of `rows` as a tensor.

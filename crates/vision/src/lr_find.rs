@@ -1,0 +1,259 @@
+//! `nabla vision lr-find`: fastai's learning-rate range test. One training
+//! step at each of a few hundred learning rates growing exponentially from
+//! `start` to `end`, the loss of each step smoothed (an exponential moving
+//! average with β = 0.98, bias-corrected), stopped once the smoothed loss
+//! exceeds four times its minimum, and a suggested rate: where the smoothed
+//! loss falls fastest against log(lr), before its minimum (fastai's
+//! "steep").
+
+use nabla_dense::data::stratified_indices;
+use nabla_report::{line_chart, number, LineChart, OutputFile, PlotError, Series, Table};
+use serde::{Deserialize, Serialize};
+
+use crate::device::Accelerator;
+use crate::run::{load_folder, Progress, TrainSettings};
+use crate::train::Trainer;
+use crate::VisionError;
+
+/// The moving average's weight of the past.
+const BETA: f64 = 0.98;
+/// The sweep stops once the smoothed loss exceeds this multiple of its minimum.
+const DIVERGED: f64 = 4.0;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LrFindReport {
+    pub model: String,
+    pub start: f64,
+    pub end: f64,
+    /// The learning rate of each step taken.
+    pub lrs: Vec<f64>,
+    pub losses: Vec<f64>,
+    pub smoothed: Vec<f64>,
+    pub suggestion: f64,
+    /// How the suggestion was picked, in words.
+    pub rule: String,
+    /// Why the sweep ended before its last step, if it did.
+    pub stopped: Option<String>,
+}
+
+/// `steps` rates from `start` to `end`, evenly spaced on a log axis.
+pub fn exponential(start: f64, end: f64, steps: usize) -> Vec<f64> {
+    let ratio = end / start;
+    (0..steps)
+        .map(|i| start * ratio.powf(i as f64 / (steps.max(2) - 1) as f64))
+        .collect()
+}
+
+/// The bias-corrected exponential moving average of `losses`.
+pub fn smooth(losses: &[f64]) -> Vec<f64> {
+    let mut average = 0.0;
+    losses
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| {
+            average = BETA * average + (1.0 - BETA) * l;
+            average / (1.0 - BETA.powi(i as i32 + 1))
+        })
+        .collect()
+}
+
+/// The rate where `smoothed` falls fastest against log(lr), up to its
+/// minimum; with fewer than three points before the minimum, a tenth of the
+/// rate at the minimum.
+pub fn suggest(lrs: &[f64], smoothed: &[f64]) -> (f64, String) {
+    let Some(min_at) = (0..smoothed.len()).min_by(|&a, &b| smoothed[a].total_cmp(&smoothed[b]))
+    else {
+        return (f64::NAN, "no steps were taken".into());
+    };
+    if min_at < 2 {
+        return (
+            lrs[min_at] / 10.0,
+            format!(
+                "a tenth of the rate at the smallest smoothed loss ({}): the loss fell too little before it to measure a slope",
+                number(lrs[min_at])
+            ),
+        );
+    }
+    let steepest = (0..min_at)
+        .min_by(|&a, &b| {
+            let slope = |i: usize| (smoothed[i + 1] - smoothed[i]) / (lrs[i + 1] / lrs[i]).ln();
+            slope(a).total_cmp(&slope(b))
+        })
+        .expect("min_at ≥ 2");
+    (
+        lrs[steepest],
+        format!(
+            "the steepest fall of the smoothed loss against log(lr), before its minimum at {} (fastai's \"steep\")",
+            number(lrs[min_at])
+        ),
+    )
+}
+
+impl LrFindReport {
+    /// Sweeps `settings`' model from `start` to `end` over `steps` steps on
+    /// its training split.
+    pub fn run(
+        settings: &TrainSettings,
+        (start, end, steps): (f64, f64, usize),
+        accelerator: Accelerator,
+        progress: &dyn Progress,
+    ) -> Result<Self, VisionError> {
+        if !(start > 0.0 && end > start && end.is_finite()) || steps < 10 {
+            return Err(VisionError::Setup(
+                "--start-lr must be positive, --end-lr above it and --steps at least 10".into(),
+            ));
+        }
+        if settings.freeze_backbone {
+            return Err(VisionError::Setup(
+                "lr-find sweeps the whole network; it does not take --freeze-backbone".into(),
+            ));
+        }
+        let (mut config, spec) = settings.validate()?;
+        let device = accelerator.device().map_err(VisionError::Setup)?.autodiff();
+        let (folder, mut all, _) = load_folder(
+            &spec.data,
+            config.model.image_size,
+            spec.cache.as_ref(),
+            progress,
+        )?;
+        all.normalization = config.model.normalization();
+        config.model.classes = folder.classes.len();
+        let (train_rows, _) = stratified_indices(
+            &all.labels,
+            folder.classes.len(),
+            spec.val_fraction,
+            config.seed,
+        );
+        let train_set = all.subset(&train_rows);
+        let mut trainer = Trainer::new(config.clone(), &device)?;
+        let rates = exponential(start, end, steps);
+        let mut losses = trainer.lr_sweep(&train_set, &rates, &device, &mut |done, total| {
+            progress.batch(done, total)
+        });
+        let mut smoothed = smooth(&losses);
+        let mut stopped = (losses.len() < rates.len()).then(|| {
+            format!(
+                "the loss stopped being finite at step {} (lr {})",
+                losses.len() + 1,
+                number(rates[losses.len()])
+            )
+        });
+        let mut best = f64::INFINITY;
+        if let Some(cut) = smoothed.iter().position(|&l| {
+            best = best.min(l);
+            l > DIVERGED * best
+        }) {
+            stopped = Some(format!(
+                "the smoothed loss passed {DIVERGED} times its minimum at step {} (lr {})",
+                cut + 1,
+                number(rates[cut])
+            ));
+            losses.truncate(cut + 1);
+            smoothed.truncate(cut + 1);
+        }
+        let lrs = rates[..losses.len()].to_vec();
+        let (suggestion, rule) = suggest(&lrs, &smoothed);
+        Ok(LrFindReport {
+            model: config.model.architecture.name().to_string(),
+            start,
+            end,
+            lrs,
+            losses,
+            smoothed,
+            suggestion,
+            rule,
+            stopped,
+        })
+    }
+
+    /// The loss against the learning rate (log axis), raw and smoothed.
+    pub fn chart(&self) -> Result<String, PlotError> {
+        let mut chart = LineChart::new(
+            &format!(
+                "{}: loss against learning rate (suggested {})",
+                self.model,
+                number(self.suggestion)
+            ),
+            "learning rate (log scale)",
+            "training loss",
+        );
+        chart.log_x = true;
+        for (i, (name, values)) in [("loss", &self.losses), ("smoothed", &self.smoothed)]
+            .into_iter()
+            .enumerate()
+        {
+            chart.series.push(Series {
+                name: name.into(),
+                points: self
+                    .lrs
+                    .iter()
+                    .copied()
+                    .zip(values.iter().copied())
+                    .collect(),
+                color: i,
+                dashed: i == 0,
+            });
+        }
+        line_chart(&chart)
+    }
+
+    /// `lr_find.svg`, `lr_find.csv` and `lr_find.json`.
+    pub fn files(&self) -> Result<Vec<OutputFile>, PlotError> {
+        let rows = (0..self.lrs.len())
+            .map(|i| {
+                vec![
+                    (i + 1).to_string(),
+                    format!("{:e}", self.lrs[i]),
+                    format!("{:e}", self.losses[i]),
+                    format!("{:e}", self.smoothed[i]),
+                ]
+            })
+            .collect();
+        Ok(vec![
+            OutputFile::new("lr_find.svg", self.chart()?),
+            OutputFile::new(
+                "lr_find.csv",
+                Table::new("", &["step", "lr", "loss", "smoothed"], rows).to_csv(),
+            ),
+            OutputFile::json("lr_find.json", self),
+        ])
+    }
+
+    pub fn to_text(&self) -> String {
+        format!(
+            "{}: {} steps from {} to {}{}\nsuggested learning rate: {} ({})\n",
+            self.model,
+            self.lrs.len(),
+            number(self.start),
+            number(self.end),
+            self.stopped
+                .as_ref()
+                .map_or(String::new(), |why| format!("; {why}")),
+            number(self.suggestion),
+            self.rule
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_exponential_and_the_suggestion_is_the_steepest_fall() {
+        let lrs = exponential(1e-5, 1.0, 11);
+        assert!((lrs[0] - 1e-5).abs() < 1e-20 && (lrs[10] - 1.0).abs() < 1e-12);
+        for w in lrs.windows(2) {
+            assert!((w[1] / w[0] - 10f64.powf(0.5)).abs() < 1e-9);
+        }
+        // Flat, a fall steepest between the 4th and 5th point, a minimum, a rise.
+        let loss = [1.0, 1.0, 0.99, 0.9, 0.5, 0.4, 0.35, 0.6, 2.0, 5.0, 9.0];
+        let (lr, rule) = suggest(&lrs, &loss);
+        assert_eq!(lr, lrs[3], "{rule}");
+        let s = smooth(&[2.0, 2.0, 2.0]);
+        assert!(
+            s.iter().all(|&v| (v - 2.0).abs() < 1e-12),
+            "bias-corrected: {s:?}"
+        );
+    }
+}
