@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use indicatif::ProgressBar;
+use nabla_vision::augment::Augmentation;
 use nabla_vision::decode::Skipped;
 use nabla_vision::device::Accelerator;
 use nabla_vision::lr_find::LrFindReport;
@@ -28,7 +29,7 @@ pub enum VisionCommand {
     #[command(
         after_help = "Examples:\n  nabla vision train --data data/face-mask --model cnn-bn --epochs 10 --out runs/cnn-bn\n  nabla vision train --resume runs/cnn-bn --epochs 15\n  nabla vision train --model efficientnet-lite0 --pretrained ~/.cache/nabla/weights/efficientnet-lite0.safetensors --freeze-backbone --out runs/probe"
     )]
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Loss, accuracy and confusion matrix of a trained model on an image folder.
     #[command(
         after_help = "Example:\n  nabla vision eval --checkpoint runs/cnn-bn --data data/face-mask"
@@ -95,6 +96,25 @@ pub struct TrainArgs {
     /// fraction of the area (e.g. 0.5); off by default.
     #[arg(long, value_name = "MIN_SCALE")]
     pub random_crop: Option<f64>,
+    /// Random rotations up to this many degrees either way.
+    #[arg(long, value_name = "DEGREES")]
+    pub rotate: Option<f64>,
+    /// Random zoom by a factor in [1 − F, 1 + F] per axis.
+    #[arg(long, value_name = "F")]
+    pub zoom: Option<f64>,
+    /// Random shifts up to this fraction of the side, per axis.
+    #[arg(long, value_name = "F")]
+    pub shift: Option<f64>,
+    /// Random shear up to this many degrees either way (as Keras reads its shear_range).
+    #[arg(long, value_name = "DEGREES")]
+    pub shear: Option<f64>,
+    /// Random brightness, contrast and saturation factors in [1 − F, 1 + F].
+    #[arg(long, value_name = "F")]
+    pub color_jitter: Option<f64>,
+    /// The face-mask dataset repository's Keras recipe: --rotate 20
+    /// --zoom 0.15 --shift 0.2 --shear 0.15 with flips (each overridable).
+    #[arg(long)]
+    pub keras_recipe: bool,
     /// ImageNet weights (.pth or .safetensors) for resnet34 or
     /// efficientnet-lite0 (`nabla weights download`): every layer but the new
     /// head starts from them; resnet34's inputs then use ImageNet normalisation.
@@ -282,6 +302,23 @@ impl Progress for Bars {
     }
 }
 
+/// The affine and colour options, over the recipe when asked for.
+fn augmentation(a: &TrainArgs) -> Augmentation {
+    let base = if a.keras_recipe {
+        Augmentation::FACE_MASK
+    } else {
+        Augmentation::NONE
+    };
+    Augmentation {
+        rotation: a.rotate.unwrap_or(base.rotation),
+        zoom: a.zoom.unwrap_or(base.zoom),
+        shift: a.shift.unwrap_or(base.shift),
+        shear: a.shear.unwrap_or(base.shear),
+        color_jitter: a.color_jitter.unwrap_or(base.color_jitter),
+        ..base
+    }
+}
+
 fn train_cmd(a: &TrainArgs) -> Result<()> {
     let (start, out) = match &a.resume {
         Some(run) => (Start::Resume { epochs: a.epochs }, Some(RunDir::new(run))),
@@ -301,6 +338,7 @@ fn train_cmd(a: &TrainArgs) -> Result<()> {
                 dropout: a.dropout,
                 flip: !a.no_flip,
                 random_crop: a.random_crop,
+                augmentation: augmentation(a),
                 pretrained: a.pretrained.clone(),
                 freeze_backbone: a.freeze_backbone,
                 backbone_lr_mult: a.backbone_lr_mult,
@@ -375,6 +413,7 @@ fn lr_find_cmd(a: &LrFindArgs) -> Result<()> {
         dropout: 0.5,
         flip: true,
         random_crop: None,
+        augmentation: Augmentation::NONE,
         pretrained: a.pretrained.clone(),
         freeze_backbone: false,
         backbone_lr_mult: a.backbone_lr_mult,

@@ -211,6 +211,7 @@ fn schedules_and_patience_are_checked_and_logged() {
         (&["--patience=-1"][..], "invalid value '-1' for '--patience"),
         (&["--patience", "0"][..], "--patience must be at least 1"),
         (&["--warmup-epochs", "2"][..], "--warmup-epochs must be"),
+        (&["--zoom", "1.5"][..], "--zoom below 1"),
     ] {
         let o = train(bad);
         assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
@@ -292,4 +293,34 @@ fn lr_find_sweeps_plots_and_suggests() {
     for file in ["lr_find.svg", "lr_find.csv", "lr_find.json"] {
         assert!(out.join(file).is_file(), "{file}");
     }
+}
+
+#[test]
+fn the_keras_recipe_trains_and_is_recorded() {
+    let root = temp_dir("recipe");
+    image_folder(&root.join("data"));
+    let data = root.join("data");
+    let doc = json(&nabla(&[
+        "vision",
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--image-size",
+        "16",
+        "--channels",
+        "4,4,4,4",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--keras-recipe",
+        "--color-jitter",
+        "0.2",
+        "--json",
+    ]));
+    let aug = &doc["config"]["augmentation"];
+    assert_eq!(aug["rotation"], 20.0);
+    assert_eq!(aug["shear"], 0.15);
+    assert_eq!(aug["color_jitter"], 0.2);
+    assert_eq!(aug["flip"], true);
 }

@@ -2,9 +2,8 @@
 //! step at each of a few hundred learning rates growing exponentially from
 //! `start` to `end`, the loss of each step smoothed (an exponential moving
 //! average with β = 0.98, bias-corrected), stopped once the smoothed loss
-//! exceeds four times its minimum, and a suggested rate: where the smoothed
-//! loss falls fastest against log(lr), before its minimum (fastai's
-//! "steep").
+//! exceeds four times its minimum, and a suggested rate by fastai's
+//! "valley" rule (see [`suggest`]).
 
 use nabla_dense::data::stratified_indices;
 use nabla_report::{line_chart, number, LineChart, OutputFile, PlotError, Series, Table};
@@ -57,34 +56,43 @@ pub fn smooth(losses: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-/// The rate where `smoothed` falls fastest against log(lr), up to its
-/// minimum; with fewer than three points before the minimum, a tenth of the
-/// rate at the minimum.
+/// fastai's "valley" rule: the longest stretch over which the smoothed loss
+/// keeps falling (its longest decreasing subsequence), and the rate half-way
+/// into that stretch's middle third; the first tenth of the steps and the
+/// last five are left out, as fastai does (the moving average is still
+/// settling at the start, and the end is where it diverges).
 pub fn suggest(lrs: &[f64], smoothed: &[f64]) -> (f64, String) {
-    let Some(min_at) = (0..smoothed.len()).min_by(|&a, &b| smoothed[a].total_cmp(&smoothed[b]))
-    else {
-        return (f64::NAN, "no steps were taken".into());
-    };
-    if min_at < 2 {
-        return (
-            lrs[min_at] / 10.0,
-            format!(
-                "a tenth of the rate at the smallest smoothed loss ({}): the loss fell too little before it to measure a slope",
-                number(lrs[min_at])
-            ),
-        );
+    let first = smoothed.len() / 10;
+    let last = smoothed.len().saturating_sub(5);
+    if last <= first {
+        return match lrs.first() {
+            Some(&lr) => (lr, "too few steps to judge: the first rate".into()),
+            None => (f64::NAN, "no steps were taken".into()),
+        };
     }
-    let steepest = (0..min_at)
-        .min_by(|&a, &b| {
-            let slope = |i: usize| (smoothed[i + 1] - smoothed[i]) / (lrs[i + 1] / lrs[i]).ln();
-            slope(a).total_cmp(&slope(b))
-        })
-        .expect("min_at ≥ 2");
+    let window = &smoothed[first..last];
+    let n = window.len();
+    let mut longest = vec![1usize; n];
+    let (mut start, mut end) = (0isize, 0usize);
+    for i in 1..n {
+        for j in 0..i {
+            if window[i] < window[j] && longest[i] < longest[j] + 1 {
+                longest[i] = longest[j] + 1;
+            }
+            if longest[end] < longest[i] {
+                end = i;
+                start = end as isize - longest[end] as isize;
+            }
+        }
+    }
+    let third = (end as isize - start) as f64 / 3.0;
+    let at = (start + third as isize + (third / 2.0) as isize).clamp(0, n as isize - 1) as usize;
     (
-        lrs[steepest],
+        lrs[first + at],
         format!(
-            "the steepest fall of the smoothed loss against log(lr), before its minimum at {} (fastai's \"steep\")",
-            number(lrs[min_at])
+            "fastai's \"valley\": half-way into the middle third of the longest run over which the smoothed loss keeps falling ({} to {}), the first tenth and the last five steps left out",
+            number(lrs[first + start.max(0) as usize]),
+            number(lrs[first + end])
         ),
     )
 }
@@ -240,16 +248,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rates_are_exponential_and_the_suggestion_is_the_steepest_fall() {
+    fn rates_are_exponential_and_the_suggestion_is_fastais_valley() {
         let lrs = exponential(1e-5, 1.0, 11);
         assert!((lrs[0] - 1e-5).abs() < 1e-20 && (lrs[10] - 1.0).abs() < 1e-12);
         for w in lrs.windows(2) {
             assert!((w[1] / w[0] - 10f64.powf(0.5)).abs() < 1e-9);
         }
-        // Flat, a fall steepest between the 4th and 5th point, a minimum, a rise.
-        let loss = [1.0, 1.0, 0.99, 0.9, 0.5, 0.4, 0.35, 0.6, 2.0, 5.0, 9.0];
-        let (lr, rule) = suggest(&lrs, &loss);
-        assert_eq!(lr, lrs[3], "{rule}");
+        // Noisy and flat, twenty falling steps, a rise: fastai's valley()
+        // on the same numbers picks index 9 of the window that starts at 3.
+        let mut loss = vec![1.0, 1.02, 0.98, 1.01];
+        loss.extend((0..20).map(|k| 0.95 - 0.03 * f64::from(k)));
+        loss.extend([0.5, 0.8, 1.5, 3.0, 6.0, 9.0]);
+        let lrs30 = exponential(1e-5, 1.0, 30);
+        let (lr, rule) = suggest(&lrs30, &loss);
+        assert_eq!(lr, lrs30[3 + 9], "{rule}");
         let s = smooth(&[2.0, 2.0, 2.0]);
         assert!(
             s.iter().all(|&v| (v - 2.0).abs() < 1e-12),

@@ -59,6 +59,9 @@ pub struct TrainSettings {
     pub dropout: f64,
     pub flip: bool,
     pub random_crop: Option<f64>,
+    /// Rotation, zoom, shift, shear and colour jitter (its flip and crop
+    /// fields are ignored: `flip` and `random_crop` say those).
+    pub augmentation: Augmentation,
     pub pretrained: Option<PathBuf>,
     pub freeze_backbone: bool,
     pub backbone_lr_mult: f64,
@@ -94,6 +97,14 @@ impl TrainSettings {
         }
         if !backbone && (a.pretrained.is_some() || a.freeze_backbone || a.backbone_lr_mult != 1.0) {
             return Err(setup("--pretrained, --freeze-backbone and --backbone-lr-mult need --model resnet34 or efficientnet-lite0"));
+        }
+        let g = &a.augmentation;
+        let ranges = [g.rotation, g.zoom, g.shift, g.shear, g.color_jitter];
+        if ranges.iter().any(|v| !(*v >= 0.0 && v.is_finite()))
+            || g.zoom >= 1.0
+            || g.color_jitter > 1.0
+        {
+            return Err(setup("--rotate, --zoom, --shift, --shear and --color-jitter must be ≥ 0 (--zoom below 1, --color-jitter at most 1)"));
         }
         if a.freeze_backbone && (a.random_crop.is_some() || a.backbone_lr_mult != 1.0) {
             return Err(setup("--freeze-backbone trains the head on features computed once: it takes neither --random-crop nor --backbone-lr-mult"));
@@ -147,6 +158,7 @@ impl TrainSettings {
                 Augmentation {
                     flip: a.flip,
                     crop_min_scale: a.random_crop,
+                    ..a.augmentation
                 }
             },
             pretrained: a.pretrained.clone(),

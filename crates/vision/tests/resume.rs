@@ -44,6 +44,7 @@ fn resuming_from_a_checkpoint_repeats_the_uninterrupted_run() {
         augmentation: Augmentation {
             flip: true,
             crop_min_scale: Some(0.6),
+            ..Augmentation::NONE
         },
         pretrained: None,
         freeze_backbone: false,
