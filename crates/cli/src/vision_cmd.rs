@@ -7,12 +7,13 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use indicatif::ProgressBar;
+use nabla_report::OutputFile;
 use nabla_vision::augment::Augmentation;
 use nabla_vision::decode::Skipped;
 use nabla_vision::device::Accelerator;
 use nabla_vision::lr_find::LrFindReport;
 use nabla_vision::model::Architecture;
-use nabla_vision::report::predictions_text;
+use nabla_vision::report::{gallery_html, predictions_text};
 use nabla_vision::run::{
     evaluate_run, predict_images, train_run, Progress, RunDir, Start, TrainSettings,
 };
@@ -221,6 +222,10 @@ pub struct EvalArgs {
     /// Print one JSON document instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Write eval.json and the highest-loss images (top_losses.html, a
+    /// self-contained gallery, and top_losses.json) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -366,7 +371,7 @@ fn train_cmd(a: &TrainArgs) -> Result<()> {
 
 fn eval_cmd(a: &EvalArgs) -> Result<()> {
     let bars = Bars::new("eval", a.json);
-    let (card, images, eval) = evaluate_run(
+    let run = evaluate_run(
         &RunDir::new(&a.checkpoint),
         &a.data,
         a.batch_size,
@@ -374,11 +379,31 @@ fn eval_cmd(a: &EvalArgs) -> Result<()> {
         a.tta,
         &bars,
     )?;
-    if a.json {
-        return OutputArgs::print_json(&eval);
+    if let Some(dir) = &a.out {
+        let out = OutputArgs {
+            json: a.json,
+            out: Some(dir.clone()),
+        };
+        let title = format!(
+            "The {} highest-loss images of {} ({})",
+            run.top_losses.len(),
+            a.data.display(),
+            run.card.model.architecture.name()
+        );
+        out.write_files(&[
+            OutputFile::new("top_losses.html", gallery_html(&title, &run.top_losses)),
+            OutputFile::json("top_losses.json", &run.top_losses),
+            OutputFile::json("eval.json", &run.evaluation),
+        ])?;
     }
-    println!("{images} images of {}", a.data.display());
-    print!("{}", eval.to_text("validation", &card.classes));
+    if a.json {
+        return OutputArgs::print_json(&run.evaluation);
+    }
+    println!("{} images of {}", run.images, a.data.display());
+    print!(
+        "{}",
+        run.evaluation.to_text("validation", &run.card.classes)
+    );
     Ok(())
 }
 

@@ -82,6 +82,14 @@ fn every_part_prints_its_own_report_type() {
         "--data",
         &data,
         "--tta",
+        "--out",
+        &root.join("eval").display().to_string(),
     ]);
     assert_eq!(t.confusion.iter().flatten().sum::<usize>(), 20);
+    let html = std::fs::read_to_string(root.join("eval/top_losses.html")).unwrap();
+    assert_eq!(html.matches("data:image/png;base64,").count(), 16);
+    let top: Vec<nabla_vision::report::TopLoss> =
+        serde_json::from_str(&std::fs::read_to_string(root.join("eval/top_losses.json")).unwrap())
+            .unwrap();
+    assert!(top.windows(2).all(|w| w[0].loss >= w[1].loss));
 }

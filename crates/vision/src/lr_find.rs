@@ -10,7 +10,7 @@ use nabla_report::{line_chart, number, LineChart, OutputFile, PlotError, Series,
 use serde::{Deserialize, Serialize};
 
 use crate::device::Accelerator;
-use crate::run::{load_folder, Progress, TrainSettings};
+use crate::run::{load_folder, Loaded, Progress, TrainSettings};
 use crate::train::Trainer;
 use crate::VisionError;
 
@@ -118,7 +118,11 @@ impl LrFindReport {
         }
         let (mut config, spec) = settings.validate()?;
         let device = accelerator.device().map_err(VisionError::Setup)?.autodiff();
-        let (folder, mut all, _) = load_folder(
+        let Loaded {
+            folder,
+            set: mut all,
+            ..
+        } = load_folder(
             &spec.data,
             config.model.image_size,
             spec.cache.as_ref(),

@@ -89,6 +89,43 @@ pub struct Prediction {
     pub probabilities: Vec<f32>,
 }
 
+/// One of the images a model got most wrong.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TopLoss {
+    pub file: std::path::PathBuf,
+    pub true_class: String,
+    pub predicted: String,
+    /// The predicted class's probability.
+    pub probability: f32,
+    /// Cross-entropy of the true class.
+    pub loss: f64,
+    /// The image as the model saw it, as PNG bytes.
+    #[serde(skip)]
+    pub thumbnail: Vec<u8>,
+}
+
+/// A self-contained HTML page of the highest-loss images: each thumbnail
+/// inline, with its true class, predicted class, probability and loss.
+pub fn gallery_html(title: &str, items: &[TopLoss]) -> String {
+    use base64::Engine as _;
+    let mut cards = String::new();
+    for t in items {
+        let image = base64::engine::general_purpose::STANDARD.encode(&t.thumbnail);
+        cards += &format!(
+            "<figure><img src=\"data:image/png;base64,{image}\" width=\"128\" height=\"128\" alt=\"{file}\"><figcaption>true <b>{truth}</b>, predicted <b>{predicted}</b> ({p:.1}%)<br>loss {loss:.3}<br><small>{file}</small></figcaption></figure>\n",
+            file = nabla_report::document::escape(&t.file.display().to_string()),
+            truth = nabla_report::document::escape(&t.true_class),
+            predicted = nabla_report::document::escape(&t.predicted),
+            p = 100.0 * t.probability,
+            loss = t.loss
+        );
+    }
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>body{{font-family:system-ui,sans-serif;margin:1.5rem}}figure{{display:inline-block;width:170px;margin:.4rem;vertical-align:top}}img{{image-rendering:pixelated;border:1px solid #ccc}}figcaption{{font-size:.8rem}}small{{color:#666;word-break:break-all}}</style></head><body><h1>{t}</h1>\n{cards}</body></html>\n",
+        t = nabla_report::document::escape(title)
+    )
+}
+
 /// The table `nabla vision predict` prints.
 pub fn predictions_text(predictions: &[Prediction]) -> String {
     let rows = predictions

@@ -24,7 +24,7 @@ use crate::decode::{decode_all, decode_resized, ImageCache, Skipped};
 use crate::device::Accelerator;
 use crate::folder::ImageFolder;
 use crate::model::{Architecture, ModelConfig, Network};
-use crate::report::{history_charts, lr_chart, Prediction, TrainReport};
+use crate::report::{history_charts, lr_chart, Prediction, TopLoss, TrainReport};
 use crate::schedule::{LrSchedule, ScheduleConfig};
 use crate::train::{
     evaluate, most_probable, predict, predict_tta, scores, EpochRecord, Evaluation, ImageSet,
@@ -343,14 +343,23 @@ pub fn early_stop(history: &[EpochRecord], patience: Option<usize>) -> Option<St
     })
 }
 
+/// An image folder decoded for a model: the set's row `r` is the folder's
+/// file `files[r]`; the files it could not read are listed, not fatal.
+pub struct Loaded {
+    pub folder: ImageFolder,
+    pub set: ImageSet,
+    pub skipped: Vec<Skipped>,
+    pub files: Vec<usize>,
+}
+
 /// Scans and decodes (through the cache) an image folder for a model of
-/// `size` pixels; the files it could not read are returned, not fatal.
+/// `size` pixels.
 pub fn load_folder(
     dir: &Path,
     size: usize,
     cache: Option<&PathBuf>,
     progress: &dyn Progress,
-) -> Result<(ImageFolder, ImageSet, Vec<Skipped>), VisionError> {
+) -> Result<Loaded, VisionError> {
     let folder = ImageFolder::scan(dir)?;
     let cache = cache.map_or_else(
         || ImageCache::default_location(dir),
@@ -373,7 +382,12 @@ pub fn load_folder(
         pixels: decoded.pixels,
         normalization: Default::default(),
     };
-    Ok((folder, set, decoded.skipped))
+    Ok(Loaded {
+        folder,
+        set,
+        skipped: decoded.skipped,
+        files: decoded.indices,
+    })
 }
 
 /// How a training run begins.
@@ -417,7 +431,12 @@ pub fn train_run(
         }
     };
     let resumed_from = resumed.as_ref().map(Trainer::epochs_done);
-    let (folder, mut all, skipped) = load_folder(
+    let Loaded {
+        folder,
+        set: mut all,
+        skipped,
+        ..
+    } = load_folder(
         &spec.data,
         config.model.image_size,
         spec.cache.as_ref(),
@@ -507,6 +526,18 @@ pub fn train_run(
     Ok(report)
 }
 
+/// What `evaluate_run` found.
+pub struct EvalRun {
+    pub card: ModelCard,
+    pub images: usize,
+    pub evaluation: Evaluation,
+    /// The images the model got most wrong, highest loss first.
+    pub top_losses: Vec<TopLoss>,
+}
+
+/// Images listed as the highest losses.
+pub const TOP_LOSSES: usize = 16;
+
 /// The best model of `run` on every image of the folder `data` (decoded
 /// through the cache the run was trained with); `tta` averages each
 /// image's and its mirror's probabilities.
@@ -517,11 +548,16 @@ pub fn evaluate_run(
     accelerator: Accelerator,
     tta: bool,
     progress: &dyn Progress,
-) -> Result<(ModelCard, usize, Evaluation), VisionError> {
+) -> Result<EvalRun, VisionError> {
     let device = accelerator.device().map_err(VisionError::Setup)?;
     let (card, model) = run.load_best(&device)?;
     let cache = run.spec().ok().and_then(|s| s.cache);
-    let (folder, mut set, _) = load_folder(data, card.model.image_size, cache.as_ref(), progress)?;
+    let Loaded {
+        folder,
+        mut set,
+        files,
+        ..
+    } = load_folder(data, card.model.image_size, cache.as_ref(), progress)?;
     set.normalization = card.model.normalization();
     if folder.classes != card.classes {
         return Err(VisionError::Layout {
@@ -537,8 +573,41 @@ pub fn evaluate_run(
     } else {
         predict(&model, &set, batch_size, &device)
     };
-    let eval = scores(&probs, &set, card.classes.len()).named(&card.classes);
-    Ok((card, set.len(), eval))
+    let evaluation = scores(&probs, &set, card.classes.len()).named(&card.classes);
+    let mut rows: Vec<usize> = (0..set.len()).collect();
+    let loss = |r: usize| -f64::from(probs[r][set.labels[r]]).max(1e-30).ln();
+    rows.sort_by(|&a, &b| loss(b).total_cmp(&loss(a)));
+    let top_losses = rows
+        .into_iter()
+        .take(TOP_LOSSES)
+        .map(|r| {
+            let predicted = most_probable(&probs[r]);
+            TopLoss {
+                file: folder.files[files[r]].path.clone(),
+                true_class: card.classes[set.labels[r]].clone(),
+                predicted: card.classes[predicted].clone(),
+                probability: probs[r][predicted],
+                loss: loss(r),
+                thumbnail: thumbnail(&set.pixels[r], set.size),
+            }
+        })
+        .collect();
+    Ok(EvalRun {
+        images: set.len(),
+        card,
+        evaluation,
+        top_losses,
+    })
+}
+
+/// `pixels` (RGB8, `size × size`) as a PNG file's bytes.
+fn thumbnail(pixels: &[u8], size: usize) -> Vec<u8> {
+    let mut png = Vec::new();
+    let image = image::RgbImage::from_raw(size as u32, size as u32, pixels.to_vec());
+    if let Some(image) = image {
+        let _ = image.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png);
+    }
+    png
 }
 
 /// The best model of `run` on each image; the images it could not read
