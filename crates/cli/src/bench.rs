@@ -175,6 +175,7 @@ fn run_vision(args: &VisionBenchArgs) -> Result<()> {
         backbone_lr_mult: 1.0,
         schedule: Default::default(),
         patience: None,
+        fine_tune: None,
     };
     let mut trainer = Trainer::new(config, &device)?;
     let none = ImageSet {

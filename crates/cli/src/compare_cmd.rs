@@ -28,7 +28,7 @@ pub struct CompareArgs {
     #[arg(long, value_delimiter = ',', default_value = DEFAULT_MODELS)]
     pub models: Vec<String>,
     /// Epochs for every run (three are enough for the pretrained backbones
-    /// and keep the seven runs near an hour on 2 cores at 128 pixels).
+    /// and keep the full comparison affordable on 2 cores at 128 pixels).
     #[arg(long, default_value_t = 3)]
     pub epochs: usize,
     /// Side of the square images for every run.

@@ -137,6 +137,11 @@ pub struct TrainArgs {
     /// rise (default: a quarter of the steps).
     #[arg(long, default_value_t = 0.0, value_name = "EPOCHS")]
     pub warmup_epochs: f64,
+    /// fastai's fine_tune: N epochs with the backbone frozen (the probe on
+    /// cached features), then every layer with the backbone at
+    /// --backbone-lr-mult and the schedule restarted; needs --pretrained.
+    #[arg(long, value_name = "N")]
+    pub fine_tune: Option<usize>,
     /// Stop once the validation loss has not improved for this many epochs
     /// (best.bpk stays the best epoch's model).
     #[arg(long, value_name = "EPOCHS")]
@@ -350,6 +355,7 @@ fn train_cmd(a: &TrainArgs) -> Result<()> {
                 schedule: a.lr_schedule,
                 warmup_epochs: a.warmup_epochs,
                 patience: a.patience,
+                fine_tune: a.fine_tune,
                 seed: a.seed,
                 cache: a.cache.clone(),
             };
@@ -445,6 +451,7 @@ fn lr_find_cmd(a: &LrFindArgs) -> Result<()> {
         schedule: LrSchedule::Constant,
         warmup_epochs: 0.0,
         patience: None,
+        fine_tune: None,
         seed: a.seed,
         cache: a.cache.clone(),
     };

@@ -24,7 +24,7 @@ use crate::train::EpochRecord;
 use crate::VisionError;
 
 /// The runs of a full comparison, in order.
-pub const DEFAULT_MODELS: &str = "cnn,cnn-bn,resnet34,resnet34-pretrained,efficientnet-lite0,efficientnet-lite0-pretrained,efficientnet-lite0-probe";
+pub const DEFAULT_MODELS: &str = "cnn,cnn-bn,resnet34,resnet34-pretrained,resnet34-fine-tune,efficientnet-lite0,efficientnet-lite0-pretrained,efficientnet-lite0-probe,efficientnet-lite0-fine-tune";
 
 /// A run of the comparison.
 pub struct Variant {
@@ -36,15 +36,18 @@ pub struct Variant {
     pub weights: Option<&'static str>,
     /// Train the head alone.
     pub probe: bool,
+    /// fastai's fine_tune: one frozen epoch, then every layer.
+    pub fine_tune: bool,
 }
 
-pub const VARIANTS: [Variant; 7] = [
+pub const VARIANTS: [Variant; 9] = [
     Variant {
         name: "cnn",
         architecture: "cnn",
         init: "scratch (PyTorch default init)",
         weights: None,
         probe: false,
+        fine_tune: false,
     },
     Variant {
         name: "cnn-bn",
@@ -52,6 +55,7 @@ pub const VARIANTS: [Variant; 7] = [
         init: "scratch (He init, BatchNorm, dropout)",
         weights: None,
         probe: false,
+        fine_tune: false,
     },
     Variant {
         name: "resnet34",
@@ -59,6 +63,7 @@ pub const VARIANTS: [Variant; 7] = [
         init: "scratch",
         weights: None,
         probe: false,
+        fine_tune: false,
     },
     Variant {
         name: "resnet34-pretrained",
@@ -66,6 +71,7 @@ pub const VARIANTS: [Variant; 7] = [
         init: "ImageNet, fine-tuned",
         weights: Some("resnet34-b627a593.pth"),
         probe: false,
+        fine_tune: false,
     },
     Variant {
         name: "efficientnet-lite0",
@@ -73,6 +79,7 @@ pub const VARIANTS: [Variant; 7] = [
         init: "scratch",
         weights: None,
         probe: false,
+        fine_tune: false,
     },
     Variant {
         name: "efficientnet-lite0-pretrained",
@@ -80,6 +87,7 @@ pub const VARIANTS: [Variant; 7] = [
         init: "ImageNet, fine-tuned",
         weights: Some(EFFICIENTNET_LITE0_FILE),
         probe: false,
+        fine_tune: false,
     },
     Variant {
         name: "efficientnet-lite0-probe",
@@ -87,6 +95,23 @@ pub const VARIANTS: [Variant; 7] = [
         init: "ImageNet, frozen (linear probe)",
         weights: Some(EFFICIENTNET_LITE0_FILE),
         probe: true,
+        fine_tune: false,
+    },
+    Variant {
+        name: "efficientnet-lite0-fine-tune",
+        architecture: "efficientnet-lite0",
+        init: "ImageNet, fine_tune (1 frozen epoch, then all)",
+        weights: Some(EFFICIENTNET_LITE0_FILE),
+        probe: false,
+        fine_tune: true,
+    },
+    Variant {
+        name: "resnet34-fine-tune",
+        architecture: "resnet34",
+        init: "ImageNet, fine_tune (1 frozen epoch, then all)",
+        weights: Some("resnet34-b627a593.pth"),
+        probe: false,
+        fine_tune: true,
     },
 ];
 
@@ -205,6 +230,9 @@ impl CompareSettings {
             if v.probe {
                 settings.push("--freeze-backbone".into());
             } else {
+                if v.fine_tune {
+                    settings.extend(["--fine-tune".into(), "1".into()]);
+                }
                 settings.extend([
                     "--backbone-lr-mult".into(),
                     self.backbone_lr_mult.to_string(),
@@ -526,6 +554,18 @@ fn interpret(rows: &[Row], epochs: usize) -> Vec<String> {
             pct(acc(tuned)),
             tuned.total_seconds.unwrap_or(0.0)
         ));
+    }
+    for arch in ["efficientnet-lite0", "resnet34"] {
+        let (tuned, staged) = (format!("{arch}-pretrained"), format!("{arch}-fine-tune"));
+        if let (Some(t), Some(f)) = (find(&tuned), find(&staged)) {
+            out.push(format!(
+                "{arch} with fastai's fine_tune (one epoch with the backbone frozen, then every layer) reaches {} in {:.0} s, against {} in {:.0} s fine-tuned from the first epoch.",
+                pct(acc(f)),
+                f.total_seconds.unwrap_or(0.0),
+                pct(acc(t)),
+                t.total_seconds.unwrap_or(0.0)
+            ));
+        }
     }
     if let (Some(res), Some(cnn)) = (find("resnet34"), find("cnn-bn")) {
         let params = |r: &Row| r.parameters.unwrap_or(1) as f64;

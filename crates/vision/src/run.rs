@@ -70,6 +70,8 @@ pub struct TrainSettings {
     pub warmup_epochs: f64,
     /// Stop once the validation loss has not improved for this many epochs.
     pub patience: Option<usize>,
+    /// Epochs with the backbone frozen before every layer trains.
+    pub fine_tune: Option<usize>,
     pub seed: u32,
     pub cache: Option<PathBuf>,
 }
@@ -122,6 +124,14 @@ impl TrainSettings {
                 "--warmup-epochs must be at least 0 and less than --epochs",
             ));
         }
+        if let Some(n) = a.fine_tune {
+            if a.pretrained.is_none() || a.freeze_backbone {
+                return Err(setup("--fine-tune needs --pretrained weights and trains the backbone after its frozen epochs: it does not take --freeze-backbone"));
+            }
+            if n == 0 || n >= a.epochs {
+                return Err(setup("--fine-tune N needs 1 ≤ N < --epochs"));
+            }
+        }
         if a.patience == Some(0) {
             return Err(setup("--patience must be at least 1 epoch"));
         }
@@ -169,6 +179,7 @@ impl TrainSettings {
                 warmup_epochs: a.warmup_epochs,
             },
             patience: a.patience,
+            fine_tune: a.fine_tune,
         };
         let spec = RunSpec {
             data: a.data.clone(),

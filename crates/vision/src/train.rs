@@ -143,6 +143,11 @@ pub struct VisionTrainConfig {
     /// Stop once the validation loss has not improved for this many epochs.
     #[serde(default)]
     pub patience: Option<usize>,
+    /// fastai's `fine_tune`: this many epochs with the backbone frozen (the
+    /// probe on cached features), then every layer, the backbone at
+    /// `backbone_lr_mult`, with the schedule started again.
+    #[serde(default)]
+    pub fine_tune: Option<usize>,
 }
 
 fn one() -> f64 {
@@ -334,7 +339,7 @@ impl Trainer {
         if let Some(path) = &config.pretrained {
             model = crate::load::load_pretrained(model, path, true)?;
         }
-        if config.freeze_backbone && model.head().is_none() {
+        if (config.freeze_backbone || config.fine_tune.is_some()) && model.head().is_none() {
             return Err(VisionError::Store(format!(
                 "{} has no backbone to freeze",
                 config.model.architecture.name()
@@ -380,7 +385,7 @@ impl Trainer {
         device: &Device,
         on_batch: &mut dyn FnMut(usize, usize),
     ) -> Result<EpochRecord, VisionError> {
-        if self.config.freeze_backbone {
+        if self.frozen(self.history.len() + 1) {
             return self.run_probe_epoch(train_set, val_set, device, on_batch);
         }
         let epoch = self.history.len() + 1;
@@ -525,10 +530,23 @@ impl Trainer {
         }
     }
 
-    /// The head's learning rate at batch `batch` of `batches` in `epoch`.
+    /// Whether `epoch` trains the head alone on frozen features.
+    fn frozen(&self, epoch: usize) -> bool {
+        self.config.freeze_backbone || self.config.fine_tune.is_some_and(|n| epoch <= n)
+    }
+
+    /// The head's learning rate at batch `batch` of `batches` in `epoch`:
+    /// the schedule runs over the whole run, or with `fine_tune` over each
+    /// of its two phases.
     fn scheduled(&self, epoch: usize, batch: usize, batches: usize) -> f64 {
-        let step = (epoch - 1) * batches + batch;
-        let total = self.config.epochs.max(epoch) * batches;
+        let epochs = self.config.epochs.max(epoch);
+        let (first, length) = match self.config.fine_tune {
+            Some(n) if epoch <= n => (1, n),
+            Some(n) => (n + 1, epochs - n),
+            None => (1, epochs),
+        };
+        let step = (epoch - first) * batches + batch;
+        let total = length * batches;
         self.config
             .schedule
             .rate(self.config.lr, step, total, batches)

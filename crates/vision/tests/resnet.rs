@@ -206,6 +206,7 @@ fn resnet34_trains_from_scratch_and_from_pretrained_weights_with_a_new_head() {
             backbone_lr_mult: 1.0,
             schedule: Default::default(),
             patience: None,
+            fine_tune: None,
         };
         let mut trainer = Trainer::new(config, &device).unwrap();
         let Network::ResNet(resnet) = trainer.model() else {

@@ -54,6 +54,7 @@ fn resuming_from_a_checkpoint_repeats_the_uninterrupted_run() {
             warmup_epochs: 0.5,
         },
         patience: None,
+        fine_tune: None,
     };
     let root = std::env::temp_dir().join(format!("nabla-resume-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);

@@ -7,9 +7,9 @@ mod common;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use common::{synthetic, tiny};
+use common::{lite0, snapshot, synthetic, tiny};
 use nabla_vision::augment::Augmentation;
-use nabla_vision::model::{Architecture, ModelConfig, Network};
+use nabla_vision::model::Architecture;
 use nabla_vision::train::{evaluate, train, Trainer, VisionOptimizer, VisionTrainConfig};
 
 #[test]
@@ -31,6 +31,7 @@ fn training_lowers_the_loss_and_learns_the_task() {
             backbone_lr_mult: 1.0,
             schedule: Default::default(),
             patience: None,
+            fine_tune: None,
         };
         let trainer = train(&config, &train_set, &val_set, &device, &mut |_| {}).unwrap();
         let (model, history) = (trainer.model(), &trainer.history);
@@ -77,43 +78,6 @@ fn batchnorm_and_dropout_switch_between_training_and_evaluation() {
     // A training pass updated the running statistics, which evaluation then uses.
     let after = model.valid();
     assert_ne!(values(eval.forward(x.clone())), values(after.forward(x)));
-}
-
-/// EfficientNet-Lite0 on 32-pixel images with a two-class head.
-fn lite0(
-    freeze_backbone: bool,
-    backbone_lr_mult: f64,
-    optimizer: VisionOptimizer,
-) -> VisionTrainConfig {
-    VisionTrainConfig {
-        model: ModelConfig::new(Architecture::EfficientNetLite0, 2).with_image_size(32),
-        epochs: 3,
-        batch_size: 16,
-        lr: 1e-2,
-        optimizer,
-        momentum: 0.9,
-        seed: 8,
-        augmentation: Augmentation::NONE,
-        pretrained: None,
-        freeze_backbone,
-        backbone_lr_mult,
-        schedule: Default::default(),
-        patience: None,
-    }
-}
-
-/// A convolution's weights, a BatchNorm's running mean (both backbone) and
-/// the head's matrix.
-fn snapshot(network: &Network) -> [Vec<f32>; 3] {
-    let Network::EfficientNet(m) = network else {
-        panic!("not EfficientNet-Lite0");
-    };
-    let values = |t: Tensor<1>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
-    [
-        values(m.blocks[4].depthwise_conv.weight.val().flatten(0, 3)),
-        values(m.blocks[4].bn1.running_mean.value()),
-        values(m.fc.weight.val().flatten(0, 1)),
-    ]
 }
 
 #[test]

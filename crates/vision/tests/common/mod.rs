@@ -1,8 +1,13 @@
 //! Tiny generated images and a tiny CNN shared by the training tests.
 
+#![allow(dead_code)] // each test binary uses its own subset
+
+use burn::tensor::Tensor;
 use nabla_dense::NumpyRandom;
-use nabla_vision::model::{Architecture, ModelConfig};
+use nabla_vision::augment::Augmentation;
+use nabla_vision::model::{Architecture, ModelConfig, Network};
 use nabla_vision::train::ImageSet;
+use nabla_vision::train::{VisionOptimizer, VisionTrainConfig};
 
 /// Class 0: a bright left half; class 1: a bright right half; plus noise.
 pub fn synthetic(n: usize, size: usize, seed: u32) -> ImageSet {
@@ -34,4 +39,42 @@ pub fn tiny(architecture: Architecture) -> ModelConfig {
         .with_image_size(16)
         .with_channels([4, 8, 8, 8])
         .with_hidden(16)
+}
+
+/// EfficientNet-Lite0 on 32-pixel images with a two-class head.
+pub fn lite0(
+    freeze_backbone: bool,
+    backbone_lr_mult: f64,
+    optimizer: VisionOptimizer,
+) -> VisionTrainConfig {
+    VisionTrainConfig {
+        model: ModelConfig::new(Architecture::EfficientNetLite0, 2).with_image_size(32),
+        epochs: 3,
+        batch_size: 16,
+        lr: 1e-2,
+        optimizer,
+        momentum: 0.9,
+        seed: 8,
+        augmentation: Augmentation::NONE,
+        pretrained: None,
+        freeze_backbone,
+        backbone_lr_mult,
+        schedule: Default::default(),
+        patience: None,
+        fine_tune: None,
+    }
+}
+
+/// A convolution's weights, a BatchNorm's running mean (both backbone) and
+/// the head's matrix.
+pub fn snapshot(network: &Network) -> [Vec<f32>; 3] {
+    let Network::EfficientNet(m) = network else {
+        panic!("not EfficientNet-Lite0");
+    };
+    let values = |t: Tensor<1>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    [
+        values(m.blocks[4].depthwise_conv.weight.val().flatten(0, 3)),
+        values(m.blocks[4].bn1.running_mean.value()),
+        values(m.fc.weight.val().flatten(0, 1)),
+    ]
 }
