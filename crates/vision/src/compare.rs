@@ -8,7 +8,10 @@
 //! comparison's folder; the caller says how to run one (the binary runs a
 //! child process). A comparison that was stopped resumes every run from its
 //! last checkpoint when started again with the same settings; a run
-//! started with other settings is reported, not mixed in.
+//! started with other settings is reported, not mixed in. (Over 600 lines:
+//! the run list, its resume rules and the reading written from the rows
+//! change together; split, the reading would import the rows it reads and
+//! the runs the reading.)
 
 use std::path::{Path, PathBuf};
 

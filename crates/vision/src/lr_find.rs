@@ -10,8 +10,13 @@ use nabla_report::{line_chart, number, LineChart, OutputFile, PlotError, Series,
 use serde::{Deserialize, Serialize};
 
 use crate::device::Accelerator;
-use crate::run::{load_folder, Loaded, Progress, TrainSettings};
-use crate::train::Trainer;
+use crate::run::{load_folder, Loaded, Progress};
+use crate::settings::TrainSettings;
+use burn::tensor::Device;
+
+use crate::images::ImageSet;
+use crate::model::Network;
+use crate::train::{augmented, train_pass, Pass, Trainer};
 use crate::VisionError;
 
 /// The moving average's weight of the past.
@@ -244,6 +249,57 @@ impl LrFindReport {
             number(self.suggestion),
             self.rule
         )
+    }
+}
+
+impl Trainer {
+    /// One training step at each of `rates` (the head's; the backbone's is
+    /// `backbone_lr_mult` times it), epoch after epoch of the usual batches,
+    /// and the loss of each step; a loss that is not finite ends the sweep
+    /// early. The model is trained by it: a sweep is for `lr-find`, not a run.
+    pub fn lr_sweep(
+        &mut self,
+        train_set: &ImageSet,
+        rates: &[f64],
+        device: &Device,
+        on_batch: &mut dyn FnMut(usize, usize),
+    ) -> Vec<f64> {
+        let batch = self.config.batch_size.max(1);
+        let group_rates = self.learning_rates();
+        let augmentation = self.config.augmentation;
+        let mut losses: Vec<f64> = Vec::new();
+        let mut epoch = 1;
+        while losses.len() < rates.len() && !train_set.is_empty() {
+            device.seed((u64::from(self.config.seed) << 32) | epoch as u64);
+            let (mut rng, order) = self.shuffled(epoch, train_set.len());
+            let done = losses.len();
+            let take = ((rates.len() - done) * batch).min(order.len());
+            let model = self.model.take().expect("model present between epochs");
+            let (model, tally, finished) = train_pass(
+                &mut self.optim,
+                model,
+                &Pass {
+                    order: &order[..take],
+                    batch,
+                    epoch,
+                },
+                device,
+                &mut |i| group_rates.at(rates[done + i]),
+                &mut |model: &Network, rows| {
+                    let (images, labels) =
+                        augmented(&augmentation, &mut rng, train_set, rows, device);
+                    (model.forward(images), labels)
+                },
+                &mut |i, _| on_batch(done + i, rates.len()),
+            );
+            self.model = Some(model);
+            losses.extend(tally.losses);
+            if finished.is_err() {
+                break;
+            }
+            epoch += 1;
+        }
+        losses
     }
 }
 

@@ -4,6 +4,11 @@
 //! run follows the schedule an uninterrupted one would (a resume that
 //! changes `--epochs` stretches the schedule to the new length).
 
+use burn::lr_scheduler::module_lr_scheduler::{
+    ModuleLearningRate, ModuleLrScheduler, ModuleLrSchedulerConfig,
+};
+use burn::lr_scheduler::LrSchedulerConfig;
+use burn::module::ParamGroup;
 use serde::{Deserialize, Serialize};
 
 use crate::model::choices;
@@ -103,6 +108,26 @@ impl ScheduleConfig {
                 lr * (1.0 + (std::f64::consts::PI * (s - warm) / span).cos()) / 2.0
             }
         }
+    }
+}
+
+/// The learning rates of one step: the head's, and a multiple of it for the rest.
+pub(crate) struct Rates {
+    pub(crate) head: Option<ParamGroup>,
+    pub(crate) backbone_mult: f64,
+}
+
+impl Rates {
+    pub(crate) fn at(&self, head_lr: f64) -> ModuleLearningRate {
+        let mut config =
+            ModuleLrSchedulerConfig::new(LrSchedulerConfig::Constant(head_lr * self.backbone_mult));
+        if let Some(head) = &self.head {
+            config = config.with_group(head.clone(), LrSchedulerConfig::Constant(head_lr));
+        }
+        let mut scheduler: ModuleLrScheduler = config
+            .init()
+            .expect("constant learning rates are always valid");
+        scheduler.step()
     }
 }
 

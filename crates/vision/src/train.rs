@@ -5,72 +5,21 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::optim::FusedAdam;
-use burn::lr_scheduler::module_lr_scheduler::{
-    ModuleLearningRate, ModuleLrScheduler, ModuleLrSchedulerConfig,
-};
-use burn::lr_scheduler::LrSchedulerConfig;
+use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::module::{Module, ParamGroup};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::Linear;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use nabla_dense::NumpyRandom;
 
-use crate::augment::{render, Augmentation, View};
+use crate::augment::{Augmentation, View};
+pub use crate::images::ImageSet;
 use crate::metrics::ClassificationReport;
 pub use crate::model::Normalization;
 use crate::model::{choices, ModelConfig, Network};
-use crate::schedule::ScheduleConfig;
+use crate::schedule::{Rates, ScheduleConfig};
 use crate::VisionError;
-
-/// Square RGB images (row-major, channels last) with their labels.
-#[derive(Clone, Debug, Default)]
-pub struct ImageSet {
-    pub size: usize,
-    pub pixels: Vec<Vec<u8>>,
-    pub labels: Vec<usize>,
-    /// How pixels become the model's input.
-    pub normalization: Normalization,
-}
-
-impl ImageSet {
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// The images at `rows`, in that order.
-    pub fn subset(&self, rows: &[usize]) -> ImageSet {
-        ImageSet {
-            size: self.size,
-            normalization: self.normalization,
-            pixels: rows.iter().map(|&r| self.pixels[r].clone()).collect(),
-            labels: rows.iter().map(|&r| self.labels[r]).collect(),
-        }
-    }
-
-    /// The images at `rows`, each seen through its view, as a
-    /// `[n, 3, size, size]` tensor scaled to [−1, 1].
-    fn batch(
-        &self,
-        rows: &[usize],
-        views: &[View],
-        device: &Device,
-    ) -> (Tensor<4>, Tensor<1, Int>) {
-        let s = self.size;
-        let mut data = vec![0f32; rows.len() * 3 * s * s];
-        for ((&r, view), out) in rows.iter().zip(views).zip(data.chunks_mut(3 * s * s)) {
-            render(&self.pixels[r], s, view, out);
-            self.normalization.apply(out, s * s);
-        }
-        let images = Tensor::<4>::from_data(TensorData::new(data, [rows.len(), 3, s, s]), device);
-        (images, labels_of(self, rows, device))
-    }
-}
 
 /// The optimizers of `nabla vision train`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -316,12 +265,12 @@ pub struct Trainer {
 
 /// Backbone features of a set of images, row-major `[n, dim]`.
 pub(crate) struct Features {
-    data: Vec<f32>,
-    dim: usize,
+    pub(crate) data: Vec<f32>,
+    pub(crate) dim: usize,
 }
 
 impl Features {
-    fn rows(&self, rows: &[usize], device: &Device) -> Tensor<2> {
+    pub(crate) fn rows(&self, rows: &[usize], device: &Device) -> Tensor<2> {
         let mut data = Vec::with_capacity(rows.len() * self.dim);
         for &r in rows {
             data.extend_from_slice(&self.data[r * self.dim..(r + 1) * self.dim]);
@@ -436,59 +385,10 @@ impl Trainer {
         ))
     }
 
-    /// One training step at each of `rates` (the head's; the backbone's is
-    /// `backbone_lr_mult` times it), epoch after epoch of the usual batches,
-    /// and the loss of each step; a loss that is not finite ends the sweep
-    /// early. The model is trained by it: a sweep is for `lr-find`, not a run.
-    pub fn lr_sweep(
-        &mut self,
-        train_set: &ImageSet,
-        rates: &[f64],
-        device: &Device,
-        on_batch: &mut dyn FnMut(usize, usize),
-    ) -> Vec<f64> {
-        let batch = self.config.batch_size.max(1);
-        let group_rates = self.learning_rates();
-        let augmentation = self.config.augmentation;
-        let mut losses: Vec<f64> = Vec::new();
-        let mut epoch = 1;
-        while losses.len() < rates.len() && !train_set.is_empty() {
-            device.seed((u64::from(self.config.seed) << 32) | epoch as u64);
-            let (mut rng, order) = self.shuffled(epoch, train_set.len());
-            let done = losses.len();
-            let take = ((rates.len() - done) * batch).min(order.len());
-            let model = self.model.take().expect("model present between epochs");
-            let (model, tally, finished) = train_pass(
-                &mut self.optim,
-                model,
-                &Pass {
-                    order: &order[..take],
-                    batch,
-                    epoch,
-                },
-                device,
-                &mut |i| group_rates.at(rates[done + i]),
-                &mut |model: &Network, rows| {
-                    let (images, labels) =
-                        augmented(&augmentation, &mut rng, train_set, rows, device);
-                    (model.forward(images), labels)
-                },
-                &mut |i, _| on_batch(done + i, rates.len()),
-            );
-            self.model = Some(model);
-            losses.extend(tally.losses);
-            if finished.is_err() {
-                break;
-            }
-            epoch += 1;
-        }
-        losses
-    }
-
     /// The epoch's random stream and the training order it shuffles: both
     /// a function of (seed, epoch) alone, which is what makes a resumed run
     /// repeat an uninterrupted one.
-    fn shuffled(&self, epoch: usize, n: usize) -> (NumpyRandom, Vec<usize>) {
+    pub(crate) fn shuffled(&self, epoch: usize, n: usize) -> (NumpyRandom, Vec<usize>) {
         let mut rng = NumpyRandom::new(self.config.seed ^ (epoch as u32).wrapping_mul(0x9E37_79B9));
         let mut order: Vec<usize> = (0..n).collect();
         rng.shuffle(&mut order);
@@ -496,7 +396,7 @@ impl Trainer {
     }
 
     /// Records an epoch's numbers in the history.
-    fn finish_epoch(
+    pub(crate) fn finish_epoch(
         &mut self,
         epoch: usize,
         start: Instant,
@@ -520,7 +420,7 @@ impl Trainer {
     }
 
     /// The head's rate and `backbone_lr_mult` times it for everything else.
-    fn learning_rates(&self) -> Rates {
+    pub(crate) fn learning_rates(&self) -> Rates {
         Rates {
             head: self
                 .model()
@@ -538,7 +438,7 @@ impl Trainer {
     /// The head's learning rate at batch `batch` of `batches` in `epoch`:
     /// the schedule runs over the whole run, or with `fine_tune` over each
     /// of its two phases.
-    fn scheduled(&self, epoch: usize, batch: usize, batches: usize) -> f64 {
+    pub(crate) fn scheduled(&self, epoch: usize, batch: usize, batches: usize) -> f64 {
         let epochs = self.config.epochs.max(epoch);
         let (first, length) = match self.config.fine_tune {
             Some(n) if epoch <= n => (1, n),
@@ -551,127 +451,16 @@ impl Trainer {
             .schedule
             .rate(self.config.lr, step, total, batches)
     }
-
-    /// The backbone's features of every training and validation image,
-    /// computed once (evaluation mode, no augmentation).
-    fn cached_features(
-        &mut self,
-        train_set: &ImageSet,
-        val_set: &ImageSet,
-        device: &Device,
-        on_batch: &mut dyn FnMut(usize, usize),
-    ) -> &(Features, Features) {
-        if self.features.is_none() {
-            let batch = self.config.batch_size.max(1);
-            let total = train_set.len().div_ceil(batch) + val_set.len().div_ceil(batch);
-            let mut done = 0;
-            let model = self.model().valid();
-            let mut extract = |set: &ImageSet| {
-                let mut data = Vec::new();
-                let mut dim = 0;
-                let rows: Vec<usize> = (0..set.len()).collect();
-                for chunk in rows.chunks(batch) {
-                    let views = vec![View::identity(set.size); chunk.len()];
-                    let (images, _) = set.batch(chunk, &views, device);
-                    let f = model.features(images).expect("checked in Trainer::new");
-                    dim = f.dims()[1];
-                    data.extend(
-                        f.into_data()
-                            .convert::<f32>()
-                            .try_to_vec::<f32>()
-                            .expect("f32 data"),
-                    );
-                    done += 1;
-                    on_batch(done, total);
-                }
-                Features { data, dim }
-            };
-            let train = extract(train_set);
-            let val = extract(val_set);
-            self.features = Some((train, val));
-        }
-        self.features.as_ref().expect("just filled")
-    }
-
-    /// An epoch of the linear probe: the head alone, on cached features.
-    fn run_probe_epoch(
-        &mut self,
-        train_set: &ImageSet,
-        val_set: &ImageSet,
-        device: &Device,
-        on_batch: &mut dyn FnMut(usize, usize),
-    ) -> Result<EpochRecord, VisionError> {
-        let epoch = self.history.len() + 1;
-        let start = Instant::now();
-        let (_, order) = self.shuffled(epoch, train_set.len());
-        let batch = self.config.batch_size.max(1);
-        let batches = order.len().div_ceil(batch);
-        let head_lrs: Vec<f64> = (0..batches)
-            .map(|i| self.scheduled(epoch, i, batches))
-            .collect();
-        self.cached_features(train_set, val_set, device, on_batch);
-        let (train, val) = self.features.as_ref().expect("cached above");
-        debug_assert_eq!(train.data.len(), train_set.len() * train.dim);
-        debug_assert_eq!(val.data.len(), val_set.len() * val.dim);
-        let model = self.model.take().expect("model present between epochs");
-        let head = model.head().expect("checked in Trainer::new").clone();
-        let (head, mut tally, finished) = train_pass(
-            &mut self.optim,
-            head,
-            &Pass {
-                order: &order,
-                batch,
-                epoch,
-            },
-            device,
-            &mut |i| head_lrs[i].into(),
-            &mut |head: &Linear, rows| {
-                (
-                    head.forward(train.rows(rows, device)),
-                    labels_of(train_set, rows, device),
-                )
-            },
-            on_batch,
-        );
-        if let Err(e) = finished {
-            self.model = Some(model.with_head(head));
-            return Err(e);
-        }
-        tally.lrs = head_lrs;
-        let loss_fn = CrossEntropyLossConfig::new().init(device);
-        let (mut val_loss, mut val_correct) = (0.0, 0usize);
-        let rows: Vec<usize> = (0..val_set.len()).collect();
-        let eval_head = head.valid();
-        for chunk in rows.chunks(batch) {
-            let labels = labels_of(val_set, chunk, device);
-            let logits = eval_head.forward(val.rows(chunk, device));
-            let loss: f32 = loss_fn
-                .forward(logits.clone(), labels.clone())
-                .into_scalar();
-            val_loss += f64::from(loss) * chunk.len() as f64;
-            val_correct += hits(logits, labels);
-        }
-        self.model = Some(model.with_head(head));
-        let n_val = val_set.len().max(1) as f64;
-        Ok(self.finish_epoch(
-            epoch,
-            start,
-            &tally,
-            train_set.len(),
-            val_loss / n_val,
-            val_correct as f64 / n_val,
-        ))
-    }
 }
 
 /// A batch's logits and labels.
 type Batch = (Tensor<2>, Tensor<1, Int>);
 
 /// The batches of one epoch: `order` cut into batches of `batch`.
-struct Pass<'a> {
-    order: &'a [usize],
-    batch: usize,
-    epoch: usize,
+pub(crate) struct Pass<'a> {
+    pub(crate) order: &'a [usize],
+    pub(crate) batch: usize,
+    pub(crate) epoch: usize,
 }
 
 /// One epoch's training steps, for the whole network or the probe's head
@@ -679,7 +468,7 @@ struct Pass<'a> {
 /// and one optimizer step at the learning rate `lr(batch)` gives. The module comes
 /// back with the steps' tally whether or not the pass finished (a
 /// non-finite loss ends it).
-fn train_pass<M: Module>(
+pub(crate) fn train_pass<M: Module>(
     optim: &mut ModuleOptimizer,
     mut module: M,
     pass: &Pass,
@@ -704,35 +493,15 @@ fn train_pass<M: Module>(
     (module, tally, Ok(()))
 }
 
-/// The learning rates of one step: the head's, and a multiple of it for the rest.
-struct Rates {
-    head: Option<ParamGroup>,
-    backbone_mult: f64,
-}
-
-impl Rates {
-    fn at(&self, head_lr: f64) -> ModuleLearningRate {
-        let mut config =
-            ModuleLrSchedulerConfig::new(LrSchedulerConfig::Constant(head_lr * self.backbone_mult));
-        if let Some(head) = &self.head {
-            config = config.with_group(head.clone(), LrSchedulerConfig::Constant(head_lr));
-        }
-        let mut scheduler: ModuleLrScheduler = config
-            .init()
-            .expect("constant learning rates are always valid");
-        scheduler.step()
-    }
-}
-
 /// Running sums of an epoch's training batches.
 #[derive(Default)]
-struct Tally {
-    loss_sum: f64,
-    correct: usize,
+pub(crate) struct Tally {
+    pub(crate) loss_sum: f64,
+    pub(crate) correct: usize,
     /// The head's learning rate of each step.
-    lrs: Vec<f64>,
+    pub(crate) lrs: Vec<f64>,
     /// Each step's mean loss.
-    losses: Vec<f64>,
+    pub(crate) losses: Vec<f64>,
 }
 
 impl Tally {
@@ -763,7 +532,7 @@ impl Tally {
 }
 
 /// The images at `rows`, each through a freshly drawn view, and their labels.
-fn augmented(
+pub(crate) fn augmented(
     augmentation: &Augmentation,
     rng: &mut NumpyRandom,
     set: &ImageSet,
@@ -778,13 +547,13 @@ fn augmented(
 }
 
 /// The labels of `rows` as a tensor.
-fn labels_of(set: &ImageSet, rows: &[usize], device: &Device) -> Tensor<1, Int> {
+pub(crate) fn labels_of(set: &ImageSet, rows: &[usize], device: &Device) -> Tensor<1, Int> {
     let labels: Vec<i64> = rows.iter().map(|&r| set.labels[r] as i64).collect();
     Tensor::from_data(TensorData::new(labels, [rows.len()]), device)
 }
 
 /// How many rows of `logits` have their largest value at the label.
-fn hits(logits: Tensor<2>, labels: Tensor<1, Int>) -> usize {
+pub(crate) fn hits(logits: Tensor<2>, labels: Tensor<1, Int>) -> usize {
     let n: i64 = logits
         .argmax(1)
         .squeeze_dim::<1>(1)
