@@ -172,14 +172,8 @@ fn grad_norms(a: &GradNormArgs) -> Result<()> {
         seed: a.net.seed,
     };
     let report = GradNormReport::run(setup, &a.activation, &a.init)?;
-    if a.output.out.is_some() {
-        a.output.write_files(&report.files()?)?;
-    }
-    if a.output.json {
-        return OutputArgs::print_json(&report);
-    }
-    print!("{}", report.to_text());
-    Ok(())
+    a.output
+        .emit(&report, || report.files(), || report.to_text())
 }
 
 fn train_cmd(a: &TrainArgs) -> Result<()> {
@@ -214,12 +208,6 @@ fn train_cmd(a: &TrainArgs) -> Result<()> {
         },
     )?;
     progress.finish_and_clear();
-    if a.output.out.is_some() {
-        a.output.write_files(&report.files()?)?;
-    }
-    if a.output.json {
-        return OutputArgs::print_json(&report);
-    }
-    print!("{}", report.to_text());
-    Ok(())
+    a.output
+        .emit(&report, || report.files(), || report.to_text())
 }

@@ -42,6 +42,26 @@ impl OutputArgs {
         Ok(())
     }
 
+    /// The end of every command that has a typed report: its files under
+    /// `--out` (made only when there is one), then the report as JSON with
+    /// `--json` or as `text` otherwise.
+    pub fn emit<T: serde::Serialize>(
+        &self,
+        report: &T,
+        files: impl FnOnce() -> Result<Vec<OutputFile>, nabla_report::PlotError>,
+        text: impl FnOnce() -> String,
+    ) -> Result<()> {
+        if self.out.is_some() {
+            self.write_files(&files()?)?;
+        }
+        if self.json {
+            Self::print_json(report)
+        } else {
+            print!("{}", text());
+            Ok(())
+        }
+    }
+
     /// Prints `value` as pretty JSON.
     pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
         let text = serde_json::to_string_pretty(value).context("cannot encode JSON")?;

@@ -52,14 +52,8 @@ pub fn sgd_rates(a: &SgdRatesArgs) -> Result<()> {
         progress.inc(1);
     })?;
     progress.finish_and_clear();
-    if a.output.out.is_some() {
-        a.output.write_files(&report.files()?)?;
-    }
-    if a.output.json {
-        OutputArgs::print_json(&report)?;
-    } else {
-        print!("{}", report.to_text());
-    }
+    a.output
+        .emit(&report, || report.files(), || report.to_text())?;
     if report.all_held() {
         Ok(())
     } else {
@@ -103,14 +97,8 @@ pub fn dropout(a: &DropoutArgs) -> Result<()> {
         seed: a.seed,
     };
     let report = DropoutReport::run(&settings)?;
-    if a.output.out.is_some() {
-        a.output.write_files(&report.files()?)?;
-    }
-    if a.output.json {
-        OutputArgs::print_json(&report)?;
-    } else {
-        print!("{}", report.to_text());
-    }
+    a.output
+        .emit(&report, || report.files(), || report.to_text())?;
     if report.passed() {
         Ok(())
     } else {

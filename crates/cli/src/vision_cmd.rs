@@ -458,12 +458,6 @@ fn lr_find_cmd(a: &LrFindArgs) -> Result<()> {
     let bars = Bars::new("lr-find", a.output.json);
     let report = LrFindReport::run(&settings, (a.start_lr, a.end_lr, a.steps), a.device, &bars)?;
     bars.training.finish_and_clear();
-    if a.output.out.is_some() {
-        a.output.write_files(&report.files()?)?;
-    }
-    if a.output.json {
-        return OutputArgs::print_json(&report);
-    }
-    print!("{}", report.to_text());
-    Ok(())
+    a.output
+        .emit(&report, || report.files(), || report.to_text())
 }
