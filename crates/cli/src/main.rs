@@ -136,7 +136,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         }
         if let Some(v) = cause.downcast_ref::<VisionError>() {
             return match v {
-                VisionError::Diverged { .. } | VisionError::Fetch(_) => 3,
+                VisionError::Diverged { .. } | VisionError::Fetch(_) | VisionError::Plot { .. } => {
+                    3
+                }
                 _ => 2,
             };
         }

@@ -22,7 +22,7 @@ use crate::fetch::RESNET34_URL;
 use crate::metrics::ClassificationReport;
 use crate::pretrained::EFFICIENTNET_LITE0_FILE;
 use crate::report::{history_charts, TrainReport};
-use crate::run::RunDir;
+use crate::run::{write_charts, write_into, RunDir};
 use crate::train::EpochRecord;
 use crate::VisionError;
 
@@ -413,10 +413,7 @@ impl Comparison {
     /// `comparison.json`, `comparison.csv` and, when a run ran, the
     /// overlaid `loss.svg` and `accuracy.svg`.
     fn write(&self, out: &Path) -> Result<(), VisionError> {
-        let write = |name: &str, bytes: &[u8]| {
-            let path = out.join(name);
-            write_atomic(&path, bytes).map_err(|source| VisionError::Io { path, source })
-        };
+        let write = |name: &str, bytes: &[u8]| write_into(out, name, bytes);
         write(
             "comparison.json",
             serde_json::to_string_pretty(self)
@@ -427,11 +424,7 @@ impl Comparison {
         if !self.rows.iter().any(|r| r.status.ran()) {
             return Ok(());
         }
-        for (file, svg) in self.charts() {
-            let svg = svg.map_err(|e| VisionError::Store(format!("{file}: {e}")))?;
-            write(file, svg.as_bytes())?;
-        }
-        Ok(())
+        write_charts(out, self.charts())
     }
 
     pub fn to_text(&self) -> String {

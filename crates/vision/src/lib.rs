@@ -68,6 +68,12 @@ pub enum VisionError {
         what: &'static str,
         source: burn::store::RecordError,
     },
+    /// A chart that could not be drawn.
+    #[error("{}: {source}", path.display())]
+    Plot {
+        path: PathBuf,
+        source: nabla_report::PlotError,
+    },
     /// Settings that cannot work, named by their option.
     #[error("{0}")]
     Setup(String),

@@ -54,8 +54,7 @@ impl RunDir {
     }
 
     fn write(&self, name: &str, bytes: &[u8]) -> Result<(), VisionError> {
-        let path = self.path.join(name);
-        write_atomic(&path, bytes).map_err(|source| VisionError::Io { path, source })
+        write_into(&self.path, name, bytes)
     }
 
     pub fn card(&self) -> Result<ModelCard, VisionError> {
@@ -95,13 +94,12 @@ impl RunDir {
     /// At the end: `train.json`, the two history charts and `lr.svg`.
     fn finish(&self, report: &TrainReport) -> Result<(), VisionError> {
         let charts = history_charts(&report.model, &[("", &report.history)]);
-        for (file, svg) in charts
-            .into_iter()
-            .chain([("lr.svg", lr_chart(&report.history))])
-        {
-            let svg = svg.map_err(|e| VisionError::Store(format!("{file}: {e}")))?;
-            self.write(file, svg.as_bytes())?;
-        }
+        write_charts(
+            &self.path,
+            charts
+                .into_iter()
+                .chain([("lr.svg", lr_chart(&report.history))]),
+        )?;
         self.write("train.json", pretty(report).as_bytes())
     }
 
@@ -111,6 +109,27 @@ impl RunDir {
         let model = load_model(&card, &self.path.join("best.bpk"), device)?;
         Ok((card, model))
     }
+}
+
+/// Writes `dir/name` atomically.
+pub(crate) fn write_into(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), VisionError> {
+    let path = dir.join(name);
+    write_atomic(&path, bytes).map_err(|source| VisionError::Io { path, source })
+}
+
+/// Writes each drawn chart as `dir/name`, or fails with the one that could not be drawn.
+pub(crate) fn write_charts<'a>(
+    dir: &Path,
+    charts: impl IntoIterator<Item = (&'a str, Result<String, nabla_report::PlotError>)>,
+) -> Result<(), VisionError> {
+    for (name, svg) in charts {
+        let svg = svg.map_err(|source| VisionError::Plot {
+            path: dir.join(name),
+            source,
+        })?;
+        write_into(dir, name, svg.as_bytes())?;
+    }
+    Ok(())
 }
 
 fn pretty(value: &impl Serialize) -> String {
