@@ -206,11 +206,9 @@ pub fn run(a: &AllArgs) -> Result<()> {
             a.data.display().to_string(),
         ];
         let outcome = run_child(&exe, &fetch, None, &|_| {});
-        crate::progress::line(
-            &indicatif::ProgressBar::hidden(),
-            a.quiet,
-            &format!("[fetch] Problem 5's photos {}", outcome.summary()),
-        );
+        if !a.quiet {
+            eprintln!("[fetch] Problem 5's photos {}", outcome.summary());
+        }
         results.0.push(("data-fetch", outcome));
     }
     let with_vision = a.data.is_dir();

@@ -430,30 +430,15 @@ fn predict_cmd(a: &PredictArgs) -> Result<()> {
 
 fn lr_find_cmd(a: &LrFindArgs) -> Result<()> {
     let settings = TrainSettings {
-        data: a.data.clone(),
-        model: a.model,
-        epochs: 1,
         batch_size: a.batch_size,
         lr: a.end_lr,
         optimizer: a.optimizer,
-        momentum: 0.9,
         image_size: a.image_size,
-        val_fraction: 0.2,
-        channels: vec![32, 64, 128, 128],
-        hidden: 256,
-        dropout: 0.5,
-        flip: true,
-        random_crop: None,
-        augmentation: Augmentation::NONE,
         pretrained: a.pretrained.clone(),
-        freeze_backbone: false,
         backbone_lr_mult: a.backbone_lr_mult,
-        schedule: LrSchedule::Constant,
-        warmup_epochs: 0.0,
-        patience: None,
-        fine_tune: None,
         seed: a.seed,
         cache: a.cache.clone(),
+        ..TrainSettings::new(a.data.clone(), a.model)
     };
     let bars = Bars::new("lr-find", a.output.json);
     let report = LrFindReport::run(&settings, (a.start_lr, a.end_lr, a.steps), a.device, &bars)?;

@@ -5,12 +5,11 @@
 //! exceeds four times its minimum, and a suggested rate by fastai's
 //! "valley" rule (see [`suggest`]).
 
-use nabla_dense::data::stratified_indices;
 use nabla_report::{line_chart, number, LineChart, OutputFile, PlotError, Series, Table};
 use serde::{Deserialize, Serialize};
 
 use crate::device::Accelerator;
-use crate::run::{load_folder, Loaded, Progress};
+use crate::run::{run_data, Progress};
 use crate::settings::TrainSettings;
 use burn::tensor::Device;
 
@@ -123,25 +122,9 @@ impl LrFindReport {
         }
         let (mut config, spec) = settings.validate()?;
         let device = accelerator.device().map_err(VisionError::Setup)?.autodiff();
-        let Loaded {
-            folder,
-            set: mut all,
-            ..
-        } = load_folder(
-            &spec.data,
-            config.model.image_size,
-            spec.cache.as_ref(),
-            progress,
-        )?;
-        all.normalization = config.model.normalization();
-        config.model.classes = folder.classes.len();
-        let (train_rows, _) = stratified_indices(
-            &all.labels,
-            folder.classes.len(),
-            spec.val_fraction,
-            config.seed,
-        );
-        let train_set = all.subset(&train_rows);
+        let data = run_data(&spec, &config, progress)?;
+        config.model.classes = data.folder.classes.len();
+        let train_set = data.train;
         let mut trainer = Trainer::new(config.clone(), &device)?;
         let rates = exponential(start, end, steps);
         let mut losses = trainer.lr_sweep(&train_set, &rates, &device, &mut |done, total| {

@@ -27,7 +27,7 @@ use crate::report::{history_charts, lr_chart, Prediction, TopLoss, TrainReport};
 pub use crate::settings::{RunSpec, TrainSettings};
 use crate::train::{
     evaluate, most_probable, predict, predict_tta, scores, EpochRecord, Evaluation, ImageSet,
-    ModelCard, Trainer,
+    ModelCard, Trainer, VisionTrainConfig,
 };
 use crate::VisionError;
 
@@ -261,6 +261,46 @@ pub fn load_folder(
     })
 }
 
+/// A run's data: its folder decoded for the model, split into training and
+/// validation images (stratified by class, seeded by the run's seed).
+pub(crate) struct RunData {
+    pub(crate) folder: ImageFolder,
+    pub(crate) skipped: Vec<Skipped>,
+    pub(crate) train: ImageSet,
+    pub(crate) val: ImageSet,
+}
+
+pub(crate) fn run_data(
+    spec: &RunSpec,
+    config: &VisionTrainConfig,
+    progress: &dyn Progress,
+) -> Result<RunData, VisionError> {
+    let Loaded {
+        folder,
+        set: mut all,
+        skipped,
+        ..
+    } = load_folder(
+        &spec.data,
+        config.model.image_size,
+        spec.cache.as_ref(),
+        progress,
+    )?;
+    all.normalization = config.model.normalization();
+    let (train_rows, val_rows) = stratified_indices(
+        &all.labels,
+        folder.classes.len(),
+        spec.val_fraction,
+        config.seed,
+    );
+    Ok(RunData {
+        train: all.subset(&train_rows),
+        val: all.subset(&val_rows),
+        folder,
+        skipped,
+    })
+}
+
 /// How a training run begins.
 pub enum Start {
     /// A fresh run from these settings.
@@ -303,18 +343,12 @@ pub fn train_run(
         }
     };
     let resumed_from = resumed.as_ref().map(Trainer::epochs_done);
-    let Loaded {
+    let RunData {
         folder,
-        set: mut all,
         skipped,
-        ..
-    } = load_folder(
-        &spec.data,
-        config.model.image_size,
-        spec.cache.as_ref(),
-        progress,
-    )?;
-    all.normalization = config.model.normalization();
+        train: train_set,
+        val: val_set,
+    } = run_data(&spec, &config, progress)?;
     let mut trainer = match resumed {
         Some(trainer) => trainer,
         None => {
@@ -332,13 +366,6 @@ pub fn train_run(
             ),
         });
     }
-    let (train_rows, val_rows) = stratified_indices(
-        &all.labels,
-        folder.classes.len(),
-        spec.val_fraction,
-        config.seed,
-    );
-    let (train_set, val_set) = (all.subset(&train_rows), all.subset(&val_rows));
     let card = ModelCard {
         model: config.model.clone(),
         classes: folder.classes.clone(),
