@@ -117,11 +117,26 @@ fn main() -> ExitCode {
             if code == 1 {
                 eprintln!("{e}");
             } else {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", message(&e));
             }
             ExitCode::from(code)
         }
     }
+}
+
+/// The error and its causes, each cause once: library errors such as
+/// `VisionError::Io` already name their source in their own text, which
+/// anyhow's `{:#}` would repeat.
+fn message(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// The exit code of an error, from the first cause in its chain whose kind

@@ -11,6 +11,7 @@ use nabla_report::OutputFile;
 use nabla_vision::augment::Augmentation;
 use nabla_vision::decode::Skipped;
 use nabla_vision::device::Accelerator;
+use nabla_vision::export::{export_run, ExportFormat};
 use nabla_vision::lr_find::LrFindReport;
 use nabla_vision::model::Architecture;
 use nabla_vision::report::{gallery_html, predictions_text};
@@ -48,6 +49,12 @@ pub enum VisionCommand {
         after_help = "Example:\n  nabla vision lr-find --data data/face-mask --model cnn-bn --out runs/lr-find\n  nabla vision train --data data/face-mask --model cnn-bn --lr SUGGESTED --lr-schedule one-cycle"
     )]
     LrFind(LrFindArgs),
+    /// A trained model for use elsewhere: safetensors under PyTorch's
+    /// parameter names (`load_state_dict` takes it) or ONNX (opset 13).
+    #[command(
+        after_help = "Examples:\n  nabla vision export --checkpoint runs/cnn-bn --format onnx --out cnn-bn.onnx\n  nabla vision export --checkpoint runs/resnet34 --format safetensors --out resnet34.safetensors\n\nThe file holds the best epoch's weights (evaluation mode for ONNX: BatchNorm on its\nrunning statistics, no dropout) and names the model, the classes in order, the image\nsize and the input normalisation in its metadata."
+    )]
+    Export(ExportArgs),
     /// Problem 5 (iv): every model from scratch and from ImageNet weights on
     /// the same split, image size and epoch budget; a table, overlaid curves
     /// and a reading of the numbers.
@@ -234,6 +241,22 @@ pub struct EvalArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A run directory written by `nabla vision train --out`.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// onnx or safetensors.
+    #[arg(long)]
+    pub format: ExportFormat,
+    /// The file to write (replaced atomically).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct PredictArgs {
     /// A run directory written by `nabla vision train --out`.
     #[arg(long)]
@@ -258,6 +281,7 @@ pub fn run(cmd: &VisionCommand) -> Result<()> {
         VisionCommand::Eval(a) => eval_cmd(a),
         VisionCommand::Predict(a) => predict_cmd(a),
         VisionCommand::LrFind(a) => lr_find_cmd(a),
+        VisionCommand::Export(a) => export_cmd(a),
         VisionCommand::Compare(a) => crate::compare_cmd::run(a),
     }
 }
@@ -426,6 +450,15 @@ fn predict_cmd(a: &PredictArgs) -> Result<()> {
     } else {
         Err(InputError(format!("cannot read {}", failed.join("; "))).into())
     }
+}
+
+fn export_cmd(a: &ExportArgs) -> Result<()> {
+    let report = export_run(&RunDir::new(&a.checkpoint), a.format, &a.out)?;
+    if a.json {
+        return OutputArgs::print_json(&report);
+    }
+    print!("{}", report.to_text());
+    Ok(())
 }
 
 fn lr_find_cmd(a: &LrFindArgs) -> Result<()> {

@@ -133,6 +133,67 @@ fn train_writes_a_run_that_eval_reads() {
     assert!(stdout(&o).contains("0.png"));
     assert!(stderr(&o).contains("broken.png"), "{}", stderr(&o));
 
+    // The best epoch exported, in both formats; a bad format or run is exit 2.
+    for (format, file) in [("onnx", "model.onnx"), ("safetensors", "model.safetensors")] {
+        let out = root.join("export").join(file);
+        let o = nabla(&[
+            "vision",
+            "export",
+            "--checkpoint",
+            run.to_str().unwrap(),
+            "--format",
+            format,
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let doc = json(&o);
+        assert_eq!(doc["format"], format);
+        assert_eq!(doc["classes"], serde_json::json!(["dark", "light"]));
+        // cnn-bn: four convolutions, each BatchNorm's γ, β, mean and
+        // variance, and two dense layers' weights and biases.
+        assert_eq!(doc["tensors"], 4 + 4 * 4 + 4);
+        let bytes = std::fs::read(&out).unwrap();
+        assert_eq!(doc["bytes"].as_u64(), Some(bytes.len() as u64));
+    }
+    let o = nabla(&[
+        "vision",
+        "export",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--format",
+        "pt",
+        "--out",
+        root.join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("expected onnx or safetensors"),
+        "{}",
+        stderr(&o)
+    );
+    let o = nabla(&[
+        "vision",
+        "export",
+        "--checkpoint",
+        root.join("no-run").to_str().unwrap(),
+        "--format",
+        "onnx",
+        "--out",
+        root.join("x.onnx").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no-run/model.json"), "{}", stderr(&o));
+    // The cause once, not repeated by the error chain.
+    assert_eq!(
+        stderr(&o).matches("(os error 2)").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+    assert!(!root.join("x.onnx").exists());
+
     // A reachable target stops training after the first epoch.
     let early = root.join("early");
     let o = nabla(&[

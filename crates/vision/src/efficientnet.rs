@@ -26,6 +26,7 @@ use burn::tensor::{Device, Tensor};
 use nabla_kernels::norm::Activation;
 
 use crate::flex_kernels::conv_bn;
+use crate::onnx::{OnnxGraph, Value};
 use crate::weights::TorchNames;
 
 /// Per stage: kernel, stride of its first block, expansion ratio, input and
@@ -114,6 +115,35 @@ impl MbConv {
         }
     }
 
+    fn onnx(&self, g: &mut OnnxGraph, x: &Value, path: &str) -> Value {
+        let mut y = x.clone();
+        if let (Some(expand), Some(bn0)) = (&self.expand_conv, &self.bn0) {
+            y = g.conv_bn(
+                &y,
+                (expand, &format!("{path}.expand_conv")),
+                (bn0, &format!("{path}.bn0")),
+                Activation::Relu6,
+            );
+        }
+        let y = g.conv_bn(
+            &y,
+            (&self.depthwise_conv, &format!("{path}.depthwise_conv")),
+            (&self.bn1, &format!("{path}.bn1")),
+            Activation::Relu6,
+        );
+        let y = g.conv_bn(
+            &y,
+            (&self.project_conv, &format!("{path}.project_conv")),
+            (&self.bn2, &format!("{path}.bn2")),
+            Activation::Identity,
+        );
+        if y.shape == x.shape {
+            g.add(&y, x)
+        } else {
+            y
+        }
+    }
+
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let mut y = x.clone();
         if let (Some(expand), Some(bn0)) = (&self.expand_conv, &self.bn0) {
@@ -182,6 +212,27 @@ impl EfficientNet {
     /// The same network with another classifier.
     pub fn with_head(self, fc: Linear) -> Self {
         Self { fc, ..self }
+    }
+
+    /// [`EfficientNet::forward`] as an ONNX graph, evaluation mode (no dropout).
+    pub fn onnx(&self, g: &mut OnnxGraph, images: &Value) -> Value {
+        let mut x = g.conv_bn(
+            images,
+            (&self.conv_stem, "conv_stem"),
+            (&self.bn0, "bn0"),
+            Activation::Relu6,
+        );
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.onnx(g, &x, &format!("blocks.{i}"));
+        }
+        let x = g.conv_bn(
+            &x,
+            (&self.conv_head, "conv_head"),
+            (&self.bn1, "bn1"),
+            Activation::Relu6,
+        );
+        let x = g.global_average_pool(&x);
+        g.linear(&x, &self.fc, "fc")
     }
 
     /// Logits of pooled features.

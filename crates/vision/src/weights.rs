@@ -507,6 +507,79 @@ pub fn load_into<M: Module>(
         .map_err(|e| mismatch(format!("{e}")))
 }
 
+/// The inverse of [`load_into`]: the module's weights under their torch
+/// names, matrices transposed back to torch's `[out, in]` — a state dict
+/// PyTorch's `load_state_dict` takes. Non-float entries (BatchNorm's
+/// training flag) are not weights and are left out.
+pub fn state_dict_of<M: Module>(
+    module: &M,
+    names: &dyn TorchNames,
+) -> Result<StateDict, WeightsError> {
+    let failed = |e: &dyn std::fmt::Display| WeightsError::File {
+        path: "the model".into(),
+        message: e.to_string(),
+    };
+    let bytes = module
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| failed(&e))?;
+    let tensors = burn_pack::Reader::from_bytes(bytes)
+        .and_then(|r| r.into_tensors())
+        .map_err(|e| failed(&e))?;
+    let mut dict = StateDict::new();
+    for t in tensors {
+        let (path, dtype, shape, _, bytes) = t.into_parts().map_err(|e| failed(&e))?;
+        if dtype != DType::F32 {
+            continue;
+        }
+        let values: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let (shape, data) = if names.transposed(&path) {
+            let (rows, cols) = (shape[0], shape[1]);
+            let mut t = vec![0f32; rows * cols];
+            for r in 0..rows {
+                for c in 0..cols {
+                    t[c * rows + r] = values[r * cols + c];
+                }
+            }
+            (vec![cols, rows], t)
+        } else {
+            (shape.to_vec(), values)
+        };
+        dict.insert(names.torch_name(&path), NamedTensor { shape, data });
+    }
+    Ok(dict)
+}
+
+/// `dict` as the bytes of a `.safetensors` file (f32, little-endian), with
+/// `metadata` in its header.
+pub fn safetensors_bytes(
+    dict: &StateDict,
+    metadata: std::collections::HashMap<String, String>,
+) -> Result<Vec<u8>, safetensors::SafeTensorError> {
+    let raw: Vec<(&String, Vec<u8>, &NamedTensor)> = dict
+        .iter()
+        .map(|(name, t)| {
+            (
+                name,
+                t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                t,
+            )
+        })
+        .collect();
+    let views = raw
+        .iter()
+        .map(|(name, bytes, t)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), bytes)
+                .map(|v| (name.to_string(), v))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    safetensors::tensor::serialize(views, Some(metadata))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
