@@ -9,6 +9,7 @@ use clap::Args;
 use nabla_report::{pct, shorten};
 use nabla_vision::compare::{CompareSettings, DEFAULT_MODELS};
 use nabla_vision::pretrained::default_dir;
+use nabla_vision::schedule::LrSchedule;
 
 use crate::child::run_child;
 use crate::CheckFailed;
@@ -43,6 +44,16 @@ pub struct CompareArgs {
     pub weights: Option<PathBuf>,
     #[arg(long, default_value_t = 42)]
     pub seed: u32,
+    /// Every run's learning-rate schedule: constant, cosine or one-cycle.
+    #[arg(long, default_value = "constant")]
+    pub lr_schedule: LrSchedule,
+    /// Every run's warm-up, in epochs (fractions allowed).
+    #[arg(long, default_value_t = 0.0, value_name = "EPOCHS")]
+    pub warmup_epochs: f64,
+    /// Every run stops once its validation loss has not improved for this
+    /// many epochs.
+    #[arg(long, value_name = "EPOCHS")]
+    pub patience: Option<usize>,
     /// Print one JSON document on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -61,6 +72,9 @@ pub fn run(a: &CompareArgs) -> Result<()> {
         backbone_lr_mult: a.backbone_lr_mult,
         weights: a.weights.clone().unwrap_or_else(default_dir),
         seed: a.seed,
+        lr_schedule: a.lr_schedule,
+        warmup_epochs: a.warmup_epochs,
+        patience: a.patience,
     };
     let runs = settings.variants()?.len();
     let exe = std::env::current_exe().context("cannot find the nabla executable")?;

@@ -85,6 +85,65 @@ fn compare_runs_each_model_skips_missing_weights_and_resumes() {
 }
 
 #[test]
+fn compare_passes_the_schedule_and_early_stopping_to_every_run() {
+    let root = temp_dir("compare-schedule");
+    image_folder(&root.join("data"));
+    let out = root.join("cmp");
+    let o = nabla(&[
+        "vision",
+        "compare",
+        "--data",
+        root.join("data").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--models",
+        "cnn",
+        "--epochs",
+        "2",
+        "--image-size",
+        "32",
+        "--lr-schedule",
+        "one-cycle",
+        "--warmup-epochs",
+        "0.5",
+        "--patience",
+        "4",
+        "--json",
+    ]);
+    let doc = json(&o);
+    let row = &doc["rows"][0];
+    let command = row["command"].as_str().unwrap();
+    for arg in [
+        "--lr-schedule one-cycle",
+        "--warmup-epochs 0.5",
+        "--patience 4",
+    ] {
+        assert!(command.contains(arg), "{arg} not in {command}");
+    }
+    // The run followed the schedule (its shape is checked in
+    // crates/vision/tests/schedule.rs): annealed far below its peak.
+    let train: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("cnn/train.json")).unwrap())
+            .unwrap();
+    let lrs: Vec<f64> = train["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| {
+            e["lrs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+        })
+        .collect();
+    let peak = lrs.iter().cloned().fold(0.0, f64::max);
+    assert!(*lrs.last().unwrap() < peak / 1000.0, "{lrs:?}");
+    let o = nabla(&["vision", "compare", "--lr-schedule", "step"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
 fn compare_refuses_unknown_runs_and_missing_data() {
     let o = nabla(&["vision", "compare", "--models", "cnn,vgg16"]);
     assert_eq!(o.status.code(), Some(2));

@@ -23,6 +23,7 @@ use crate::metrics::ClassificationReport;
 use crate::pretrained::EFFICIENTNET_LITE0_FILE;
 use crate::report::{history_charts, TrainReport};
 use crate::run::{write_charts, write_into, RunDir};
+use crate::schedule::LrSchedule;
 use crate::train::EpochRecord;
 use crate::VisionError;
 
@@ -170,6 +171,12 @@ pub struct CompareSettings {
     /// Folder of the ImageNet weights.
     pub weights: PathBuf,
     pub seed: u32,
+    /// Every run's learning-rate schedule and warm-up (`vision train`'s
+    /// `--lr-schedule`, `--warmup-epochs`).
+    pub lr_schedule: LrSchedule,
+    pub warmup_epochs: f64,
+    /// Every run's early stopping (`vision train --patience`).
+    pub patience: Option<usize>,
 }
 
 /// How to start one training run: `nabla vision train` with `args`,
@@ -228,6 +235,17 @@ impl CompareSettings {
             "--seed".into(),
             self.seed.to_string(),
         ];
+        // Only what differs from `vision train`'s defaults, so that runs
+        // started before these settings existed still resume.
+        if self.lr_schedule != LrSchedule::Constant {
+            settings.extend(["--lr-schedule".into(), self.lr_schedule.name().into()]);
+        }
+        if self.warmup_epochs != 0.0 {
+            settings.extend(["--warmup-epochs".into(), self.warmup_epochs.to_string()]);
+        }
+        if let Some(k) = self.patience {
+            settings.extend(["--patience".into(), k.to_string()]);
+        }
         if let Some(w) = &weights {
             settings.extend(["--pretrained".into(), w.display().to_string()]);
             if v.probe {
