@@ -54,6 +54,9 @@ fn all_writes_every_section_with_numbers_and_figures() {
     assert!(html.contains("(iv) ResNet34 and transfer learning"));
     assert!(html.contains("nabla vision compare --data"));
     assert!(html.contains("best validation accuracy"));
+    // The best run's highest-loss images, inline in the report.
+    assert!(html.contains("got most wrong"));
+    assert!(html.contains("href=\"data:image/png;base64,"));
     let figures = html.matches("<figure>").count();
     assert!(figures >= 16, "{figures} figures");
     assert_eq!(html.matches("<svg").count(), figures);

@@ -51,11 +51,34 @@ fn compare_runs_each_model_skips_missing_weights_and_resumes() {
             "{reason}"
         );
     }
+    // The best run's highest-loss validation images, thumbnails inline.
+    let gallery = typed.gallery.as_ref().expect("a gallery of the best run");
+    assert_eq!(gallery.run, "cnn");
+    let val_images = typed.rows[0]
+        .per_class
+        .as_ref()
+        .unwrap()
+        .weighted_avg
+        .support;
+    assert_eq!(gallery.top_losses.len(), val_images.min(16));
+    for (t, next) in gallery
+        .top_losses
+        .iter()
+        .zip(gallery.top_losses.iter().skip(1))
+    {
+        assert!(t.loss >= next.loss);
+    }
+    for t in &gallery.top_losses {
+        assert!(t.file.is_file(), "{}", t.file.display());
+        let thumb = image::load_from_memory(&t.thumbnail).unwrap();
+        assert_eq!((thumb.width(), thumb.height()), (32, 32));
+    }
     for file in [
         "comparison.json",
         "comparison.csv",
         "loss.svg",
         "accuracy.svg",
+        "top_losses.html",
     ] {
         assert!(out.join(file).is_file(), "{file} missing");
     }

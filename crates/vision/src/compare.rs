@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use crate::fetch::RESNET34_URL;
 use crate::metrics::ClassificationReport;
 use crate::pretrained::EFFICIENTNET_LITE0_FILE;
-use crate::report::{history_charts, TrainReport};
-use crate::run::{write_charts, write_into, RunDir};
+use crate::report::{gallery_html, history_charts, TopLoss, TrainReport};
+use crate::run::{validation_top_losses, write_charts, write_into, RunDir};
 use crate::schedule::LrSchedule;
 use crate::train::EpochRecord;
 use crate::VisionError;
@@ -154,6 +154,19 @@ pub struct Comparison {
     pub seed: u32,
     pub rows: Vec<Row>,
     pub interpretation: Vec<String>,
+    /// The highest-loss validation images of the best run.
+    #[serde(default)]
+    pub gallery: Option<Gallery>,
+}
+
+/// The images the best run of the comparison got most wrong.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Gallery {
+    /// The run's name (a row of the comparison).
+    pub run: String,
+    /// Highest loss first, under the run's best epoch's model, on its
+    /// validation split.
+    pub top_losses: Vec<TopLoss>,
 }
 
 /// What `nabla vision compare` is asked for.
@@ -353,14 +366,24 @@ impl CompareSettings {
             on_row(i, variants.len(), &row);
             rows.push(row);
         }
-        let comparison = Comparison {
+        let mut comparison = Comparison {
             data: self.data.display().to_string(),
             image_size: self.image_size,
             epochs: self.epochs,
             seed: self.seed,
             interpretation: interpret(&rows, self.epochs),
             rows,
+            gallery: None,
         };
+        if let Some(best) = comparison.best() {
+            let run = best.name.clone();
+            match validation_top_losses(&RunDir::new(self.out.join(&run))) {
+                Ok(top_losses) => comparison.gallery = Some(Gallery { run, top_losses }),
+                Err(e) => comparison
+                    .interpretation
+                    .push(format!("No gallery of {run}'s highest-loss images: {e}.")),
+            }
+        }
         comparison.write(&self.out)?;
         Ok(comparison)
     }
@@ -430,8 +453,27 @@ impl Comparison {
 
     /// `comparison.json`, `comparison.csv` and, when a run ran, the
     /// overlaid `loss.svg` and `accuracy.svg`.
+    /// The run with the highest validation accuracy among those that ran
+    /// to a final evaluation.
+    pub fn best(&self) -> Option<&Row> {
+        self.rows
+            .iter()
+            .filter(|r| r.status.ran() && r.per_class.is_some())
+            .max_by(|a, b| {
+                let acc = |r: &&Row| r.best_val_accuracy.unwrap_or(0.0);
+                acc(a).total_cmp(&acc(b))
+            })
+    }
+
     fn write(&self, out: &Path) -> Result<(), VisionError> {
         let write = |name: &str, bytes: &[u8]| write_into(out, name, bytes);
+        if let Some(g) = &self.gallery {
+            let title = format!("{}: the highest-loss validation images", g.run);
+            write(
+                "top_losses.html",
+                gallery_html(&title, &g.top_losses).as_bytes(),
+            )?;
+        }
         write(
             "comparison.json",
             serde_json::to_string_pretty(self)

