@@ -157,6 +157,12 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 _ => 2,
             };
         }
+        if let Some(t) = cause.downcast_ref::<nabla_dense::report::TrainError>() {
+            return match t {
+                nabla_dense::report::TrainError::Setup(_) => 2,
+                nabla_dense::report::TrainError::Diverged(_) => 3,
+            };
+        }
         let input = cause.is::<InputError>()
             || cause.is::<nabla_graph::GraphError>()
             || cause.is::<nabla_dense::report::SetupError>()

@@ -147,3 +147,59 @@ fn user_csv_without_test_split_and_its_errors() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--target COLUMN is needed"));
 }
+
+#[test]
+fn divergence_stops_and_empty_or_partial_test_splits_are_said() {
+    let o = nabla(&["mlp", "train", "--lr", "1e6", "--epochs", "3"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("training with sgd diverged: the training loss became")
+            && err.contains("at iteration 1 (it started at 2.3574)")
+            && err.contains("lower --lr"),
+        "{err}"
+    );
+
+    let dir = temp_dir("splits");
+    let csv = dir.join("three.csv");
+    let mut text = String::from("a,label\n");
+    for i in 0..40 {
+        let class = match i {
+            0 | 1 => "rare",
+            _ if i % 2 == 0 => "even",
+            _ => "odd",
+        };
+        text += &format!("{},{class}\n", i as f64 / 10.0);
+    }
+    std::fs::write(&csv, text).unwrap();
+    let run = |fraction: &str| {
+        let o = nabla(&[
+            "mlp",
+            "train",
+            "--data",
+            csv.to_str().unwrap(),
+            "--target",
+            "label",
+            "--epochs",
+            "1",
+            "--test-fraction",
+            fraction,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        stdout(&o)
+    };
+    // 2 % of 19, 19 and 2 rows rounds to none: no test numbers, and a dash.
+    let none = run("0.02");
+    assert!(
+        none.contains("warning: --test-fraction 0.02 leaves no test rows of 40"),
+        "{none}"
+    );
+    assert!(!none.contains("NaN"), "{none}");
+    assert!(none.contains('—'), "{none}");
+    // 20 % takes 4 of each large class and none of the 2 rare rows.
+    let partial = run("0.2");
+    assert!(
+        partial.contains("warning: class `rare` has no test rows at --test-fraction 0.2"),
+        "{partial}"
+    );
+}

@@ -14,13 +14,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{load_csv, penguins, stratified_split, DataError, Dataset, Standardizer};
 use crate::gradnorms::{describe, NormCurve, NormSetup};
-use crate::train::{train, Record, TrainConfig};
+use crate::train::{train, Diverged, Record, TrainConfig};
 use crate::{Activation, Init, Mlp, Optimizer};
 
 /// Settings that cannot run, named by the option a user gave.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct SetupError(pub String);
+
+/// Why [`TrainReport::run`] has no report: settings that cannot run, or a
+/// run that diverged.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    Diverged(#[from] Diverged),
+}
 
 fn check_net(input: &[f64], classes: usize, layers: usize, width: usize) -> Result<(), SetupError> {
     if input.is_empty() || input.iter().any(|v| !v.is_finite()) {
@@ -308,6 +318,10 @@ pub struct TrainReport {
     pub test_samples: usize,
     pub config: TrainConfig,
     pub runs: Vec<OptimizerRun>,
+    /// What about the split a reader should know: no test rows at all, or
+    /// a class absent from them.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// `penguins` (bundled) or a CSV file whose label column is `target`.
@@ -340,19 +354,37 @@ impl TrainReport {
         config: TrainConfig,
         optimizers: &[Optimizer],
         on_epoch: &mut dyn FnMut(Optimizer),
-    ) -> Result<Self, SetupError> {
+    ) -> Result<Self, TrainError> {
         if !(0.0..1.0).contains(&test_fraction) {
-            return Err(SetupError("--test-fraction must be in [0, 1)".into()));
+            return Err(SetupError("--test-fraction must be in [0, 1)".into()).into());
         }
         if !(config.lr > 0.0 && config.lr.is_finite() && (0.0..1.0).contains(&config.momentum)) {
-            return Err(SetupError(
-                "--lr must be positive and --momentum in [0, 1)".into(),
-            ));
+            return Err(SetupError("--lr must be positive and --momentum in [0, 1)".into()).into());
         }
         if config.layers == 0 || config.width == 0 {
-            return Err(SetupError("--layers and --width must be at least 1".into()));
+            return Err(SetupError("--layers and --width must be at least 1".into()).into());
         }
         let (train_set, test_set) = stratified_split(data, test_fraction, config.seed);
+        let mut warnings = Vec::new();
+        // A fraction that rounds to no row of any class leaves nothing to test on.
+        let test_set = test_set.filter(|t| {
+            if t.is_empty() {
+                warnings.push(format!(
+                    "--test-fraction {test_fraction} leaves no test rows of {} (it rounds to none in every class); no test loss or accuracy",
+                    data.len()
+                ));
+            }
+            !t.is_empty()
+        });
+        if let Some(t) = &test_set {
+            for (class, name) in data.class_names.iter().enumerate() {
+                if !t.y.contains(&class) {
+                    warnings.push(format!(
+                        "class `{name}` has no test rows at --test-fraction {test_fraction}: the test accuracy says nothing about it"
+                    ));
+                }
+            }
+        }
         let (train_set, test_set) = if standardize {
             let s = Standardizer::fit(&train_set);
             let test_set = test_set.map(|t| s.apply(&t));
@@ -363,12 +395,13 @@ impl TrainReport {
         let runs = optimizers
             .iter()
             .map(|&optimizer| {
-                let (_, history) = train(&train_set, test_set.as_ref(), optimizer, &config, |_| {
-                    on_epoch(optimizer)
-                });
-                OptimizerRun { optimizer, history }
+                let (_, history) =
+                    train(&train_set, test_set.as_ref(), optimizer, &config, |_| {
+                        on_epoch(optimizer)
+                    })?;
+                Ok(OptimizerRun { optimizer, history })
             })
-            .collect();
+            .collect::<Result<_, Diverged>>()?;
         Ok(TrainReport {
             data: name.to_string(),
             features: data.feature_names.clone(),
@@ -377,6 +410,7 @@ impl TrainReport {
             test_samples: test_set.as_ref().map_or(0, Dataset::len),
             config,
             runs,
+            warnings,
         })
     }
 
@@ -498,7 +532,13 @@ impl TrainReport {
                 ])
             })
             .collect();
-        format!(
+        let warnings: String = self
+            .warnings
+            .iter()
+            .map(|w| format!("warning: {w}\n"))
+            .collect();
+        warnings
+            + &format!(
             "{}: {} train / {} test samples, features {}, classes {}\n\
              net: {} hidden layers of {} ({}, {} init), lr {}, momentum {}, {} epochs, batch {}\n{}",
             self.data,
@@ -542,6 +582,9 @@ impl TrainReport {
             Err(reason) => return failed("problem-2-iii", title, reason),
         };
         let mut s = Section::new("problem-2-iii", title);
+        for w in &r.warnings {
+            s.note(w.clone());
+        }
         let c = &r.config;
         s.text(format!(
             "Data: {} ({} training and {} test samples, {} classes), L = {}, d = {}, α = {}, ρ = {}, batch {}, {} epochs, every optimizer from the same weights and batches.",

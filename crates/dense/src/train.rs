@@ -35,16 +35,37 @@ pub struct Record {
     pub test_accuracy: Option<f64>,
 }
 
+/// A training loss this many times its initial value (or non-finite) means
+/// the run has diverged. Cross-entropy starts near ln(classes); a thousand
+/// times that gives the true class a probability below e^-1000, which no
+/// run that is learning reaches (at `--lr 1e6` the loss jumps from 2.4 to
+/// 7e33 in one step and stays there, ELU's saturated units passing no gradient).
+pub const DIVERGENCE_FACTOR: f64 = 1e3;
+
+/// Training stopped because the loss blew up.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "training with {optimizer} diverged: the training loss became {loss:.4e} at iteration \
+     {iteration} (it started at {initial:.4}); lower --lr"
+)]
+pub struct Diverged {
+    pub optimizer: Optimizer,
+    pub iteration: usize,
+    pub loss: f64,
+    pub initial: f64,
+}
+
 /// Trains one network from the seeded initialisation and returns it with
-/// its history. Runs with the same config see the same initial weights and
-/// the same batches.
+/// its history, or stops at the first iteration whose training loss is
+/// non-finite or [`DIVERGENCE_FACTOR`] times its initial value. Runs with
+/// the same config see the same initial weights and the same batches.
 pub fn train(
     train: &Dataset,
     test: Option<&Dataset>,
     optimizer: Optimizer,
     config: &TrainConfig,
     mut on_epoch: impl FnMut(usize),
-) -> (Mlp, Vec<Record>) {
+) -> Result<(Mlp, Vec<Record>), Diverged> {
     let dims = Mlp::dims(
         train.x.ncols(),
         config.layers,
@@ -74,6 +95,18 @@ pub fn train(
         }
     };
     let mut history = vec![record(&net, 0)];
+    let initial = history[0].train_loss;
+    let diverged = |r: &Record| {
+        let blown =
+            !r.train_loss.is_finite() || r.train_loss > DIVERGENCE_FACTOR * initial.max(1.0);
+        blown.then_some(Diverged {
+            optimizer,
+            iteration: r.iteration,
+            loss: r.train_loss,
+            initial,
+        })
+    };
+    let mut blown = None;
     let n = train.len();
     let batch = if config.batch_size == 0 {
         n
@@ -95,12 +128,19 @@ pub fn train(
             &order,
             batch,
             |net| {
-                history.push(record(net, history.len()));
+                if blown.is_none() {
+                    let r = record(net, history.len());
+                    blown = diverged(&r);
+                    history.push(r);
+                }
             },
         );
+        if let Some(d) = blown {
+            return Err(d);
+        }
         on_epoch(done);
     }
-    (net, history)
+    Ok((net, history))
 }
 
 /// One pass over `order` in batches of `batch` columns of `x`, one update

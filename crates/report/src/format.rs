@@ -3,9 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A number for a table: up to 6 significant decimals, scientific when tiny or huge.
+/// A number for a table: up to 6 significant decimals, scientific when tiny
+/// or huge; NaN (no value, e.g. the mean of nothing) as "—".
 pub fn number(v: f64) -> String {
-    if v == 0.0 {
+    if v.is_nan() {
+        "—".to_string()
+    } else if v == 0.0 {
         "0".to_string()
     } else if (1e-4..1e7).contains(&v.abs()) {
         let s = format!("{v:.6}");
@@ -15,8 +18,11 @@ pub fn number(v: f64) -> String {
     }
 }
 
-/// A fraction as a percentage with two decimals: 0.9644 → "96.44%".
+/// A fraction as a percentage with two decimals: 0.9644 → "96.44%"; NaN as "—".
 pub fn pct(x: f64) -> String {
+    if x.is_nan() {
+        return "—".to_string();
+    }
     format!("{:.2}%", 100.0 * x)
 }
 
@@ -123,5 +129,8 @@ mod tests {
         assert_eq!(number(-2.0), "-2");
         assert_eq!(number(1.5e-9), "1.500000e-9");
         assert_eq!(pct(0.9644), "96.44%");
+        // No value is a dash, never "NaN%".
+        assert_eq!(number(f64::NAN), "—");
+        assert_eq!(pct(f64::NAN), "—");
     }
 }

@@ -113,7 +113,8 @@ impl DropoutReport {
             seed: a.seed,
             shuffle: true,
         };
-        let (net, history) = train(&data, None, Optimizer::Sgd, &config, |_| {});
+        let (net, history) = train(&data, None, Optimizer::Sgd, &config, |_| {})
+            .map_err(|e| SetupError(e.to_string()))?;
         let final_loss = history.last().map_or(f64::NAN, |r| r.train_loss);
         let hidden = hidden_outputs(&net, a.layer, &data.columns());
         let mut worst: f64 = 0.0;
