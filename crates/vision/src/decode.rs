@@ -2,6 +2,10 @@
 //! GIF; RGBA, palette and grayscale converted to RGB; EXIF orientation
 //! applied; resized to `size × size`. Results are cached on disk so later
 //! epochs and later runs decode nothing.
+//!
+//! Limits: an image of more than [`MAX_SIDE`] pixels on a side or
+//! [`MAX_PIXELS`] in all is refused from its header, before any pixel is
+//! allocated, and the decoder may allocate at most [`MAX_DECODE_BYTES`].
 
 use std::fs;
 use std::hash::{Hash, Hasher};
@@ -30,12 +34,26 @@ pub fn decode_resized(path: &Path, size: u32) -> Result<Vec<u8>, String> {
     Ok(resized.into_raw())
 }
 
-/// Decodes a file by its content (not its extension), applying EXIF orientation.
+/// The longest side nabla decodes (a 16k panorama).
+pub const MAX_SIDE: u32 = 16_384;
+/// The most pixels nabla decodes: 100 megapixels, more than any camera
+/// photo of the kind Problem 5 uses.
+pub const MAX_PIXELS: u64 = 100_000_000;
+/// What the decoder may allocate for one image (100 MP of RGBA is 400 MB).
+pub const MAX_DECODE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Decodes a file by its content (not its extension), applying EXIF
+/// orientation, within the limits above.
 pub fn decode(path: &Path) -> Result<DynamicImage, String> {
-    let reader = ImageReader::open(path)
+    let mut reader = ImageReader::open(path)
         .map_err(|e| format!("cannot open: {e}"))?
         .with_guessed_format()
         .map_err(|e| format!("cannot read: {e}"))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
     let format = reader.format().ok_or("not an image (unknown format)")?;
     if !matches!(
         format,
@@ -47,9 +65,20 @@ pub fn decode(path: &Path) -> Result<DynamicImage, String> {
     ) {
         return Err(format!("unsupported format {format:?}"));
     }
-    let mut decoder = reader
-        .into_decoder()
-        .map_err(|e| format!("corrupt {format:?}: {e}"))?;
+    let mut decoder = reader.into_decoder().map_err(|e| match e {
+        image::ImageError::Limits(_) => format!(
+            "{format:?} larger than nabla decodes ({MAX_SIDE} pixels a side, {} megapixels): {e}",
+            MAX_PIXELS / 1_000_000
+        ),
+        e => format!("corrupt {format:?}: {e}"),
+    })?;
+    let (w, h) = decoder.dimensions();
+    if w > MAX_SIDE || h > MAX_SIDE || u64::from(w) * u64::from(h) > MAX_PIXELS {
+        return Err(format!(
+            "{format:?} of {w}×{h} pixels is larger than nabla decodes ({MAX_SIDE} a side, {} megapixels)",
+            MAX_PIXELS / 1_000_000
+        ));
+    }
     let orientation = decoder
         .orientation()
         .map_err(|e| format!("corrupt {format:?}: {e}"))?;
@@ -67,6 +96,11 @@ pub fn sniff_format(path: &Path) -> Option<ImageFormat> {
         .ok()?
         .format()
 }
+
+/// A cache entry starts with this, then the pixel count (u64) and their
+/// CRC-32 (u32), little-endian.
+const ENTRY_MAGIC: &[u8; 8] = b"NABLAPX1";
+const ENTRY_HEADER: usize = 8 + 8 + 4;
 
 /// A directory of decoded, resized images, one file per (path, size, mtime, image size).
 #[derive(Clone, Debug)]
@@ -93,18 +127,36 @@ impl ImageCache {
         format!("{:016x}-{size}.rgb", h.finish())
     }
 
+    /// The entry's pixels when it is whole and unaltered: its header's magic,
+    /// length and CRC-32 all agree with what follows. Anything else (an entry
+    /// torn by a crash, altered in place, or of the older headerless format)
+    /// is a miss, decoded afresh and rewritten.
     fn read(&self, file: &ImageFile, size: u32) -> Option<Vec<u8>> {
         let bytes = fs::read(self.dir.join(Self::key(file, size))).ok()?;
-        (bytes.len() == (size * size * 3) as usize).then_some(bytes)
+        let pixels = bytes.get(ENTRY_HEADER..)?;
+        let length = u64::from_le_bytes(bytes[8..16].try_into().ok()?);
+        let crc = u32::from_le_bytes(bytes[16..20].try_into().ok()?);
+        let whole = bytes[..8] == ENTRY_MAGIC[..]
+            && length == pixels.len() as u64
+            && pixels.len() == (size * size * 3) as usize
+            && crc32fast::hash(pixels) == crc;
+        whole.then(|| pixels.to_vec())
     }
 
-    /// Stores `pixels`; a cache that cannot be written only costs a re-decode later.
+    /// Stores `pixels` behind its header; a cache that cannot be written
+    /// only costs a re-decode later. No fsync: a torn entry fails its
+    /// checksum and is decoded again.
     fn write(&self, file: &ImageFile, size: u32, pixels: &[u8]) {
         let path = self.dir.join(Self::key(file, size));
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let mut entry = Vec::with_capacity(ENTRY_HEADER + pixels.len());
+        entry.extend_from_slice(ENTRY_MAGIC);
+        entry.extend_from_slice(&(pixels.len() as u64).to_le_bytes());
+        entry.extend_from_slice(&crc32fast::hash(pixels).to_le_bytes());
+        entry.extend_from_slice(pixels);
         let written = fs::create_dir_all(&self.dir)
             .and_then(|()| fs::File::create(&tmp))
-            .and_then(|mut f| f.write_all(pixels))
+            .and_then(|mut f| f.write_all(&entry))
             .and_then(|()| fs::rename(&tmp, &path));
         if written.is_err() {
             let _ = fs::remove_file(&tmp);

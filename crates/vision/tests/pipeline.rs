@@ -140,6 +140,28 @@ fn every_format_decodes_and_bad_files_are_skipped_by_name() {
     assert_eq!(again.cached, again.pixels.len());
     assert_eq!(again.pixels, decoded.pixels);
 
+    // Entries torn, altered in place (same length) or in the headerless
+    // format of earlier versions are decoded afresh, never used, and rewritten.
+    let mut entries: Vec<PathBuf> = fs::read_dir(&cache.dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    assert_eq!(entries.len(), decoded.pixels.len());
+    let torn = fs::read(&entries[0]).unwrap();
+    fs::write(&entries[0], &torn[..torn.len() / 2]).unwrap();
+    let mut altered = fs::read(&entries[1]).unwrap();
+    let end = altered.len().min(60);
+    altered[40..end].fill(0xFF);
+    fs::write(&entries[1], &altered).unwrap();
+    let old = fs::read(&entries[2]).unwrap();
+    fs::write(&entries[2], &old[20..]).unwrap();
+    let checked = decode_all(&folder.files, 8, Some(&cache), &|| {});
+    assert_eq!(checked.cached, checked.pixels.len() - 3);
+    assert_eq!(checked.pixels, decoded.pixels);
+    let rewritten = decode_all(&folder.files, 8, Some(&cache), &|| {});
+    assert_eq!(rewritten.cached, rewritten.pixels.len());
+
     let report = inspect(&folder);
     assert_eq!(report.unreadable.len(), 2);
     assert_eq!(report.duplicates_removed, 1);
@@ -231,4 +253,49 @@ fn unpacking_takes_only_the_dataset_class_folders() {
     assert_eq!(folder.classes, ["with_mask", "without_mask"]);
     assert_eq!(folder.class_counts(), [1, 1]);
     assert!(!root.join("escape").exists());
+}
+
+/// A PNG whose header claims `w × h` RGB pixels, with one tiny IDAT chunk.
+fn png_header_only(w: u32, h: u32) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &ihdr);
+    // zlib: an empty stored block.
+    chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x01, 0x01, 0x00, 0x00, 0xFF, 0xFF, 0, 0, 0, 1],
+    );
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+#[test]
+fn images_larger_than_the_limits_are_refused_from_their_header() {
+    let root = temp_dir("limits");
+    for (w, h) in [(60_000, 60_000), (20_000, 100), (12_000, 9_000)] {
+        let path = root.join(format!("{w}x{h}.png"));
+        fs::write(&path, png_header_only(w, h)).unwrap();
+        let err = decode(&path).unwrap_err();
+        assert!(
+            err.contains("larger than nabla decodes (16384 pixels a side, 100 megapixels)")
+                || err.contains("larger than nabla decodes (16384 a side, 100 megapixels)"),
+            "{w}×{h}: {err}"
+        );
+    }
+    // Within the limits the same header is read and its missing data is the error.
+    let path = root.join("small.png");
+    fs::write(&path, png_header_only(64, 64)).unwrap();
+    let err = decode(&path).unwrap_err();
+    assert!(err.starts_with("corrupt Png"), "{err}");
 }
