@@ -130,7 +130,7 @@ pub fn gallery_svg(items: &[TopLoss]) -> String {
     use base64::Engine as _;
     use nabla_report::document::escape;
     const COLUMNS: usize = 4;
-    const CELL_W: usize = 180;
+    const CELL_W: usize = 190;
     const CELL_H: usize = 200;
     const SIDE: usize = 128;
     let rows = items.len().div_ceil(COLUMNS).max(1);
