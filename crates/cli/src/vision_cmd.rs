@@ -166,6 +166,10 @@ pub struct TrainArgs {
     /// model, data and settings; only --epochs may change).
     #[arg(long, value_name = "RUN", conflicts_with = "out")]
     pub resume: Option<PathBuf>,
+    /// With --out: replace the run that directory holds, as a whole
+    /// (without it, a directory that holds a run is refused).
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// cpu, cuda or wgpu (the last two need a build with that feature).
     #[arg(long, default_value = "cpu")]
     pub device: Accelerator,
@@ -383,10 +387,13 @@ fn train_cmd(a: &TrainArgs) -> Result<()> {
                 seed: a.seed,
                 cache: a.cache.clone(),
             };
-            (
-                Start::New(Box::new(settings)),
-                a.output.out.as_ref().map(RunDir::new),
-            )
+            let settings = Box::new(settings);
+            let start = if a.overwrite {
+                Start::Replace(settings)
+            } else {
+                Start::New(settings)
+            };
+            (start, a.output.out.as_ref().map(RunDir::new))
         }
     };
     let bars = Bars::new(a.model.name(), a.output.json);

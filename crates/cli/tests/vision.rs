@@ -194,6 +194,74 @@ fn train_writes_a_run_that_eval_reads() {
     );
     assert!(!root.join("x.onnx").exists());
 
+    // A directory that holds a run is never trained into afresh by mistake:
+    // refused, or replaced as a whole with --overwrite.
+    let fresh = |extra: &[&str]| {
+        let mut args = vec![
+            "vision",
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--image-size",
+            "16",
+            "--epochs",
+            "1",
+            "--channels",
+            "4,4,4,4",
+            "--hidden",
+            "8",
+            "--model",
+            "cnn",
+            "--cache",
+            cache.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        nabla(&args)
+    };
+    let o = fresh(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("already holds a run; continue it with `--resume"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(run.join("checkpoints/epoch-0003").exists());
+    // One writer at a time: while this process holds the lock, a resume is
+    // refused and names it; a lock file left by a dead process is taken over.
+    let lock = std::fs::File::create(run.join(".lock")).unwrap();
+    lock.try_lock().unwrap();
+    std::fs::write(run.join(".lock"), format!("{}\n", std::process::id())).unwrap();
+    let o = nabla(&[
+        "vision",
+        "train",
+        "--resume",
+        run.to_str().unwrap(),
+        "--epochs",
+        "4",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(&format!("is in use by process {}", std::process::id())),
+        "{}",
+        stderr(&o)
+    );
+    drop(lock);
+    let o = fresh(&["--overwrite", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json(&o)["model"], "cnn");
+    assert!(run.join("checkpoints/epoch-0001").exists());
+    assert!(!run.join("checkpoints/epoch-0003").exists());
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("model.json")).unwrap()).unwrap();
+    assert_eq!(card["model"]["architecture"], "cnn");
+    assert!(!std::fs::read_dir(&root).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains("replaced")));
+
     // A reachable target stops training after the first epoch.
     let early = root.join("early");
     let o = nabla(&[

@@ -274,11 +274,14 @@ impl CompareSettings {
             }
         }
         // What the run was started with, so that it is resumed only under
-        // the same settings.
-        let settings_file = dir.join("compare-settings.json");
+        // the same settings. It lives beside the run's directory, which
+        // `vision train --overwrite` replaces as a whole (runs of earlier
+        // versions kept it inside).
+        let settings_file = self.out.join(format!("{}.settings.json", v.name));
         let epochs = ["--epochs".to_string(), self.epochs.to_string()];
         if RunDir::new(&dir).has_checkpoint() {
             let started: Option<Vec<String>> = std::fs::read(&settings_file)
+                .or_else(|_| std::fs::read(dir.join("compare-settings.json")))
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
             if started.as_ref() != Some(&settings) {
@@ -320,7 +323,8 @@ impl CompareSettings {
                 reason: format!("cannot write {}: {e}", settings_file.display()),
             });
         }
-        let mut args = vec!["vision".into(), "train".into()];
+        // No complete checkpoint: whatever a stopped start left is replaced.
+        let mut args = vec!["vision".into(), "train".into(), "--overwrite".into()];
         args.extend(settings);
         args.extend(epochs);
         Ok(Launch {

@@ -70,6 +70,77 @@ impl RunDir {
         crate::checkpoint::has_checkpoint(&self.path)
     }
 
+    /// Whether any part of a run is there (its card, weights or checkpoints).
+    pub fn holds_run(&self) -> bool {
+        ["model.json", "run.json", "best.bpk", "checkpoints"]
+            .iter()
+            .any(|p| self.path.join(p).exists())
+    }
+
+    /// Takes the directory for this process alone: an exclusive lock on
+    /// `R/.lock` (the operating system's, so a process that dies releases
+    /// it and a stale file is simply taken over), held until the guard drops.
+    pub fn lock(&self) -> Result<RunLock, VisionError> {
+        let io = |source| VisionError::Io {
+            path: self.path.join(LOCK_FILE),
+            source,
+        };
+        std::fs::create_dir_all(&self.path).map_err(io)?;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.path.join(LOCK_FILE))
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(self.path.join(LOCK_FILE)).unwrap_or_default();
+                let holder = match holder.trim() {
+                    "" => "another process".to_string(),
+                    pid => format!("process {pid}"),
+                };
+                return Err(VisionError::Setup(format!(
+                    "{} is in use by {holder} (another `nabla vision train` writing it); wait for it to finish or stop it",
+                    self.path.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        use std::io::{Seek, Write};
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", std::process::id()))
+            .map_err(io)?;
+        Ok(RunLock { _file: file })
+    }
+
+    /// Replaces the run this directory holds as a whole: the old one is
+    /// renamed aside in one step (while locked), a fresh directory is locked
+    /// in its place, and only then is the old one removed.
+    fn replace(&self) -> Result<RunLock, VisionError> {
+        let old = self.lock()?;
+        let name = self
+            .path
+            .file_name()
+            .map_or("run".into(), |n| n.to_string_lossy().into_owned());
+        let aside = self
+            .path
+            .with_file_name(format!(".{name}.replaced-{}", std::process::id()));
+        std::fs::rename(&self.path, &aside).map_err(|source| VisionError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        let lock = self.lock()?;
+        drop(old);
+        std::fs::remove_dir_all(&aside).map_err(|source| VisionError::Io {
+            path: aside,
+            source,
+        })?;
+        Ok(lock)
+    }
+
     /// Creates the directory and writes `model.json` and `run.json`.
     fn start(&self, card: &ModelCard, spec: &RunSpec) -> Result<(), VisionError> {
         std::fs::create_dir_all(&self.path).map_err(|source| VisionError::Io {
@@ -109,6 +180,14 @@ impl RunDir {
         let model = load_model(&card, &self.path.join("best.bpk"), device)?;
         Ok((card, model))
     }
+}
+
+/// The file a run directory's writer locks.
+const LOCK_FILE: &str = ".lock";
+
+/// A run directory taken by this process ([`RunDir::lock`]).
+pub struct RunLock {
+    _file: std::fs::File,
 }
 
 /// Writes `dir/name` atomically.
@@ -309,8 +388,10 @@ pub(crate) fn run_data(
 
 /// How a training run begins.
 pub enum Start {
-    /// A fresh run from these settings.
+    /// A fresh run from these settings, into a directory that holds no run.
     New(Box<TrainSettings>),
+    /// A fresh run that replaces the run its directory holds, if any.
+    Replace(Box<TrainSettings>),
     /// The run in this directory from its latest checkpoint, with a new
     /// total of epochs if given.
     Resume { epochs: Option<usize> },
@@ -331,10 +412,13 @@ pub fn train_run(
     let device = accelerator.device().map_err(VisionError::Setup)?.autodiff();
     // A resumed run brings its trainer; a new one is built once the folder
     // is scanned (the scan reads every file to find duplicates, so once only).
+    // One writer per run directory, and never two runs mixed in one.
+    let mut _lock = None;
     let (resumed, spec, mut config) = match start {
         Start::Resume { epochs } => {
             let dir =
                 out.ok_or_else(|| VisionError::Setup("resuming needs the run directory".into()))?;
+            _lock = Some(dir.lock()?);
             let spec = dir.spec()?;
             let mut trainer = Trainer::resume(&dir.path, &device)?;
             if let Some(epochs) = epochs {
@@ -343,8 +427,32 @@ pub fn train_run(
             let config = trainer.config.clone();
             (Some(trainer), spec, config)
         }
+        Start::New(settings) | Start::Replace(settings) if out.is_none() => {
+            let (config, spec) = settings.validate()?;
+            (None, spec, config)
+        }
         Start::New(settings) => {
             let (config, spec) = settings.validate()?;
+            let dir = out.expect("matched above");
+            let lock = dir.lock()?;
+            if dir.holds_run() {
+                return Err(VisionError::Setup(format!(
+                    "{} already holds a run; continue it with `--resume {}`, choose another --out, or pass --overwrite to replace it",
+                    dir.path.display(),
+                    dir.path.display()
+                )));
+            }
+            _lock = Some(lock);
+            (None, spec, config)
+        }
+        Start::Replace(settings) => {
+            let (config, spec) = settings.validate()?;
+            let dir = out.expect("matched above");
+            _lock = Some(if dir.holds_run() {
+                dir.replace()?
+            } else {
+                dir.lock()?
+            });
             (None, spec, config)
         }
     };
