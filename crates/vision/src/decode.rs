@@ -42,11 +42,53 @@ pub fn decode_resized_bytes(bytes: &[u8], size: u32) -> Result<Vec<u8>, String> 
 
 /// The longest side nabla decodes (a 16k panorama).
 pub const MAX_SIDE: u32 = 16_384;
-/// The most pixels nabla decodes: 100 megapixels, more than any camera
-/// photo of the kind Problem 5 uses.
-pub const MAX_PIXELS: u64 = 100_000_000;
-/// What the decoder may allocate for one image (100 MP of RGBA is 400 MB).
-pub const MAX_DECODE_BYTES: u64 = 512 * 1024 * 1024;
+/// The most pixels nabla decodes: 40 megapixels, more than the photos of
+/// Problem 5 by far. Decoders allocate up to about 8 bytes a pixel before
+/// reading the pixel data (WebP's lossless decoder, measured by the
+/// fuzzer), so a file of a few bytes can cost up to about 320 MB.
+pub const MAX_PIXELS: u64 = 40_000_000;
+/// What `image`'s decoders are told they may allocate for one image.
+pub const MAX_DECODE_BYTES: u64 = 320 * 1024 * 1024;
+
+/// The extent of a GIF's frames (`image` reports only the logical screen,
+/// but a frame may claim far more), read from the block structure.
+fn gif_extent(bytes: &[u8]) -> Option<(u32, u32)> {
+    let u16_at = |i: usize| {
+        Some(u32::from(u16::from_le_bytes([
+            *bytes.get(i)?,
+            *bytes.get(i + 1)?,
+        ])))
+    };
+    let (mut w, mut h) = (u16_at(6)?, u16_at(8)?);
+    let packed = *bytes.get(10)?;
+    let mut i = 13
+        + if packed & 0x80 != 0 {
+            3 << ((packed & 7) + 1)
+        } else {
+            0
+        };
+    loop {
+        match *bytes.get(i)? {
+            0x2C => {
+                w = w.max(u16_at(i + 1)? + u16_at(i + 5)?);
+                h = h.max(u16_at(i + 3)? + u16_at(i + 7)?);
+                // Only the first frame is decoded.
+                return Some((w, h));
+            }
+            0x21 => {
+                i += 2;
+                loop {
+                    let n = usize::from(*bytes.get(i)?);
+                    i += 1 + n;
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }
+            _ => return Some((w, h)),
+        }
+    }
+}
 
 /// Decodes a file by its content (not its extension), applying EXIF
 /// orientation, within the limits above.
@@ -83,7 +125,11 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, String> {
         ),
         e => format!("corrupt {format:?}: {e}"),
     })?;
-    let (w, h) = decoder.dimensions();
+    let (mut w, mut h) = decoder.dimensions();
+    if format == ImageFormat::Gif {
+        let (fw, fh) = gif_extent(bytes).unwrap_or((w, h));
+        (w, h) = (w.max(fw), h.max(fh));
+    }
     if w > MAX_SIDE || h > MAX_SIDE || u64::from(w) * u64::from(h) > MAX_PIXELS {
         return Err(format!(
             "{format:?} of {w}×{h} pixels is larger than nabla decodes ({MAX_SIDE} a side, {} megapixels)",

@@ -288,8 +288,8 @@ fn images_larger_than_the_limits_are_refused_from_their_header() {
         fs::write(&path, png_header_only(w, h)).unwrap();
         let err = decode(&path).unwrap_err();
         assert!(
-            err.contains("larger than nabla decodes (16384 pixels a side, 100 megapixels)")
-                || err.contains("larger than nabla decodes (16384 a side, 100 megapixels)"),
+            err.contains("larger than nabla decodes (16384 pixels a side, 40 megapixels)")
+                || err.contains("larger than nabla decodes (16384 a side, 40 megapixels)"),
             "{w}×{h}: {err}"
         );
     }
