@@ -527,7 +527,7 @@ fn same_padding(kernel: usize, stride: usize, size: usize) -> (usize, usize) {
     (total / 2, total - total / 2)
 }
 
-fn padding_pairs(
+pub(crate) fn padding_pairs(
     p: &PaddingConfig2d,
     h: usize,
     w: usize,

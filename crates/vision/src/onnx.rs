@@ -211,8 +211,8 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         .expect("converted to f32 just before")
 }
 
-/// `(before, after)` padding of one axis, as the kernels compute it
-/// (`crate::flex_kernels`), for an input of `size`.
+/// `[top, left, bottom, right]` padding of a window over `h × w`, as the
+/// kernels compute it ([`crate::flex_kernels`]), in ONNX's order.
 fn pads(
     p: &PaddingConfig2d,
     kernel: [usize; 2],
@@ -220,20 +220,8 @@ fn pads(
     h: usize,
     w: usize,
 ) -> [usize; 4] {
-    let same = |k: usize, s: usize, n: usize| {
-        let out = n.div_ceil(s);
-        let total = ((out.max(1) - 1) * s + k).saturating_sub(n);
-        (total / 2, total - total / 2)
-    };
-    match *p {
-        PaddingConfig2d::Valid => [0; 4],
-        PaddingConfig2d::Same => {
-            let (t, b) = same(kernel[0], stride[0], h);
-            let (l, r) = same(kernel[1], stride[1], w);
-            [t, l, b, r]
-        }
-        PaddingConfig2d::Explicit(t, l, b, r) => [t, l, b, r],
-    }
+    let ([t, l], [b, r]) = crate::flex_kernels::padding_pairs(p, h, w, kernel, stride);
+    [t, l, b, r]
 }
 
 /// Output side of a window of `k` with `stride` over `n` padded by `pad`.
