@@ -323,10 +323,11 @@ impl CompareSettings {
                 reason: format!("cannot write {}: {e}", settings_file.display()),
             });
         }
-        // No complete checkpoint: whatever a stopped start left is replaced.
-        let mut args = vec!["vision".into(), "train".into(), "--overwrite".into()];
+        let mut args = vec!["vision".into(), "train".into()];
         args.extend(settings);
         args.extend(epochs);
+        // No complete checkpoint: whatever a stopped start left is replaced.
+        args.push("--overwrite".into());
         Ok(Launch {
             args,
             out: Some(dir),

@@ -35,9 +35,11 @@ mod probe;
 pub mod report;
 pub mod resnet;
 pub mod run;
+mod run_lock;
 pub mod schedule;
 pub mod section;
 pub mod settings;
+mod top_losses;
 pub mod train;
 pub mod weights;
 

@@ -206,6 +206,56 @@ pub fn predictions_text(predictions: &[Prediction]) -> String {
     Table::new("", &["image", "class", "probability"], rows).to_text()
 }
 
+/// `metrics.csv`: one row per epoch.
+pub(crate) fn metrics_table(history: &[EpochRecord]) -> Table {
+    let rows = history
+        .iter()
+        .map(|r| {
+            vec![
+                r.epoch.to_string(),
+                format!("{:e}", r.train_loss),
+                format!("{:e}", r.train_accuracy),
+                format!("{:e}", r.val_loss),
+                format!("{:e}", r.val_accuracy),
+                format!("{:.3}", r.seconds),
+                r.lrs.first().map_or(String::new(), |v| format!("{v:e}")),
+                r.lrs.last().map_or(String::new(), |v| format!("{v:e}")),
+            ]
+        })
+        .collect();
+    Table::new(
+        "",
+        &[
+            "epoch",
+            "train_loss",
+            "train_accuracy",
+            "val_loss",
+            "val_accuracy",
+            "seconds",
+            "lr_first_step",
+            "lr_last_step",
+        ],
+        rows,
+    )
+}
+
+/// `lr.csv`: the head's learning rate at every training step.
+pub(crate) fn lr_table(history: &[EpochRecord]) -> Table {
+    let mut step = 0;
+    let mut rows = Vec::new();
+    for r in history {
+        for lr in &r.lrs {
+            step += 1;
+            rows.push(vec![
+                step.to_string(),
+                r.epoch.to_string(),
+                format!("{lr:e}"),
+            ]);
+        }
+    }
+    Table::new("", &["step", "epoch", "lr"], rows)
+}
+
 /// The head's learning rate at every step, over the run.
 pub fn lr_chart(history: &[EpochRecord]) -> Result<String, PlotError> {
     let mut chart = LineChart::new(

@@ -15,7 +15,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::tensor::Device;
 use nabla_dense::data::stratified_indices;
-use nabla_report::{write_atomic, Table};
+use nabla_report::write_atomic;
 use serde::Serialize;
 
 use crate::checkpoint::{load_model, save_model};
@@ -23,8 +23,13 @@ use crate::decode::{decode_all, decode_resized, ImageCache, Skipped};
 use crate::device::Accelerator;
 use crate::folder::ImageFolder;
 use crate::model::Network;
-use crate::report::{history_charts, lr_chart, Prediction, TopLoss, TrainReport};
+use crate::report::{
+    history_charts, lr_chart, lr_table, metrics_table, Prediction, TopLoss, TrainReport,
+};
+pub use crate::run_lock::RunLock;
 pub use crate::settings::{RunSpec, TrainSettings};
+use crate::top_losses::top_losses;
+pub use crate::top_losses::{validation_top_losses, Silent, TOP_LOSSES};
 use crate::train::{
     evaluate, most_probable, predict, predict_tta, scores, EpochRecord, Evaluation, ImageSet,
     ModelCard, Trainer, VisionTrainConfig,
@@ -37,7 +42,7 @@ pub struct RunDir {
     pub path: PathBuf,
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, VisionError> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, VisionError> {
     let text = std::fs::read_to_string(path).map_err(|source| VisionError::Io {
         path: path.to_path_buf(),
         source,
@@ -75,70 +80,6 @@ impl RunDir {
         ["model.json", "run.json", "best.bpk", "checkpoints"]
             .iter()
             .any(|p| self.path.join(p).exists())
-    }
-
-    /// Takes the directory for this process alone: an exclusive lock on
-    /// `R/.lock` (the operating system's, so a process that dies releases
-    /// it and a stale file is simply taken over), held until the guard drops.
-    pub fn lock(&self) -> Result<RunLock, VisionError> {
-        let io = |source| VisionError::Io {
-            path: self.path.join(LOCK_FILE),
-            source,
-        };
-        std::fs::create_dir_all(&self.path).map_err(io)?;
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(self.path.join(LOCK_FILE))
-            .map_err(io)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(self.path.join(LOCK_FILE)).unwrap_or_default();
-                let holder = match holder.trim() {
-                    "" => "another process".to_string(),
-                    pid => format!("process {pid}"),
-                };
-                return Err(VisionError::Setup(format!(
-                    "{} is in use by {holder} (another `nabla vision train` writing it); wait for it to finish or stop it",
-                    self.path.display()
-                )));
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
-        }
-        use std::io::{Seek, Write};
-        file.set_len(0)
-            .and_then(|()| file.rewind())
-            .and_then(|()| writeln!(file, "{}", std::process::id()))
-            .map_err(io)?;
-        Ok(RunLock { _file: file })
-    }
-
-    /// Replaces the run this directory holds as a whole: the old one is
-    /// renamed aside in one step (while locked), a fresh directory is locked
-    /// in its place, and only then is the old one removed.
-    fn replace(&self) -> Result<RunLock, VisionError> {
-        let old = self.lock()?;
-        let name = self
-            .path
-            .file_name()
-            .map_or("run".into(), |n| n.to_string_lossy().into_owned());
-        let aside = self
-            .path
-            .with_file_name(format!(".{name}.replaced-{}", std::process::id()));
-        std::fs::rename(&self.path, &aside).map_err(|source| VisionError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
-        let lock = self.lock()?;
-        drop(old);
-        std::fs::remove_dir_all(&aside).map_err(|source| VisionError::Io {
-            path: aside,
-            source,
-        })?;
-        Ok(lock)
     }
 
     /// Creates the directory and writes `model.json` and `run.json`.
@@ -182,14 +123,6 @@ impl RunDir {
     }
 }
 
-/// The file a run directory's writer locks.
-const LOCK_FILE: &str = ".lock";
-
-/// A run directory taken by this process ([`RunDir::lock`]).
-pub struct RunLock {
-    _file: std::fs::File,
-}
-
 /// Writes `dir/name` atomically.
 pub(crate) fn write_into(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), VisionError> {
     let path = dir.join(name);
@@ -213,56 +146,6 @@ pub(crate) fn write_charts<'a>(
 
 fn pretty(value: &impl Serialize) -> String {
     serde_json::to_string_pretty(value).expect("plain data serialises")
-}
-
-/// `metrics.csv`: one row per epoch.
-fn metrics_table(history: &[EpochRecord]) -> Table {
-    let rows = history
-        .iter()
-        .map(|r| {
-            vec![
-                r.epoch.to_string(),
-                format!("{:e}", r.train_loss),
-                format!("{:e}", r.train_accuracy),
-                format!("{:e}", r.val_loss),
-                format!("{:e}", r.val_accuracy),
-                format!("{:.3}", r.seconds),
-                r.lrs.first().map_or(String::new(), |v| format!("{v:e}")),
-                r.lrs.last().map_or(String::new(), |v| format!("{v:e}")),
-            ]
-        })
-        .collect();
-    Table::new(
-        "",
-        &[
-            "epoch",
-            "train_loss",
-            "train_accuracy",
-            "val_loss",
-            "val_accuracy",
-            "seconds",
-            "lr_first_step",
-            "lr_last_step",
-        ],
-        rows,
-    )
-}
-
-/// `lr.csv`: the head's learning rate at every training step.
-fn lr_table(history: &[EpochRecord]) -> Table {
-    let mut step = 0;
-    let mut rows = Vec::new();
-    for r in history {
-        for lr in &r.lrs {
-            step += 1;
-            rows.push(vec![
-                step.to_string(),
-                r.epoch.to_string(),
-                format!("{lr:e}"),
-            ]);
-        }
-    }
-    Table::new("", &["step", "epoch", "lr"], rows)
 }
 
 /// How a training run reports what it is doing.
@@ -549,9 +432,6 @@ pub struct EvalRun {
     pub top_losses: Vec<TopLoss>,
 }
 
-/// Images listed as the highest losses.
-pub const TOP_LOSSES: usize = 16;
-
 /// The best model of `run` on every image of the folder `data` (decoded
 /// through the cache the run was trained with); `tta` averages each
 /// image's and its mirror's probabilities.
@@ -597,67 +477,6 @@ pub fn evaluate_run(
         evaluation,
         top_losses,
     })
-}
-
-/// The [`TOP_LOSSES`] images of `set` with the highest cross-entropy under
-/// `probs`, highest first; `file(r)` names image `r`.
-fn top_losses(
-    probs: &[Vec<f32>],
-    set: &ImageSet,
-    classes: &[String],
-    file: impl Fn(usize) -> PathBuf,
-) -> Vec<TopLoss> {
-    let mut rows: Vec<usize> = (0..set.len()).collect();
-    let loss = |r: usize| -f64::from(probs[r][set.labels[r]]).max(1e-30).ln();
-    rows.sort_by(|&a, &b| loss(b).total_cmp(&loss(a)));
-    rows.into_iter()
-        .take(TOP_LOSSES)
-        .map(|r| {
-            let predicted = most_probable(&probs[r]);
-            TopLoss {
-                file: file(r),
-                true_class: classes[set.labels[r]].clone(),
-                predicted: classes[predicted].clone(),
-                probability: probs[r][predicted],
-                loss: loss(r),
-                thumbnail: thumbnail(&set.pixels[r], set.size),
-            }
-        })
-        .collect()
-}
-
-/// No progress to show (work on cached images that takes seconds).
-pub struct Silent;
-
-impl Progress for Silent {
-    fn decoded(&self, _: usize) {}
-    fn batch(&self, _: usize, _: usize) {}
-    fn epoch(&self, _: &EpochRecord, _: usize) {}
-    fn skipped(&self, _: &Skipped) {}
-}
-
-/// The highest-loss images of the validation split a finished `run` was
-/// trained and validated on, under its best epoch's model, on `flex`.
-pub fn validation_top_losses(run: &RunDir) -> Result<Vec<TopLoss>, VisionError> {
-    let report: TrainReport = read_json(&run.path.join("train.json"))?;
-    let spec = run.spec()?;
-    let device = Device::flex();
-    let (card, model) = run.load_best(&device)?;
-    let data = run_data(&spec, &report.config, &Silent)?;
-    let probs = predict(&model, &data.val, report.config.batch_size, &device);
-    Ok(top_losses(&probs, &data.val, &card.classes, |r| {
-        data.val_files[r].clone()
-    }))
-}
-
-/// `pixels` (RGB8, `size × size`) as a PNG file's bytes.
-fn thumbnail(pixels: &[u8], size: usize) -> Vec<u8> {
-    let mut png = Vec::new();
-    let image = image::RgbImage::from_raw(size as u32, size as u32, pixels.to_vec());
-    if let Some(image) = image {
-        let _ = image.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png);
-    }
-    png
 }
 
 /// The best model of `run` on each image; the images it could not read
