@@ -9,7 +9,6 @@ use common::*;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 const EPOCHS: &str = "12";
 
