@@ -38,6 +38,32 @@ impl Trainer {
         let tmp = root.join(format!(".{name}.partial-{}", std::process::id()));
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir(&tmp).map_err(io(&tmp))?;
+        let written = self.fill_checkpoint(&tmp);
+        if written.is_err() {
+            // A checkpoint that cannot be finished leaves nothing behind.
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        written?;
+        let dest = root.join(&name);
+        if dest.exists() {
+            fs::remove_dir_all(&dest).map_err(io(&dest))?;
+        }
+        fs::rename(&tmp, &dest).map_err(io(&dest))?;
+        sync(&root).map_err(io(&root))?;
+        for (epoch, dir) in checkpoints(&root) {
+            if epoch < self.epochs_done() {
+                let _ = fs::remove_dir_all(dir);
+            }
+        }
+        Ok(dest)
+    }
+
+    /// Model, optimizer state, configuration and history into `tmp`, synced.
+    fn fill_checkpoint(&self, tmp: &Path) -> Result<(), VisionError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| VisionError::Io { path, source }
+        };
         let store = |what: &str, source| VisionError::Record {
             path: tmp.join(what),
             what: "cannot save",
@@ -59,18 +85,7 @@ impl Trainer {
         for file in ["model.bpk", "optimizer.bpk", STATE_FILE] {
             sync(&tmp.join(file)).map_err(io(&tmp.join(file)))?;
         }
-        let dest = root.join(&name);
-        if dest.exists() {
-            fs::remove_dir_all(&dest).map_err(io(&dest))?;
-        }
-        fs::rename(&tmp, &dest).map_err(io(&dest))?;
-        sync(&root).map_err(io(&root))?;
-        for (epoch, dir) in checkpoints(&root) {
-            if epoch < self.epochs_done() {
-                let _ = fs::remove_dir_all(dir);
-            }
-        }
-        Ok(dest)
+        Ok(())
     }
 
     /// Continues the run saved under `run` from its latest complete checkpoint.
@@ -152,20 +167,24 @@ fn sync(path: &Path) -> std::io::Result<()> {
 /// file, a sync and a rename, so an interrupted save never leaves a torn file.
 pub fn save_model(model: &Network, path: &Path) -> Result<(), VisionError> {
     let tmp = path.with_extension(format!("partial{}", std::process::id()));
-    model
+    let io = |source| VisionError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let saved = model
         .clone()
         .save_file(&tmp)
         .map_err(|source| VisionError::Record {
             path: tmp.clone(),
             what: "cannot save the model",
             source,
-        })?;
-    let io = |source| VisionError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    sync(&tmp).map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)
+        })
+        .and_then(|()| sync(&tmp).map_err(io))
+        .and_then(|()| fs::rename(&tmp, path).map_err(io));
+    if saved.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    saved
 }
 
 /// Rebuilds the model described by `card` and loads its parameters from `path`.

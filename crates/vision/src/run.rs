@@ -92,15 +92,21 @@ impl RunDir {
         self.write("run.json", pretty(spec).as_bytes())
     }
 
-    /// After an epoch: the checkpoint, `best.bpk` when this epoch is the
-    /// best so far, and `metrics.csv`.
+    /// After an epoch: `best.bpk` when this epoch is the best so far,
+    /// `metrics.csv`, `lr.csv`, and last the checkpoint. The checkpoint is
+    /// what a resume starts from, so everything derived from the epoch is
+    /// written before it: a run killed in between repeats the epoch (the
+    /// same numbers) and writes them again, while the other order left a
+    /// finished run with a stale `metrics.csv` and `best.bpk` (the kill
+    /// test found it).
     fn record_epoch(&self, trainer: &Trainer, record: &EpochRecord) -> Result<(), VisionError> {
-        trainer.save_checkpoint(&self.path)?;
         if trainer.best().map(|b| b.epoch) == Some(record.epoch) {
             save_model(trainer.model(), &self.path.join("best.bpk"))?;
         }
         self.write("metrics.csv", &metrics_table(&trainer.history).to_csv())?;
-        self.write("lr.csv", &lr_table(&trainer.history).to_csv())
+        self.write("lr.csv", &lr_table(&trainer.history).to_csv())?;
+        trainer.save_checkpoint(&self.path)?;
+        Ok(())
     }
 
     /// At the end: `train.json`, the two history charts and `lr.svg`.
