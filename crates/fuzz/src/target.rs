@@ -310,34 +310,11 @@ mod tests {
     /// The seeds are real inputs: each reader takes its own without error.
     #[test]
     fn every_seed_is_read_by_its_reader() {
-        use std::path::Path;
         for target in Target::ALL {
             let seeds = seeds(target);
             assert!(!seeds.is_empty());
             for (i, seed) in seeds.iter().enumerate() {
-                let ok = match target {
-                    Target::Graph => {
-                        nabla_graph::Program::compile(std::str::from_utf8(seed).unwrap(), &[], None)
-                            .is_ok()
-                    }
-                    Target::Csv => {
-                        let text = std::str::from_utf8(seed).unwrap();
-                        let target = text.split([',', '\n']).next().unwrap();
-                        nabla_dense::data::parse_csv(text, "seed", target).is_ok()
-                    }
-                    Target::Image => nabla_vision::decode::decode_resized_bytes(seed, 16).is_ok(),
-                    Target::Pickle => nabla_vision::pickle::read(seed).is_ok(),
-                    Target::Pth | Target::Zip => {
-                        nabla_vision::weights::read_state_dict_bytes(Path::new("s.pth"), seed)
-                            .is_ok()
-                    }
-                    Target::Safetensors => nabla_vision::weights::read_state_dict_bytes(
-                        Path::new("s.safetensors"),
-                        seed,
-                    )
-                    .is_ok(),
-                };
-                assert!(ok, "{} seed {i} is not read", target.name());
+                assert!(target.run(seed), "{} seed {i} is not read", target.name());
             }
         }
     }

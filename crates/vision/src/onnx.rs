@@ -20,7 +20,7 @@ use burn::tensor::Tensor;
 use nabla_kernels::norm::Activation;
 use prost::Message;
 
-use crate::weights::TorchNames;
+use crate::weights::{transpose, TorchNames};
 
 /// The operator set the graph is written for: every operator used here has
 /// had its current form since 13, which every maintained runtime reads.
@@ -425,13 +425,7 @@ impl OnnxGraph {
     /// `x Wᵀ + b` with W stored `[out, in]`, as PyTorch's `Linear` keeps it.
     pub fn linear(&mut self, x: &Value, linear: &Linear, path: &str) -> Value {
         let [inputs, outputs] = linear.weight.dims();
-        let w = values(linear.weight.val());
-        let mut transposed = vec![0f32; w.len()];
-        for i in 0..inputs {
-            for o in 0..outputs {
-                transposed[o * inputs + i] = w[i * outputs + o];
-            }
-        }
+        let transposed = transpose(inputs, outputs, &values(linear.weight.val()));
         let mut args = vec![
             x.name.clone(),
             self.weight(path, "weight", &[outputs, inputs], &transposed),

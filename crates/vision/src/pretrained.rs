@@ -84,14 +84,7 @@ pub fn import_efficientnet_lite0(source: &Path, out_dir: &Path) -> Result<PathBu
     ]);
     let serialized = safetensors_bytes(&dict, metadata).map_err(store)?;
     let dest = out_dir.join(EFFICIENTNET_LITE0_FILE);
-    let partial = out_dir.join(format!(".{EFFICIENTNET_LITE0_FILE}.{}", std::process::id()));
-    fs::write(&partial, serialized)
-        .and_then(|()| fs::File::open(&partial)?.sync_all())
-        .and_then(|()| fs::rename(&partial, &dest))
-        .map_err(|e| {
-            let _ = fs::remove_file(&partial);
-            io(&dest, e)
-        })?;
+    nabla_report::write_atomic(&dest, &serialized).map_err(|e| io(&dest, e))?;
     Ok(dest)
 }
 

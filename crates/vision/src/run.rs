@@ -316,32 +316,14 @@ pub fn train_run(
             let config = trainer.config.clone();
             (Some(trainer), spec, config)
         }
-        Start::New(settings) | Start::Replace(settings) if out.is_none() => {
-            let (config, spec) = settings.validate()?;
-            (None, spec, config)
-        }
         Start::New(settings) => {
             let (config, spec) = settings.validate()?;
-            let dir = out.expect("matched above");
-            let lock = dir.lock()?;
-            if dir.holds_run() {
-                return Err(VisionError::Setup(format!(
-                    "{} already holds a run; continue it with `--resume {}`, choose another --out, or pass --overwrite to replace it",
-                    dir.path.display(),
-                    dir.path.display()
-                )));
-            }
-            _lock = Some(lock);
+            _lock = out.map(|dir| dir.take_for_new_run(false)).transpose()?;
             (None, spec, config)
         }
         Start::Replace(settings) => {
             let (config, spec) = settings.validate()?;
-            let dir = out.expect("matched above");
-            _lock = Some(if dir.holds_run() {
-                dir.replace()?
-            } else {
-                dir.lock()?
-            });
+            _lock = out.map(|dir| dir.take_for_new_run(true)).transpose()?;
             (None, spec, config)
         }
     };

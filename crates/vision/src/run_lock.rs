@@ -52,10 +52,27 @@ impl RunDir {
         Ok(RunLock { _file: file })
     }
 
+    /// Takes the directory for a new run: refused when it already holds a
+    /// run, unless `replace`, which replaces that run as a whole.
+    pub(crate) fn take_for_new_run(&self, replace: bool) -> Result<RunLock, VisionError> {
+        if replace && self.holds_run() {
+            return self.replace();
+        }
+        let lock = self.lock()?;
+        if !replace && self.holds_run() {
+            return Err(VisionError::Setup(format!(
+                "{} already holds a run; continue it with `--resume {}`, choose another --out, or pass --overwrite to replace it",
+                self.path.display(),
+                self.path.display()
+            )));
+        }
+        Ok(lock)
+    }
+
     /// Replaces the run this directory holds as a whole: the old one is
     /// renamed aside in one step (while locked), a fresh directory is locked
     /// in its place, and only then is the old one removed.
-    pub(crate) fn replace(&self) -> Result<RunLock, VisionError> {
+    fn replace(&self) -> Result<RunLock, VisionError> {
         let old = self.lock()?;
         let name = self
             .path

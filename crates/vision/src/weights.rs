@@ -399,6 +399,18 @@ impl TorchNames for Torchvision {
     }
 }
 
+/// A row-major `rows × cols` matrix as its `cols × rows` transpose: Burn's
+/// `Linear` keeps `[in, out]`, PyTorch's `[out, in]`.
+pub(crate) fn transpose(rows: usize, cols: usize, data: &[f32]) -> Vec<f32> {
+    let mut t = vec![0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = data[r * cols + c];
+        }
+    }
+    t
+}
+
 /// Loads `dict` into `module`: every parameter of the module must be in the
 /// dict with its shape, and every tensor of the dict must be used (except
 /// BatchNorm's `num_batches_tracked` counters); otherwise the error lists
@@ -463,14 +475,7 @@ pub fn load_into<M: Module>(
             continue;
         }
         let data = if transposed {
-            let (rows, cols) = (want[0], want[1]);
-            let mut t = vec![0f32; rows * cols];
-            for r in 0..rows {
-                for c in 0..cols {
-                    t[c * rows + r] = found.data[r * cols + c];
-                }
-            }
-            t
+            transpose(want[0], want[1], &found.data)
         } else {
             found.data.clone()
         };
@@ -544,14 +549,10 @@ pub fn state_dict_of<M: Module>(
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
         let (shape, data) = if names.transposed(&path) {
-            let (rows, cols) = (shape[0], shape[1]);
-            let mut t = vec![0f32; rows * cols];
-            for r in 0..rows {
-                for c in 0..cols {
-                    t[c * rows + r] = values[r * cols + c];
-                }
-            }
-            (vec![cols, rows], t)
+            (
+                vec![shape[1], shape[0]],
+                transpose(shape[0], shape[1], &values),
+            )
         } else {
             (shape.to_vec(), values)
         };
