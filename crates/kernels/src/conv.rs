@@ -650,6 +650,10 @@ pub(crate) mod tests {
             // channels).
             shape(2, 5, 20, 18, 5, 3, 1, 1, 5),
             same(shape(2, 3, 40, 36, 3, 3, 2, 0, 3)),
+            // ... fused kernel row by kernel row, 3 and 5 wide (EfficientNet's).
+            shape(2, 4, 21, 19, 4, 5, 1, 2, 4),
+            shape(1, 3, 17, 33, 3, 3, 1, 0, 3),
+            same(shape(2, 3, 40, 38, 3, 5, 2, 1, 3)),
         ] {
             check(s);
         }

@@ -428,25 +428,16 @@ fn transform_output_grads(
                 }
                 let src = &dy[((n * co + o) * oh + oy) * ow..][..ow];
                 let (even, odd) = part.split_at_mut(tw);
-                for (ox, &val) in src.iter().enumerate() {
-                    if ox % 2 == 0 {
-                        even[ox / 2] = val;
-                    } else {
-                        odd[ox / 2] = val;
-                    }
-                }
+                deinterleave(src, 0, even, odd);
             }
             let (r0, r1) = eo.split_at(2 * tw);
-            for (k, dst) in spread.chunks_exact_mut(2 * tw).enumerate() {
-                for p in 0..2 * tw {
-                    dst[p] = match k {
-                        0 => r0[p],
-                        1 => r0[p] + r1[p],
-                        2 => r0[p] - r1[p],
-                        _ => -r1[p],
-                    };
-                }
-            }
+            let (s0, rest) = spread.split_at_mut(2 * tw);
+            let (s1, rest) = rest.split_at_mut(2 * tw);
+            let (s2, s3) = rest.split_at_mut(2 * tw);
+            s0.copy_from_slice(r0);
+            combine(s1, r0, r1, |p, q| p + q);
+            combine(s2, r0, r1, |p, q| p - q);
+            combine(s3, r0, r1, |_, q| -q);
             for i in 0..4 {
                 let (e, od) = spread[i * 2 * tw..(i + 1) * 2 * tw].split_at(tw);
                 for j in 0..4 {
