@@ -45,8 +45,8 @@ pub fn cpu_name() -> String {
 /// `(name, in channels, side, out channels, kernel, stride, groups)` of the
 /// layers timed: the cnn's four, ResNet34's stem, a convolution of each of
 /// its stages and a strided 1 × 1 shortcut, EfficientNet-Lite0's first
-/// expansion and a strided depthwise one (at the sides a 128-pixel input
-/// gives them).
+/// expansion and its depthwise ones of every kind (along rows and across
+/// channels, 3 and 5 wide, strided), at the sides a 128-pixel input gives them.
 const LAYERS: &[(&str, usize, usize, usize, usize, usize, usize)] = &[
     ("cnn conv1 3→32 3×3 @128", 3, 128, 32, 3, 1, 1),
     ("cnn conv2 32→64 3×3 @64", 32, 64, 64, 3, 1, 1),
@@ -59,7 +59,12 @@ const LAYERS: &[(&str, usize, usize, usize, usize, usize, usize)] = &[
     ("resnet layer4 512→512 3×3 @4", 512, 4, 512, 3, 1, 1),
     ("resnet shortcut 256→512 1×1/2 @8", 256, 8, 512, 1, 2, 1),
     ("effnet expand 16→96 1×1 @64", 16, 64, 96, 1, 1, 1),
+    ("effnet depthwise 32 3×3 @64", 32, 64, 32, 3, 1, 32),
     ("effnet depthwise 96 3×3/2 @64", 96, 64, 96, 3, 2, 96),
+    ("effnet depthwise 144 3×3 @32", 144, 32, 144, 3, 1, 144),
+    ("effnet depthwise 240 5×5 @16", 240, 16, 240, 5, 1, 240),
+    ("effnet depthwise 480 3×3 @8", 480, 8, 480, 3, 1, 480),
+    ("effnet depthwise 1152 5×5 @4", 1152, 4, 1152, 5, 1, 1152),
 ];
 
 fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {

@@ -645,6 +645,10 @@ pub(crate) mod tests {
             shape(3, 6, 4, 4, 6, 5, 1, 2, 6),
             same(shape(3, 6, 4, 4, 6, 5, 2, 1, 6)),
             same(shape(2, 5, 8, 8, 5, 3, 2, 0, 5)),
+            // Small planes at stride 1: the input gradient as the flipped
+            // forward pass (uneven padding), or spread when padding ≥ kernel.
+            same(shape(2, 9, 6, 5, 9, 3, 1, 1, 9)),
+            same(shape(2, 5, 8, 8, 5, 3, 1, 2, 5)),
             same(shape(2, 5, 16, 16, 5, 5, 2, 1, 5)),
             // Rows of 16 and more: the along-row loops (the rest go across
             // channels).
@@ -656,6 +660,28 @@ pub(crate) mod tests {
             same(shape(2, 3, 40, 38, 3, 5, 2, 1, 3)),
         ] {
             check(s);
+        }
+    }
+
+    /// Every convolution of ResNet34 at batch 4 for 64- and 128-pixel
+    /// inputs: the stem, each stage's 3 × 3 (Winograd or the lowered product,
+    /// by the tile count) and each stage's strided 3 × 3 and 1 × 1 shortcut.
+    /// The model-level comparison with Burn's ops cannot hold its gradients
+    /// tightly (tests/kernels.rs in nabla-vision says why), so its layers are
+    /// held to their definition here.
+    #[test]
+    fn resnet34_convolutions_match_the_definition() {
+        for px in [64, 128] {
+            check(shape(4, 3, px, px, 64, 7, 2, 3, 1));
+            let mut side = px / 4;
+            for c in [64, 128, 256, 512] {
+                if c > 64 {
+                    check(shape(4, c / 2, side * 2, side * 2, c, 3, 2, 1, 1));
+                    check(shape(4, c / 2, side * 2, side * 2, c, 1, 2, 0, 1));
+                }
+                check(shape(4, c, side, side, c, 3, 1, 1, 1));
+                side /= 2;
+            }
         }
     }
 

@@ -32,26 +32,13 @@ fn forward_across_channels(
     let (oh, ow) = (s.out_h(), s.out_w());
     let [kh, kw] = s.kernel;
     let [sh, sw] = s.stride;
-    let [pt, pl] = s.padding;
-    let (h, w) = (s.in_h, s.in_w);
-    let (hp, wp) = (h + pt + s.padding_end[0], w + pl + s.padding_end[1]);
+    let wp = s.in_w + s.padding[1] + s.padding_end[1];
     let outp = SendPtr(out.as_mut_ptr());
     (0..s.batch * groups).into_par_iter().for_each(|task| {
         let (n, c0) = (task / groups, task % groups * LANES);
         let lanes = LANES.min(c - c0);
-        let mut xin = vec![[0f32; LANES]; hp * wp];
-        let mut taps = vec![[0f32; LANES]; kh * kw];
-        for l in 0..lanes {
-            let plane = &x[(n * c + c0 + l) * h * w..][..h * w];
-            for (iy, row) in plane.chunks_exact(w).enumerate() {
-                for (ix, &v) in row.iter().enumerate() {
-                    xin[(iy + pt) * wp + ix + pl][l] = v;
-                }
-            }
-            for (t, tap) in taps.iter_mut().enumerate() {
-                tap[l] = weight[(c0 + l) * kh * kw + t];
-            }
-        }
+        let xin = padded_lanes(s, x, n, c0);
+        let taps = tap_lanes(s, weight, c0);
         let start: [f32; LANES] = std::array::from_fn(|l| {
             if l < lanes {
                 bias.map_or(0.0, |b| b[c0 + l])
@@ -85,6 +72,165 @@ fn forward_across_channels(
             }
         }
     });
+}
+
+/// The zero-padded input planes of image `n`, channels `c0 .. c0 + 8`,
+/// interleaved by channel: `[y][x][lane]`, lanes past the last channel zero.
+fn padded_lanes(s: &Conv2dShape, x: &[f32], n: usize, c0: usize) -> Vec<[f32; LANES]> {
+    let (c, h, w) = (s.in_channels, s.in_h, s.in_w);
+    let [pt, pl] = s.padding;
+    let (hp, wp) = (h + pt + s.padding_end[0], w + pl + s.padding_end[1]);
+    let mut xin = vec![[0f32; LANES]; hp * wp];
+    for l in 0..LANES.min(c - c0) {
+        let plane = &x[(n * c + c0 + l) * h * w..][..h * w];
+        for (iy, row) in plane.chunks_exact(w).enumerate() {
+            for (ix, &v) in row.iter().enumerate() {
+                xin[(iy + pt) * wp + ix + pl][l] = v;
+            }
+        }
+    }
+    xin
+}
+
+/// The kernels of channels `c0 .. c0 + 8`, tap by tap: `[k][lane]`.
+fn tap_lanes(s: &Conv2dShape, weight: &[f32], c0: usize) -> Vec<[f32; LANES]> {
+    let kk = s.kernel[0] * s.kernel[1];
+    let mut taps = vec![[0f32; LANES]; kk];
+    for l in 0..LANES.min(s.in_channels - c0) {
+        for (t, tap) in taps.iter_mut().enumerate() {
+            tap[l] = weight[(c0 + l) * kk + t];
+        }
+    }
+    taps
+}
+
+/// The output gradient planes of image `n`, channels `c0 .. c0 + 8`,
+/// interleaved by channel: `[oy][ox][lane]`.
+fn output_lanes(s: &Conv2dShape, dy: &[f32], n: usize, c0: usize) -> Vec<[f32; LANES]> {
+    let ohw = s.out_h() * s.out_w();
+    let mut g = vec![[0f32; LANES]; ohw];
+    for l in 0..LANES.min(s.in_channels - c0) {
+        let plane = &dy[(n * s.in_channels + c0 + l) * ohw..][..ohw];
+        for (d, &v) in g.iter_mut().zip(plane) {
+            d[l] = v;
+        }
+    }
+    g
+}
+
+/// The input gradient eight channels at a time, for small planes (the
+/// adjoint of [`forward_across_channels`]). At stride 1 it is that forward
+/// pass itself over the output gradient, with every kernel flipped and the
+/// padding `k − 1 − p`; otherwise each output pixel's gradient is spread
+/// over the taps into a zero-padded interleaved plane, whose interior is
+/// then written back channel by channel.
+fn input_grad_across_channels(s: &Conv2dShape, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let [kh, kw] = s.kernel;
+    let fits = |p: usize, k: usize| p < k;
+    if s.stride == [1, 1]
+        && fits(s.padding[0], kh)
+        && fits(s.padding[1], kw)
+        && fits(s.padding_end[0], kh)
+        && fits(s.padding_end[1], kw)
+    {
+        let adjoint = Conv2dShape {
+            in_h: s.out_h(),
+            in_w: s.out_w(),
+            padding: [kh - 1 - s.padding[0], kw - 1 - s.padding[1]],
+            padding_end: [kh - 1 - s.padding_end[0], kw - 1 - s.padding_end[1]],
+            ..*s
+        };
+        let flipped: Vec<f32> = weight
+            .chunks_exact(kh * kw)
+            .flat_map(|k| k.iter().rev())
+            .copied()
+            .collect();
+        return forward_across_channels(&adjoint, dy, &flipped, None, dx);
+    }
+    let c = s.in_channels;
+    let groups = c.div_ceil(LANES);
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let [kh, kw] = s.kernel;
+    let [sh, sw] = s.stride;
+    let [pt, pl] = s.padding;
+    let (h, w) = (s.in_h, s.in_w);
+    let (hp, wp) = (h + pt + s.padding_end[0], w + pl + s.padding_end[1]);
+    let dxp = SendPtr(dx.as_mut_ptr());
+    (0..s.batch * groups).into_par_iter().for_each(|task| {
+        let (n, c0) = (task / groups, task % groups * LANES);
+        let taps = tap_lanes(s, weight, c0);
+        let g = output_lanes(s, dy, n, c0);
+        let mut acc = vec![[0f32; LANES]; hp * wp];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let v = g[oy * ow + ox];
+                for ky in 0..kh {
+                    let row = (oy * sh + ky) * wp + ox * sw;
+                    for kx in 0..kw {
+                        let (d, t) = (&mut acc[row + kx], &taps[ky * kw + kx]);
+                        for l in 0..LANES {
+                            d[l] = v[l].mul_add(t[l], d[l]);
+                        }
+                    }
+                }
+            }
+        }
+        for l in 0..LANES.min(c - c0) {
+            // SAFETY: plane (n, c0 + l) is written by this task only.
+            let plane = unsafe {
+                std::slice::from_raw_parts_mut(dxp.get().add((n * c + c0 + l) * h * w), h * w)
+            };
+            for (iy, row) in plane.chunks_exact_mut(w).enumerate() {
+                let src = &acc[(iy + pt) * wp + pl..][..w];
+                for (d, a) in row.iter_mut().zip(src) {
+                    *d = a[l];
+                }
+            }
+        }
+    });
+}
+
+/// The weight gradient eight channels at a time, for small planes: per
+/// group of channels, image by image in order, each tap's products summed
+/// over the plane in eight lanes, then added to the group's gradient — so
+/// the result does not depend on the number of threads.
+fn weight_grad_across_channels(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let [kh, kw] = s.kernel;
+    let [sh, sw] = s.stride;
+    let wp = s.in_w + s.padding[1] + s.padding_end[1];
+    let kk = kh * kw;
+    dw.par_chunks_mut(LANES * kk)
+        .enumerate()
+        .for_each(|(group, out)| {
+            let c0 = group * LANES;
+            let mut total = vec![[0f32; LANES]; kk];
+            for n in 0..s.batch {
+                let xin = padded_lanes(s, x, n, c0);
+                let g = output_lanes(s, dy, n, c0);
+                for (k, sum) in total.iter_mut().enumerate() {
+                    let (ky, kx) = (k / kw, k % kw);
+                    let mut acc = [0f32; LANES];
+                    for oy in 0..oh {
+                        let row = (oy * sh + ky) * wp + kx;
+                        for ox in 0..ow {
+                            let (v, d) = (&xin[row + ox * sw], &g[oy * ow + ox]);
+                            for l in 0..LANES {
+                                acc[l] = v[l].mul_add(d[l], acc[l]);
+                            }
+                        }
+                    }
+                    for l in 0..LANES {
+                        sum[l] += acc[l];
+                    }
+                }
+            }
+            for (l, kernel) in out.chunks_exact_mut(kk).enumerate() {
+                for (k, d) in kernel.iter_mut().enumerate() {
+                    *d = total[k][l];
+                }
+            }
+        });
 }
 
 /// Runs `f(plane index, output plane)` over every (image, channel) plane in parallel.
@@ -210,6 +356,9 @@ pub(crate) fn depthwise_forward(
 
 pub(crate) fn depthwise_input_grad(s: &Conv2dShape, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
     assert_eq!(dx.len(), s.input_len());
+    if s.out_w() < ROW_MIN {
+        return input_grad_across_channels(s, weight, dy, dx);
+    }
     let ohw = s.out_h() * s.out_w();
     let kk = s.kernel[0] * s.kernel[1];
     let c = s.in_channels;
@@ -241,6 +390,9 @@ pub(crate) fn depthwise_input_grad(s: &Conv2dShape, weight: &[f32], dy: &[f32], 
 
 pub(crate) fn depthwise_weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     assert_eq!(dw.len(), s.weight_len());
+    if s.out_w() < ROW_MIN {
+        return weight_grad_across_channels(s, x, dy, dw);
+    }
     let ohw = s.out_h() * s.out_w();
     let c = s.in_channels;
     let ihw = s.in_h * s.in_w;
