@@ -289,6 +289,76 @@ fn train_writes_a_run_that_eval_reads() {
     assert_eq!(doc["history"].as_array().unwrap().len(), 1);
     assert!(doc["wall_seconds"].as_f64().unwrap() > 0.0);
 
+    // Every part of a run names the run: a part of another run (`early`),
+    // copied in, is refused by name rather than used.
+    let eval_run = || {
+        nabla(&[
+            "vision",
+            "eval",
+            "--checkpoint",
+            run.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ])
+    };
+    let refused = |o: std::process::Output, names: &[&str]| {
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        for name in names {
+            assert!(stderr(&o).contains(name), "{name} not in: {}", stderr(&o));
+        }
+    };
+    let swap = |files: &[&str], check: &dyn Fn()| {
+        let saved: Vec<Vec<u8>> = files
+            .iter()
+            .map(|f| std::fs::read(run.join(f)).unwrap())
+            .collect();
+        for f in files {
+            std::fs::copy(early.join(f), run.join(f)).unwrap();
+        }
+        check();
+        for (f, bytes) in files.iter().zip(saved) {
+            std::fs::write(run.join(f), bytes).unwrap();
+        }
+    };
+    swap(&["best.bpk"], &|| {
+        refused(
+            eval_run(),
+            &["best.bpk", "is not the file best.json describes"],
+        )
+    });
+    // Another run's weights with their own best.json: a consistent pair,
+    // but of another run.
+    swap(&["best.bpk", "best.json"], &|| {
+        refused(
+            eval_run(),
+            &[
+                "come from different runs",
+                "best.json says run",
+                "model.json says run",
+            ],
+        )
+    });
+    swap(&["model.json"], &|| {
+        refused(eval_run(), &["model.json says run", "run.json says run"])
+    });
+    let state = "checkpoints/epoch-0001/state.json";
+    swap(&[state], &|| {
+        refused(
+            nabla(&[
+                "vision",
+                "train",
+                "--resume",
+                run.to_str().unwrap(),
+                "--epochs",
+                "2",
+            ]),
+            &["epoch-0001/state.json says run"],
+        );
+        refused(eval_run(), &["epoch-0001/state.json says run"]);
+    });
+    let o = eval_run();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
     let o = nabla(&[
         "vision",
         "train",

@@ -19,6 +19,9 @@ const STATE_FILE: &str = "state.json";
 struct CheckpointState {
     config: VisionTrainConfig,
     history: Vec<EpochRecord>,
+    /// The run's identity ([`crate::identity`]); none in runs from before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    run: Option<String>,
 }
 
 impl Trainer {
@@ -27,7 +30,7 @@ impl Trainer {
     /// temporary name, synced and renamed into place, and older checkpoints
     /// are removed only afterwards, so a run killed at any moment leaves its
     /// previous complete checkpoint loadable.
-    pub fn save_checkpoint(&self, run: &Path) -> Result<PathBuf, VisionError> {
+    pub fn save_checkpoint(&self, run: &Path, id: Option<&str>) -> Result<PathBuf, VisionError> {
         let root = run.join("checkpoints");
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -38,7 +41,7 @@ impl Trainer {
         let tmp = root.join(format!(".{name}.partial-{}", std::process::id()));
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir(&tmp).map_err(io(&tmp))?;
-        let written = self.fill_checkpoint(&tmp);
+        let written = self.fill_checkpoint(&tmp, id);
         if written.is_err() {
             // A checkpoint that cannot be finished leaves nothing behind.
             let _ = fs::remove_dir_all(&tmp);
@@ -59,7 +62,7 @@ impl Trainer {
     }
 
     /// Model, optimizer state, configuration and history into `tmp`, synced.
-    fn fill_checkpoint(&self, tmp: &Path) -> Result<(), VisionError> {
+    fn fill_checkpoint(&self, tmp: &Path, id: Option<&str>) -> Result<(), VisionError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| VisionError::Io { path, source }
@@ -79,6 +82,7 @@ impl Trainer {
         let state = CheckpointState {
             config: self.config.clone(),
             history: self.history.clone(),
+            run: id.map(String::from),
         };
         let json = serde_json::to_vec_pretty(&state).expect("plain data serialises");
         fs::write(tmp.join(STATE_FILE), json).map_err(io(&tmp.join(STATE_FILE)))?;
@@ -97,16 +101,7 @@ impl Trainer {
                 path: run.to_path_buf(),
                 message: "no checkpoint to resume from (expected checkpoints/epoch-NNNN/)".into(),
             })?;
-        let state_path = dir.join(STATE_FILE);
-        let text = fs::read_to_string(&state_path).map_err(|source| VisionError::Io {
-            path: state_path.clone(),
-            source,
-        })?;
-        let state: CheckpointState =
-            serde_json::from_str(&text).map_err(|e| VisionError::Layout {
-                path: state_path.clone(),
-                message: e.to_string(),
-            })?;
+        let state: CheckpointState = crate::run::read_json(&dir.join(STATE_FILE))?;
         let model = state
             .config
             .model
@@ -134,6 +129,19 @@ impl Trainer {
             features: None,
         })
     }
+}
+
+/// The latest complete checkpoint's state file and the run it names, if
+/// there is a checkpoint.
+pub(crate) fn latest_checkpoint_run(
+    run: &Path,
+) -> Result<Option<(PathBuf, Option<String>)>, VisionError> {
+    let Some((_, dir)) = checkpoints(&run.join("checkpoints")).pop() else {
+        return Ok(None);
+    };
+    let path = dir.join(STATE_FILE);
+    let state: CheckpointState = crate::run::read_json(&path)?;
+    Ok(Some((path, state.run)))
 }
 
 /// Whether the run directory `run` holds a complete checkpoint to resume from.

@@ -21,6 +21,7 @@ pub mod export;
 pub mod fetch;
 pub mod flex_kernels;
 pub mod folder;
+pub mod identity;
 pub mod images;
 pub mod inspect;
 pub mod load;

@@ -5,7 +5,8 @@
 //! A run directory holds `model.json` (the [`ModelCard`]), `run.json` (the
 //! [`RunSpec`]: where the data is and how it was split), `checkpoints/`
 //! (the latest complete epoch, see [`Trainer::save_checkpoint`]),
-//! `best.bpk` (the weights of the best epoch by validation accuracy),
+//! `best.bpk` (the weights of the best epoch by validation accuracy) and
+//! `best.json` (its epoch, checksum and run: see [`crate::identity`]),
 //! `metrics.csv` (one row per epoch), `lr.csv` (the learning rate of every
 //! step), and at the end `train.json`, `loss.svg`, `accuracy.svg` and `lr.svg`.
 
@@ -22,6 +23,7 @@ use crate::checkpoint::{load_model, save_model};
 use crate::decode::{decode_all, decode_resized, ImageCache, Skipped};
 use crate::device::Accelerator;
 use crate::folder::ImageFolder;
+use crate::identity::{best_part, check_parts, file_crc, BestRecord, BEST_RECORD, BEST_WEIGHTS};
 use crate::model::Network;
 use crate::report::{
     history_charts, lr_chart, lr_table, metrics_table, Prediction, TopLoss, TrainReport,
@@ -99,13 +101,25 @@ impl RunDir {
     /// same numbers) and writes them again, while the other order left a
     /// finished run with a stale `metrics.csv` and `best.bpk` (the kill
     /// test found it).
-    fn record_epoch(&self, trainer: &Trainer, record: &EpochRecord) -> Result<(), VisionError> {
+    fn record_epoch(
+        &self,
+        trainer: &Trainer,
+        record: &EpochRecord,
+        id: Option<&str>,
+    ) -> Result<(), VisionError> {
         if trainer.best().map(|b| b.epoch) == Some(record.epoch) {
-            save_model(trainer.model(), &self.path.join("best.bpk"))?;
+            let weights = self.path.join(BEST_WEIGHTS);
+            save_model(trainer.model(), &weights)?;
+            let best = BestRecord {
+                run: id.map(String::from),
+                epoch: record.epoch,
+                crc32: file_crc(&weights)?,
+            };
+            self.write(BEST_RECORD, pretty(&best).as_bytes())?;
         }
         self.write("metrics.csv", &metrics_table(&trainer.history).to_csv())?;
         self.write("lr.csv", &lr_table(&trainer.history).to_csv())?;
-        trainer.save_checkpoint(&self.path)?;
+        trainer.save_checkpoint(&self.path, id)?;
         Ok(())
     }
 
@@ -121,11 +135,33 @@ impl RunDir {
         self.write("train.json", pretty(report).as_bytes())
     }
 
-    /// The model card and the best epoch's weights.
+    /// The model card and the best epoch's weights, once the run's parts
+    /// are checked to agree.
     pub fn load_best(&self, device: &Device) -> Result<(ModelCard, Network), VisionError> {
         let card = self.card()?;
-        let model = load_model(&card, &self.path.join("best.bpk"), device)?;
+        self.check_parts(&card)?;
+        let model = load_model(&card, &self.path.join(BEST_WEIGHTS), device)?;
         Ok((card, model))
+    }
+
+    /// Whether every part of the run that names its run names the same one
+    /// ([`crate::identity`]): `model.json` (given), `run.json`, `best.json`
+    /// (and that `best.bpk` is the file it describes) and the latest
+    /// checkpoint.
+    pub fn check_parts(&self, card: &ModelCard) -> Result<(), VisionError> {
+        let mut parts = vec![(self.path.join("model.json"), card.run.clone())];
+        if self.path.join("run.json").exists() {
+            parts.push((self.path.join("run.json"), self.spec()?.run));
+        }
+        match best_part(&self.path)? {
+            Some(part) => parts.push(part),
+            None if self.path.join(BEST_WEIGHTS).exists() => {
+                parts.push((self.path.join(BEST_WEIGHTS), None))
+            }
+            None => {}
+        }
+        parts.extend(crate::checkpoint::latest_checkpoint_run(&self.path)?);
+        check_parts(&self.path, &parts)
     }
 }
 
@@ -309,6 +345,7 @@ pub fn train_run(
                 out.ok_or_else(|| VisionError::Setup("resuming needs the run directory".into()))?;
             _lock = Some(dir.lock()?);
             let spec = dir.spec()?;
+            dir.check_parts(&dir.card()?)?;
             let mut trainer = Trainer::resume(&dir.path, &device)?;
             if let Some(epochs) = epochs {
                 trainer.config.epochs = epochs;
@@ -355,6 +392,7 @@ pub fn train_run(
     let card = ModelCard {
         model: config.model.clone(),
         classes: folder.classes.clone(),
+        run: spec.run.clone(),
     };
     if let Some(dir) = out {
         dir.start(&card, &spec)?;
@@ -366,7 +404,7 @@ pub fn train_run(
         })?;
         progress.epoch(&record, config.epochs);
         if let Some(dir) = out {
-            dir.record_epoch(&trainer, &record)?;
+            dir.record_epoch(&trainer, &record, spec.run.as_deref())?;
         }
         stopped = early_stop(&trainer.history, config.patience);
         if let Some(t) = target_accuracy.filter(|&t| record.val_accuracy >= t) {

@@ -18,6 +18,9 @@ pub struct RunSpec {
     pub data: PathBuf,
     pub val_fraction: f64,
     pub cache: Option<PathBuf>,
+    /// The run's identity ([`crate::identity`]); none in runs from before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 /// Everything a new run is started with, as `nabla vision train` takes it.
@@ -198,6 +201,7 @@ impl TrainSettings {
             data: a.data.clone(),
             val_fraction: a.val_fraction,
             cache: a.cache.clone(),
+            run: Some(crate::identity::new_run_id()),
         };
         Ok((config, spec))
     }

@@ -587,4 +587,7 @@ pub fn train(
 pub struct ModelCard {
     pub model: ModelConfig,
     pub classes: Vec<String>,
+    /// The run's identity ([`crate::identity`]); none in runs from before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }

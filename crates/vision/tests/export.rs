@@ -53,6 +53,7 @@ fn fixture_model(
         }
     };
     let card = ModelCard {
+        run: None,
         model: config,
         classes: (0..10).map(|i| format!("class {i}")).collect(),
     };

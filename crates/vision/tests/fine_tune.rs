@@ -29,7 +29,7 @@ fn fine_tune_freezes_the_backbone_first_then_trains_it_and_resumes_across_the_sw
         "the backbone moved while frozen"
     );
     assert_ne!(head, head1, "the head did not train");
-    trainer.save_checkpoint(&run).unwrap();
+    trainer.save_checkpoint(&run, None).unwrap();
     trainer
         .run_epoch(&train_set, &val_set, &device, &mut |_, _| {})
         .unwrap();

@@ -71,7 +71,7 @@ fn resuming_from_a_checkpoint_repeats_the_uninterrupted_run() {
         first
             .run_epoch(&train_set, &val_set, &device, &mut |_, _| {})
             .unwrap();
-        first.save_checkpoint(&run).unwrap();
+        first.save_checkpoint(&run, None).unwrap();
     }
     let only: Vec<_> = std::fs::read_dir(run.join("checkpoints"))
         .unwrap()
