@@ -10,6 +10,9 @@ use crate::train::{EpochRecord, Evaluation, VisionTrainConfig};
 /// The result of `nabla vision train` (also its run directory's `train.json`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainReport {
+    /// The run's identity ([`crate::identity`]), as its other files say it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
     pub data: String,
     pub classes: Vec<String>,
     pub model: String,

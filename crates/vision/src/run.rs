@@ -426,6 +426,7 @@ pub fn train_run(
     )
     .named(&folder.classes);
     let report = TrainReport {
+        run: spec.run.clone(),
         data: spec.data.display().to_string(),
         classes: folder.classes.clone(),
         model: config.model.architecture.name().to_string(),
