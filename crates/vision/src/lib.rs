@@ -28,6 +28,7 @@ pub mod load;
 pub mod lr_find;
 pub mod metrics;
 pub mod model;
+pub mod mtcnn;
 pub mod onnx;
 pub mod optim;
 pub mod pickle;

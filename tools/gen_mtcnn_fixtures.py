@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Parity fixture for nabla's MTCNN networks (crates/vision/src/mtcnn.rs):
+facenet-pytorch's PNet, RNet and ONet with weights drawn from numpy's generator,
+and their outputs on inputs from the same generator.
+
+Weights: np.random.seed(11), then for each network in the order pnet, rnet, onet
+and each state-dict key in sorted order one np.random.randn(*shape), scaled:
+biases 0.1 v, PReLU slopes 0.25 + 0.05 v, convolution and dense weights
+v * sqrt(2 / fan_in). Inputs, from the same generator afterwards:
+randn(1, 3, 31, 29) for P-Net (odd sides, so that ceil-mode pooling has a
+partial last window), randn(3, 3, 24, 24) for R-Net, randn(2, 3, 48, 48) for O-Net.
+The Rust test (crates/vision/tests/mtcnn.rs) draws the same numbers.
+
+Run (writes crates/vision/tests/fixtures/mtcnn_parity.json):
+
+    python3 -m venv /tmp/bm && /tmp/bm/bin/pip install numpy torch requests pillow tqdm
+    /tmp/bm/bin/pip install --no-deps facenet-pytorch==2.6.0
+    /tmp/bm/bin/python tools/gen_mtcnn_fixtures.py
+"""
+
+import json
+import math
+import pathlib
+
+import numpy as np
+import torch
+from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
+
+OUT = pathlib.Path(__file__).resolve().parent.parent / "crates/vision/tests/fixtures/mtcnn_parity.json"
+
+
+def scaled(name, v):
+    if name.endswith("bias"):
+        return 0.1 * v
+    if name.startswith("prelu"):
+        return 0.25 + 0.05 * v
+    return v * math.sqrt(2.0 / int(np.prod(v.shape[1:])))
+
+
+def main():
+    np.random.seed(11)
+    nets = {"pnet": PNet(pretrained=False), "rnet": RNet(pretrained=False), "onet": ONet(pretrained=False)}
+    keys = {}
+    for net_name, net in nets.items():
+        net.eval()
+        sd = net.state_dict()
+        keys[net_name] = []
+        new = {}
+        for name in sorted(sd):
+            shape = list(sd[name].shape)
+            keys[net_name].append([name, shape])
+            new[name] = torch.from_numpy(scaled(name, np.random.randn(*shape))).float()
+        net.load_state_dict(new)
+    shapes = {"pnet": [1, 3, 31, 29], "rnet": [3, 3, 24, 24], "onet": [2, 3, 48, 48]}
+    outputs = {}
+    for net_name, net in nets.items():
+        x = torch.from_numpy(np.random.randn(*shapes[net_name])).float()
+        with torch.no_grad():
+            outs = net(x)
+        outputs[net_name] = [o.double().numpy().tolist() for o in outs]
+    # The published weights (the wheel's pnet.pt, rnet.pt, onet.pt) on inputs
+    # from np.random.seed(12): randn(1, 3, 20, 18), randn(2, 3, 24, 24),
+    # randn(1, 3, 48, 48); checked when nabla has imported the wheel.
+    np.random.seed(12)
+    pretrained = {"pnet": PNet(), "rnet": RNet(), "onet": ONet()}
+    pre_shapes = {"pnet": [1, 3, 20, 18], "rnet": [2, 3, 24, 24], "onet": [1, 3, 48, 48]}
+    pre_outputs = {}
+    for net_name, net in pretrained.items():
+        net.eval()
+        x = torch.from_numpy(np.random.randn(*pre_shapes[net_name])).float()
+        with torch.no_grad():
+            pre_outputs[net_name] = [o.double().numpy().tolist() for o in net(x)]
+    fixture = {"seed": 11, "keys": keys, "input_shapes": shapes, "outputs": outputs,
+               "pretrained": {"seed": 12, "input_shapes": pre_shapes, "outputs": pre_outputs},
+               "source": "facenet-pytorch 2.6.0 PNet/RNet/ONet, torch " + torch.__version__}
+    OUT.write_text(json.dumps(fixture))
+    print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+
+
+if __name__ == "__main__":
+    main()
