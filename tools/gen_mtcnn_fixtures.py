@@ -14,7 +14,7 @@ The Rust test (crates/vision/tests/mtcnn.rs) draws the same numbers.
 Run (writes crates/vision/tests/fixtures/mtcnn_parity.json):
 
     python3 -m venv /tmp/bm && /tmp/bm/bin/pip install numpy torch requests pillow tqdm
-    /tmp/bm/bin/pip install --no-deps facenet-pytorch==2.6.0
+    /tmp/bm/bin/pip install --no-deps facenet-pytorch==2.6.0 && /tmp/bm/bin/pip install scikit-image
     /tmp/bm/bin/python tools/gen_mtcnn_fixtures.py
 """
 
@@ -70,7 +70,23 @@ def main():
         x = torch.from_numpy(np.random.randn(*pre_shapes[net_name])).float()
         with torch.no_grad():
             pre_outputs[net_name] = [o.double().numpy().tolist() for o in net(x)]
-    fixture = {"seed": 11, "keys": keys, "input_shapes": shapes, "outputs": outputs,
+    # Whole detections, facenet's detect_face with its defaults (min face 20,
+    # thresholds 0.6/0.7/0.7, factor 0.709), on scikit-image's astronaut
+    # (public domain) at 192 x 192, stored beside this fixture as a PNG.
+    from PIL import Image
+    from facenet_pytorch.models.utils.detect_face import detect_face
+
+    png = OUT.parent / "astronaut192.png"
+    if not png.exists():
+        from skimage import data
+        Image.fromarray(data.astronaut()).resize((192, 192), Image.BILINEAR).save(png, optimize=True)
+    img = Image.open(png).convert("RGB")
+    with torch.no_grad():
+        boxes, points = detect_face([img], 20, pretrained["pnet"], pretrained["rnet"], pretrained["onet"],
+                                    [0.6, 0.7, 0.7], 0.709, "cpu")
+    detections = {"image": png.name, "boxes": np.asarray(boxes[0], dtype=np.float64).tolist(),
+                  "points": np.asarray(points[0], dtype=np.float64).tolist()}
+    fixture = {"seed": 11, "detections": detections, "keys": keys, "input_shapes": shapes, "outputs": outputs,
                "pretrained": {"seed": 12, "input_shapes": pre_shapes, "outputs": pre_outputs},
                "source": "facenet-pytorch 2.6.0 PNet/RNet/ONet, torch " + torch.__version__}
     OUT.write_text(json.dumps(fixture))

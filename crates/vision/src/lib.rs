@@ -15,6 +15,7 @@ pub mod augment;
 pub mod checkpoint;
 pub mod compare;
 pub mod decode;
+pub mod detect;
 pub mod device;
 pub mod efficientnet;
 pub mod export;

@@ -250,3 +250,49 @@ fn the_published_weights_give_facenet_pytorchs_outputs() {
         );
     }
 }
+
+/// Whole detections: facenet-pytorch's `detect_face` with its defaults on
+/// scikit-image's astronaut (192 × 192): the same faces, boxes and
+/// landmarks within 1e-3 relative to the image side, scores within 1e-4.
+#[test]
+fn detections_match_facenet_pytorch_on_the_astronaut() {
+    use nabla_vision::detect::{detect, DetectConfig, Planes};
+    let Some(path) = imported_weights() else {
+        return;
+    };
+    let mtcnn = nabla_vision::mtcnn::Mtcnn::load(&path).unwrap();
+    let fx = &fixture()["detections"];
+    let png = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/astronaut192.png"
+    );
+    let img = image::open(png).unwrap().to_rgb8();
+    let (w, h) = img.dimensions();
+    let planes = Planes::from_rgb(h as usize, w as usize, img.as_raw());
+    let faces = detect(&mtcnn, &planes, &DetectConfig::default()).unwrap();
+    let boxes = fx["boxes"].as_array().unwrap();
+    let points = fx["points"].as_array().unwrap();
+    assert_eq!(faces.len(), boxes.len(), "{faces:?} against {boxes:?}");
+    let tol = 1e-3 * w as f64;
+    for ((face, b), p) in faces.iter().zip(boxes).zip(points) {
+        eprintln!("face {:?} score {} against {b:?}", face.bbox, face.score);
+        for k in 0..4 {
+            let want = b[k].as_f64().unwrap();
+            assert!(
+                (face.bbox[k] as f64 - want).abs() <= tol,
+                "box {k}: {} against {want}",
+                face.bbox[k]
+            );
+        }
+        assert!((face.score as f64 - b[4].as_f64().unwrap()).abs() <= 1e-4);
+        for (i, mark) in face.landmarks.iter().enumerate() {
+            for (j, &v) in mark.iter().enumerate() {
+                let want = p[i][j].as_f64().unwrap();
+                assert!(
+                    (v as f64 - want).abs() <= tol,
+                    "landmark {i}.{j}: {v} against {want}"
+                );
+            }
+        }
+    }
+}
