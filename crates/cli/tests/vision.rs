@@ -523,3 +523,142 @@ fn the_keras_recipe_trains_and_is_recorded() {
     assert_eq!(aug["color_jitter"], 0.2);
     assert_eq!(aug["flip"], true);
 }
+
+/// `vision detect` on the astronaut (one face) and a plain picture (none),
+/// with a tiny model trained here; skipped without MTCNN's weights unless
+/// CI requires them.
+#[test]
+fn detect_finds_classifies_and_draws_faces() {
+    let weights = nabla_vision_weights().join("mtcnn.safetensors");
+    if !weights.is_file() {
+        assert!(
+            std::env::var_os("NABLA_REQUIRE_PRETRAINED").is_none(),
+            "{} is missing; run `nabla weights download mtcnn`",
+            weights.display()
+        );
+        eprintln!("skipped: {} is missing", weights.display());
+        return;
+    }
+    let root = temp_dir("vision-detect");
+    image_folder(&root.join("data"));
+    let run = root.join("run");
+    let o = nabla(&[
+        "vision",
+        "train",
+        "--data",
+        root.join("data").to_str().unwrap(),
+        "--image-size",
+        "16",
+        "--epochs",
+        "1",
+        "--channels",
+        "4,4,4,4",
+        "--hidden",
+        "8",
+        "--model",
+        "cnn",
+        "--cache",
+        root.join("cache").to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let astronaut = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../vision/tests/fixtures/astronaut192.png"
+    );
+    let plain = root.join("plain.png");
+    image::RgbImage::from_pixel(64, 48, image::Rgb([90, 140, 200]))
+        .save(&plain)
+        .unwrap();
+    let out = root.join("drawn");
+    let o = nabla(&[
+        "vision",
+        "detect",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        astronaut,
+        plain.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let doc = json(&o);
+    let photos = doc.as_array().unwrap();
+    assert_eq!(photos.len(), 2);
+    let faces = photos[0]["faces"].as_array().unwrap();
+    assert_eq!(faces.len(), 1, "{doc}");
+    let bbox: Vec<f64> = faces[0]["bbox"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    // facenet-pytorch's box for this photo (tools/gen_mtcnn_fixtures.py).
+    for (got, want) in bbox.iter().zip([68.484, 23.737, 100.292, 63.837]) {
+        assert!((got - want).abs() < 0.01, "{bbox:?}");
+    }
+    assert!(["dark", "light"].contains(&faces[0]["class"].as_str().unwrap()));
+    assert_eq!(faces[0]["landmarks"].as_array().unwrap().len(), 5);
+    assert!(photos[1]["faces"].as_array().unwrap().is_empty());
+    let svg = std::fs::read_to_string(out.join("astronaut192.svg")).unwrap();
+    assert!(svg.contains("<rect") && svg.contains("data:image/png;base64,"));
+    assert!(std::fs::read_to_string(out.join("plain.svg"))
+        .unwrap()
+        .contains("no face found"));
+    // The table says so too.
+    let o = nabla(&[
+        "vision",
+        "detect",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        plain.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no face found"));
+    // Bad input: an unreadable photo, missing detector weights, a directory that is no run.
+    let junk = root.join("junk.jpg");
+    std::fs::write(&junk, b"not an image").unwrap();
+    let o = nabla(&[
+        "vision",
+        "detect",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        junk.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("junk.jpg"), "{}", stderr(&o));
+    let o = nabla(&[
+        "vision",
+        "detect",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        astronaut,
+        "--detector",
+        root.join("none.safetensors").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("nabla weights download mtcnn"),
+        "{}",
+        stderr(&o)
+    );
+    let o = nabla(&[
+        "vision",
+        "detect",
+        "--checkpoint",
+        root.to_str().unwrap(),
+        astronaut,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("model.json"), "{}", stderr(&o));
+}
+
+/// Where `nabla weights download` puts weights: $NABLA_WEIGHTS, else ~/.cache/nabla/weights.
+fn nabla_vision_weights() -> std::path::PathBuf {
+    std::env::var_os("NABLA_WEIGHTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/nabla/weights")
+        })
+}

@@ -19,6 +19,7 @@ pub mod detect;
 pub mod device;
 pub mod efficientnet;
 pub mod export;
+pub mod faces;
 pub mod fetch;
 pub mod flex_kernels;
 pub mod folder;
