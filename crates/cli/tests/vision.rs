@@ -529,7 +529,7 @@ fn the_keras_recipe_trains_and_is_recorded() {
 /// CI requires them.
 #[test]
 fn detect_finds_classifies_and_draws_faces() {
-    let weights = nabla_vision_weights().join("mtcnn.safetensors");
+    let weights = nabla_vision::pretrained::default_dir().join(nabla_vision::mtcnn::MTCNN_FILE);
     if !weights.is_file() {
         assert!(
             std::env::var_os("NABLA_REQUIRE_PRETRAINED").is_none(),
@@ -652,13 +652,4 @@ fn detect_finds_classifies_and_draws_faces() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("model.json"), "{}", stderr(&o));
-}
-
-/// Where `nabla weights download` puts weights: $NABLA_WEIGHTS, else ~/.cache/nabla/weights.
-fn nabla_vision_weights() -> std::path::PathBuf {
-    std::env::var_os("NABLA_WEIGHTS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/nabla/weights")
-        })
 }

@@ -9,7 +9,7 @@ use burn::tensor::Device;
 use image::imageops::FilterType;
 use image::RgbImage;
 
-use crate::decode::decode_bytes;
+use crate::decode::decode;
 use crate::detect::{detect, DetectConfig, Face, Planes};
 use crate::mtcnn::{Mtcnn, MTCNN_FILE};
 use crate::run::RunDir;
@@ -75,15 +75,12 @@ pub fn classify_faces(
     let mut found = Vec::new();
     let mut images = Vec::new();
     for photo in photos {
-        let unreadable = |message: String| VisionError::Layout {
-            path: photo.clone(),
-            message,
-        };
-        let bytes = std::fs::read(photo).map_err(|source| VisionError::Io {
-            path: photo.clone(),
-            source,
-        })?;
-        let rgb = decode_bytes(&bytes).map_err(unreadable)?.to_rgb8();
+        let rgb = decode(photo)
+            .map_err(|message| VisionError::Layout {
+                path: photo.clone(),
+                message,
+            })?
+            .to_rgb8();
         let (w, h) = rgb.dimensions();
         let faces = detect(
             detector,

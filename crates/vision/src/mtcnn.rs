@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use nabla_kernels::{conv2d_forward, Conv2dShape};
 
 use crate::load::store;
-use crate::pretrained::{fetch_pinned_wheel, PinnedWheel};
+use crate::pretrained::{download_and_import, PinnedWheel};
 use crate::weights::{
     read_archive_member, read_state_dict, safetensors_bytes, NamedTensor, StateDict,
 };
@@ -124,15 +124,7 @@ pub fn import_mtcnn(wheel: &Path, out_dir: &Path) -> Result<PathBuf, VisionError
 /// Downloads facenet-pytorch's wheel, checks its SHA-256 and imports the
 /// three networks into `out_dir`; the wheel is removed afterwards.
 pub fn download_mtcnn(out_dir: &Path, on_bytes: &dyn Fn(u64)) -> Result<PathBuf, VisionError> {
-    let staging = out_dir.join(format!(".mtcnn-{}", std::process::id()));
-    fs::create_dir_all(&staging).map_err(|source| VisionError::Io {
-        path: staging.clone(),
-        source,
-    })?;
-    let result = fetch_pinned_wheel(&MTCNN_WHEEL, &staging, on_bytes)
-        .and_then(|wheel| import_mtcnn(&wheel, out_dir));
-    let _ = fs::remove_dir_all(&staging);
-    result
+    download_and_import(&MTCNN_WHEEL, out_dir, on_bytes, import_mtcnn)
 }
 
 /// Which of the three networks.
@@ -306,18 +298,15 @@ impl Net {
         }
     }
 
-    /// PReLU with one slope per channel, in place.
-    fn prelu(&self, x: &mut Maps, name: &str) {
-        let slopes = &self.tensor(&format!("{name}.weight")).data;
-        let plane = x.h * x.w;
-        for (p, chunk) in x.data.chunks_exact_mut(plane).enumerate() {
-            let a = slopes[p % x.c];
-            chunk.iter_mut().for_each(|v| {
-                if *v < 0.0 {
-                    *v *= a;
-                }
-            });
-        }
+    /// Convolution `conv{i}`, then PReLU `prelu{i}`.
+    fn conv_prelu(&self, x: &Maps, i: usize) -> Maps {
+        let mut y = self.conv(x, &format!("conv{i}"));
+        prelu(
+            &mut y.data,
+            &self.tensor(&format!("prelu{i}.weight")).data,
+            y.h * y.w,
+        );
+        y
     }
 
     /// `y = W x + b` for each row of `x` (`n × in`).
@@ -367,12 +356,9 @@ impl Net {
     }
 
     fn pnet(&self, x: &Maps) -> Outputs {
-        let mut y = self.conv(x, "conv1");
-        self.prelu(&mut y, "prelu1");
-        let mut y = self.conv(&max_pool_ceil(&y, 2, 2), "conv2");
-        self.prelu(&mut y, "prelu2");
-        let mut y = self.conv(&y, "conv3");
-        self.prelu(&mut y, "prelu3");
+        let y = self.conv_prelu(x, 1);
+        let y = self.conv_prelu(&max_pool_ceil(&y, 2, 2), 2);
+        let y = self.conv_prelu(&y, 3);
         let logits = self.conv(&y, "conv4_1");
         let offsets = self.conv(&y, "conv4_2");
         // Softmax over the two class maps of each image, position by position.
@@ -398,14 +384,11 @@ impl Net {
     }
 
     fn rnet(&self, x: &Maps) -> Outputs {
-        let mut y = self.conv(x, "conv1");
-        self.prelu(&mut y, "prelu1");
-        let mut y = self.conv(&max_pool_ceil(&y, 3, 2), "conv2");
-        self.prelu(&mut y, "prelu2");
-        let mut y = self.conv(&max_pool_ceil(&y, 3, 2), "conv3");
-        self.prelu(&mut y, "prelu3");
+        let y = self.conv_prelu(x, 1);
+        let y = self.conv_prelu(&max_pool_ceil(&y, 3, 2), 2);
+        let y = self.conv_prelu(&max_pool_ceil(&y, 3, 2), 3);
         let mut h = self.dense(&flatten_xyc(&y), y.n, "dense4");
-        prelu_rows(&mut h, &self.tensor("prelu4.weight").data);
+        prelu(&mut h, &self.tensor("prelu4.weight").data, 1);
         Outputs {
             offsets: self.dense(&h, y.n, "dense5_2"),
             probabilities: softmax_rows(&self.dense(&h, y.n, "dense5_1")),
@@ -415,16 +398,12 @@ impl Net {
     }
 
     fn onet(&self, x: &Maps) -> Outputs {
-        let mut y = self.conv(x, "conv1");
-        self.prelu(&mut y, "prelu1");
-        let mut y = self.conv(&max_pool_ceil(&y, 3, 2), "conv2");
-        self.prelu(&mut y, "prelu2");
-        let mut y = self.conv(&max_pool_ceil(&y, 3, 2), "conv3");
-        self.prelu(&mut y, "prelu3");
-        let mut y = self.conv(&max_pool_ceil(&y, 2, 2), "conv4");
-        self.prelu(&mut y, "prelu4");
+        let y = self.conv_prelu(x, 1);
+        let y = self.conv_prelu(&max_pool_ceil(&y, 3, 2), 2);
+        let y = self.conv_prelu(&max_pool_ceil(&y, 3, 2), 3);
+        let y = self.conv_prelu(&max_pool_ceil(&y, 2, 2), 4);
         let mut h = self.dense(&flatten_xyc(&y), y.n, "dense5");
-        prelu_rows(&mut h, &self.tensor("prelu5.weight").data);
+        prelu(&mut h, &self.tensor("prelu5.weight").data, 1);
         Outputs {
             offsets: self.dense(&h, y.n, "dense6_2"),
             probabilities: softmax_rows(&self.dense(&h, y.n, "dense6_1")),
@@ -447,14 +426,16 @@ fn softmax_rows(logits: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-/// PReLU over rows of features, one slope per feature.
-fn prelu_rows(x: &mut [f32], slopes: &[f32]) {
-    for row in x.chunks_exact_mut(slopes.len()) {
-        for (v, &a) in row.iter_mut().zip(slopes) {
+/// PReLU in place over runs of `run` values that share a slope, the slopes
+/// taken in turn: feature maps (`run` = plane) and dense rows (`run` = 1).
+fn prelu(x: &mut [f32], slopes: &[f32], run: usize) {
+    for (i, chunk) in x.chunks_exact_mut(run).enumerate() {
+        let a = slopes[i % slopes.len()];
+        chunk.iter_mut().for_each(|v| {
             if *v < 0.0 {
                 *v *= a;
             }
-        }
+        });
     }
 }
 

