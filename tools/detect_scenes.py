@@ -6,7 +6,9 @@ background, detected and classified by a run trained without those photos.
 Steps (all from one seed): the face-mask folder's files are split per class,
 `--held-out` of them kept aside; a `cnn-bn` is trained on the rest with
 `nabla vision train` (unless --run names a trained run whose data excluded the
-held-out files, e.g. one trained on this script's --train-dir); scenes of
+held-out files, e.g. one trained on this script's --train-dir; or, with
+`--compare MODELS`, `nabla vision compare --models MODELS` runs on the same
+photos and its best run, by best validation accuracy, is the one used); scenes of
 `--per-scene` held-out photos, each resized to a random side in [120, 260]
 pixels and pasted without overlap on 1280 x 720 grey; `nabla vision detect
 --json` on every scene. A pasted photo counts as found when a detected face's
@@ -20,6 +22,8 @@ Run:
     cargo build --release -p nabla-cli
     target/release/nabla weights download mtcnn
     /tmp/bm/bin/python tools/detect_scenes.py --data data/face-mask --work /tmp/scenes
+    /tmp/bm/bin/python tools/detect_scenes.py --data data/face-mask --work /tmp/scenes-compare \
+        --compare cnn-bn,efficientnet-lite0-pretrained,efficientnet-lite0-probe,efficientnet-lite0-fine-tune
 """
 
 import argparse
@@ -39,6 +43,7 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--nabla", default="target/release/nabla")
     ap.add_argument("--run", help="a trained run (default: train a cnn-bn here)")
+    ap.add_argument("--compare", help="comma-separated `vision compare` runs; the best one is used")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--held-out", type=float, default=0.1)
     ap.add_argument("--scenes", type=int, default=20)
@@ -61,7 +66,15 @@ def main():
             if not link.exists():
                 os.symlink(f.resolve(), link)
     run = Path(args.run) if args.run else work / "run"
-    if not args.run and not (run / "best.bpk").exists():
+    if args.compare:
+        subprocess.run([args.nabla, "vision", "compare", "--data", str(train_dir), "--models", args.compare,
+                        "--out", str(work / "compare"), "--quiet"], check=True)
+        rows = json.loads((work / "compare" / "comparison.json").read_text())["rows"]
+        best = max((r for r in rows if r.get("best_val_accuracy") is not None),
+                   key=lambda r: r["best_val_accuracy"])
+        print(f"best run of the comparison: {best['name']} ({100 * best['best_val_accuracy']:.2f} %)")
+        run = work / "compare" / best["name"]
+    elif not args.run and not (run / "best.bpk").exists():
         subprocess.run([args.nabla, "vision", "train", "--data", str(train_dir), "--model", "cnn-bn",
                         "--epochs", str(args.epochs), "--out", str(run), "--overwrite"], check=True)
     rng.shuffle(held)

@@ -9,7 +9,10 @@ biases 0.1 v, PReLU slopes 0.25 + 0.05 v, convolution and dense weights
 v * sqrt(2 / fan_in). Inputs, from the same generator afterwards:
 randn(1, 3, 31, 29) for P-Net (odd sides, so that ceil-mode pooling has a
 partial last window), randn(3, 3, 24, 24) for R-Net, randn(2, 3, 48, 48) for O-Net.
-The Rust test (crates/vision/tests/mtcnn.rs) draws the same numbers.
+The Rust test (crates/vision/tests/mtcnn.rs) draws the same numbers. Whole
+detections with the published weights: scikit-image's astronaut, and scenes
+of face-mask photos (SCENES below; the folder from $NABLA_FACE_MASK, by
+default ../shared/data/face-mask).
 
 Run (writes crates/vision/tests/fixtures/mtcnn_parity.json):
 
@@ -20,6 +23,7 @@ Run (writes crates/vision/tests/fixtures/mtcnn_parity.json):
 
 import json
 import math
+import os
 import pathlib
 
 import numpy as np
@@ -35,6 +39,42 @@ def scaled(name, v):
     if name.startswith("prelu"):
         return 0.25 + 0.05 * v
     return v * math.sqrt(2.0 / int(np.prod(v.shape[1:])))
+
+
+# Scenes of face-mask photos pasted at their own size on plain grey (128),
+# each photo's top-left corner given: the test composes the same scene from
+# the same files (the photos are not committed; without the folder the test
+# is skipped). Only PNGs (RGB and RGBA), which both sides decode to the same
+# pixels: the class without masks is all JPEG, and PIL's libjpeg-turbo and
+# the image crate's decoder differ by up to 3 levels (0.3 on average), which
+# moved one of four faces of a JPEG scene to IoU 0.915. The fixture records
+# each photo's pixel sum, so the test knows it composed the same scene.
+FACE_MASK = pathlib.Path(os.environ.get("NABLA_FACE_MASK", "../shared/data/face-mask"))
+SCENES = [
+    {"size": [640, 360], "photos": [["with_mask/1158.png", 20, 30], ["with_mask/Screenshot (316).png", 180, 40],
+                                    ["with_mask/OIP (5).png", 390, 60]]},
+    {"size": [480, 320], "photos": [["with_mask/Augmented_130_939150.png", 10, 10],
+                                    ["with_mask/Screenshot (324).png", 260, 20], ["with_mask/86.png", 270, 180]]},
+]
+
+
+def compose_and_detect(scene, nets):
+    from PIL import Image
+    from facenet_pytorch.models.utils.detect_face import detect_face
+
+    canvas = Image.new("RGB", tuple(scene["size"]), (128, 128, 128))
+    photos = []
+    for name, x, y in scene["photos"]:
+        img = Image.open(FACE_MASK / name).convert("RGB")
+        canvas.paste(img, (x, y))
+        photos.append({"file": name, "at": [x, y], "size": list(img.size),
+                       "pixel_sum": int(np.asarray(img, dtype=np.int64).sum())})
+    with torch.no_grad():
+        boxes, points = detect_face([canvas], 20, nets["pnet"], nets["rnet"], nets["onet"], [0.6, 0.7, 0.7],
+                                    0.709, "cpu")
+    return {"size": scene["size"], "background": 128, "photos": photos,
+            "boxes": np.asarray(boxes[0], dtype=np.float64).reshape(-1, 5).tolist(),
+            "points": np.asarray(points[0], dtype=np.float64).reshape(-1, 5, 2).tolist()}
 
 
 def main():
@@ -86,7 +126,8 @@ def main():
                                     [0.6, 0.7, 0.7], 0.709, "cpu")
     detections = {"image": png.name, "boxes": np.asarray(boxes[0], dtype=np.float64).tolist(),
                   "points": np.asarray(points[0], dtype=np.float64).tolist()}
-    fixture = {"seed": 11, "detections": detections, "keys": keys, "input_shapes": shapes, "outputs": outputs,
+    scenes = [compose_and_detect(scene, pretrained) for scene in SCENES]
+    fixture = {"seed": 11, "detections": detections, "scenes": scenes, "keys": keys, "input_shapes": shapes, "outputs": outputs,
                "pretrained": {"seed": 12, "input_shapes": pre_shapes, "outputs": pre_outputs},
                "source": "facenet-pytorch 2.6.0 PNet/RNet/ONet, torch " + torch.__version__}
     OUT.write_text(json.dumps(fixture))
