@@ -18,6 +18,7 @@ use nabla_report::{Block, Document, Section, Table};
 use crate::child::{run_child, Outcome};
 use crate::output::{shorten, write_atomic};
 use crate::CheckFailed;
+use nabla_vision::mtcnn::MTCNN_FILE;
 use nabla_vision::pretrained::{default_dir, EFFICIENTNET_LITE0_FILE};
 
 #[derive(Args, Debug)]
@@ -71,7 +72,7 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
 
-fn plan(a: &AllArgs, with_vision: bool) -> Vec<Step> {
+fn plan(a: &AllArgs, with_vision: bool, parts: &Path) -> Vec<Step> {
     let q = a.quick;
     let mut steps = Vec::new();
     for (id, example) in [
@@ -187,6 +188,36 @@ fn plan(a: &AllArgs, with_vision: bool) -> Vec<Step> {
             optional: false,
             expect_s: if q { 200.0 } else { FULL_COMPARE_S },
         });
+        // Beyond the sheet: faces found in scenes of validation photos by
+        // MTCNN, labelled by the comparison's best run. Offline without the
+        // detector's weights it does not run (the section says how to get
+        // them); a failed download only makes it fail without failing all.
+        let have_detector = default_dir().join(MTCNN_FILE).is_file();
+        if !have_detector && !a.offline {
+            steps.push(Step {
+                id: "weights-mtcnn",
+                label: "Problem 5 (v): MTCNN's weights",
+                args: strings(&["weights", "download", "mtcnn"]),
+                writes_files: false,
+                optional: true,
+                expect_s: 5.0,
+            });
+        }
+        if have_detector || !a.offline {
+            steps.push(Step {
+                id: "vision-scene",
+                label: "Problem 5 (v): faces in scenes",
+                args: vec![
+                    "vision".into(),
+                    "scene".into(),
+                    "--best-of".into(),
+                    parts.join("vision-compare").display().to_string(),
+                ],
+                writes_files: true,
+                optional: !have_detector,
+                expect_s: 5.0,
+            });
+        }
     }
     steps
 }
@@ -212,10 +243,10 @@ pub fn run(a: &AllArgs) -> Result<()> {
         results.0.push(("data-fetch", outcome));
     }
     let with_vision = a.data.is_dir();
-    let steps = plan(a, with_vision);
     // Quick and full runs keep their parts apart: the comparison resumes its
     // runs from what it finds there, and only under the same settings.
     let parts = a.out.join(if a.quick { "parts-quick" } else { "parts" });
+    let steps = plan(a, with_vision, &parts);
     std::fs::create_dir_all(&parts)
         .with_context(|| format!("cannot create {}", parts.display()))?;
     let total: f64 = steps.iter().map(|s| s.expect_s).sum();
@@ -321,8 +352,15 @@ fn build_document(a: &AllArgs, results: &Results, with_vision: bool, seconds: f6
         nabla_theory::dropout_experiment::section(&r.parse("dropout")),
     ];
     let vision = with_vision.then(|| (r.parse("data-inspect"), r.parse("vision-compare")));
-    let mut problem5 =
-        nabla_vision::section::section(&a.data, vision.as_ref().map(|(d, c)| (d, c)));
+    let scene =
+        r.0.iter()
+            .any(|(id, _)| *id == "vision-scene")
+            .then(|| r.parse("vision-scene"));
+    let mut problem5 = nabla_vision::section::section(
+        &a.data,
+        vision.as_ref().map(|(d, c)| (d, c)),
+        scene.as_ref(),
+    );
     if let Some((_, fetch)) = r.0.iter().find(|(id, _)| *id == "data-fetch") {
         if let Some(reason) = fetch.status.reason() {
             problem5.note(format!(
@@ -333,7 +371,11 @@ fn build_document(a: &AllArgs, results: &Results, with_vision: bool, seconds: f6
         }
     }
     if with_vision && a.quick {
-        if let Some(iv) = problem5.subsections.last_mut() {
+        if let Some(iv) = problem5
+            .subsections
+            .iter_mut()
+            .find(|s| s.id == "problem-5-iv")
+        {
             iv.note(format!(
                 "The quick report runs {QUICK_MODELS} only; without --quick the comparison adds ResNet34 and EfficientNet-Lite0 from scratch and fine-tuned from ImageNet weights."
             ));
@@ -345,7 +387,7 @@ fn build_document(a: &AllArgs, results: &Results, with_vision: bool, seconds: f6
         &["mlp-forward", "mlp-grad-norms", "mlp-train"],
         &["sgd-rates"],
         &["dropout"],
-        &["data-inspect", "vision-compare"],
+        &["data-inspect", "vision-compare", "vision-scene"],
     ];
     for (s, ids) in sections.iter_mut().zip(parts) {
         r.flag_failures(s, ids);

@@ -6,6 +6,7 @@ mod bench;
 mod child;
 mod compare_cmd;
 mod data_cmd;
+mod faces_cmd;
 mod graph_cmd;
 mod mlp_cmd;
 mod output;

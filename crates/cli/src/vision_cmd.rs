@@ -46,7 +46,13 @@ pub enum VisionCommand {
     #[command(
         after_help = "Example:\n  nabla weights download mtcnn\n  nabla vision detect --checkpoint runs/cnn-bn street.jpg class.png --out runs/detected\n\nEach face's crop is its box grown by --margin of its size on every side (the\nface-mask photos show whole heads). --out writes PHOTO.svg per photo: the photo\nwith each box coloured by class, labelled with class and probability."
     )]
-    Detect(DetectArgs),
+    Detect(crate::faces_cmd::DetectArgs),
+    /// Beyond the sheet: a trained run's validation photos pasted into
+    /// scenes at known places, the faces found and labelled, and counted.
+    #[command(
+        after_help = "Examples:\n  nabla vision scene --checkpoint runs/cnn-bn --out runs/scene\n  nabla vision scene --best-of runs/compare --scenes 20 --json\n\nA pasted photo counts as found when a face's centre lies inside it, and as\nlabelled right when the most confident such face gets its folder's class.\n--out writes scene-N.png and scene-N.svg (faces drawn, pasted photos outlined)."
+    )]
+    Scene(crate::faces_cmd::SceneArgs),
     /// fastai's learning-rate range test: one step at each rate of an
     /// exponential sweep, the loss against the rate, a suggested rate.
     #[command(
@@ -284,37 +290,13 @@ pub struct PredictArgs {
     pub json: bool,
 }
 
-#[derive(Args, Debug)]
-pub struct DetectArgs {
-    /// A run directory written by `nabla vision train --out`.
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// Photos (any format `data inspect` reads).
-    #[arg(required = true)]
-    pub photos: Vec<PathBuf>,
-    /// MTCNN's weights [default: $NABLA_WEIGHTS or ~/.cache/nabla/weights, mtcnn.safetensors].
-    #[arg(long)]
-    pub detector: Option<PathBuf>,
-    /// Margin around each face's box for the classifier, as a fraction of the box.
-    #[arg(long, default_value_t = 0.25)]
-    pub margin: f32,
-    /// Write each photo annotated, as PHOTO.svg, into this folder.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// cpu, cuda or wgpu (the classifier's device; the detector runs on the CPU).
-    #[arg(long, default_value = "cpu")]
-    pub device: Accelerator,
-    /// Print one JSON document instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
-
 pub fn run(cmd: &VisionCommand) -> Result<()> {
     match cmd {
         VisionCommand::Train(a) => train_cmd(a),
         VisionCommand::Eval(a) => eval_cmd(a),
         VisionCommand::Predict(a) => predict_cmd(a),
-        VisionCommand::Detect(a) => detect_cmd(a),
+        VisionCommand::Detect(a) => crate::faces_cmd::detect(a),
+        VisionCommand::Scene(a) => crate::faces_cmd::scene(a),
         VisionCommand::LrFind(a) => lr_find_cmd(a),
         VisionCommand::Export(a) => export_cmd(a),
         VisionCommand::Compare(a) => crate::compare_cmd::run(a),
@@ -488,73 +470,6 @@ fn predict_cmd(a: &PredictArgs) -> Result<()> {
     } else {
         Err(InputError(format!("cannot read {}", failed.join("; "))).into())
     }
-}
-
-fn detect_cmd(a: &DetectArgs) -> Result<()> {
-    use nabla_vision::faces::{annotated_svg, classify_faces, load_detector};
-    if !(0.0..=2.0).contains(&a.margin) {
-        return Err(InputError("--margin must be between 0 and 2".into()).into());
-    }
-    let detector_path = a.detector.clone().unwrap_or_else(|| {
-        nabla_vision::pretrained::default_dir().join(nabla_vision::mtcnn::MTCNN_FILE)
-    });
-    let detector = load_detector(&detector_path)?;
-    let run = RunDir::new(&a.checkpoint);
-    let device = a.device.device().map_err(InputError)?;
-    let (found, images) = classify_faces(&run, &detector, &a.photos, a.margin, &device)?;
-    if let Some(out) = &a.out {
-        let classes = run.card()?.classes;
-        std::fs::create_dir_all(out)?;
-        for (photo, image) in found.iter().zip(&images) {
-            let stem = photo
-                .photo
-                .file_stem()
-                .map_or("photo".into(), |s| s.to_string_lossy().into_owned());
-            let path = out.join(format!("{stem}.svg"));
-            nabla_report::write_atomic(&path, annotated_svg(photo, image, &classes).as_bytes())
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        }
-    }
-    if a.json {
-        return OutputArgs::print_json(&found);
-    }
-    let mut rows = Vec::new();
-    for photo in &found {
-        let name = photo.photo.display().to_string();
-        if photo.faces.is_empty() {
-            rows.push(vec![
-                name.clone(),
-                "—".into(),
-                "no face found".into(),
-                String::new(),
-                String::new(),
-            ]);
-        }
-        for (i, f) in photo.faces.iter().enumerate() {
-            let [x1, y1, x2, y2] = f.face.bbox;
-            rows.push(vec![
-                if i == 0 { name.clone() } else { String::new() },
-                format!("{:.0},{:.0} – {:.0},{:.0}", x1, y1, x2, y2),
-                format!("{:.4}", f.face.score),
-                f.class.clone(),
-                format!("{:.4}", f.probability),
-            ]);
-        }
-    }
-    print!(
-        "{}",
-        crate::output::table(
-            &[
-                "photo",
-                "box (x1,y1 – x2,y2)",
-                "face score",
-                "class",
-                "probability"
-            ],
-            &rows
-        )
-    );
-    Ok(())
 }
 
 fn export_cmd(a: &ExportArgs) -> Result<()> {

@@ -56,6 +56,15 @@ fn all_writes_every_section_with_numbers_and_figures() {
     assert!(html.contains("best validation accuracy"));
     // The best run's highest-loss images, inline in the report.
     assert!(html.contains("got most wrong"));
+    // Beyond the sheet: faces in scenes of validation photos, or (offline
+    // without MTCNN's weights) how to get them.
+    assert!(html.contains("(v) Beyond the sheet"));
+    let detector = nabla_vision::pretrained::default_dir().join(nabla_vision::mtcnn::MTCNN_FILE);
+    if detector.is_file() {
+        assert!(html.contains("pasted faces") && html.contains("dashed outlines"));
+    } else {
+        assert!(html.contains("nabla weights download mtcnn"));
+    }
     assert!(html.contains("href=\"data:image/png;base64,"));
     let figures = html.matches("<figure>").count();
     assert!(figures >= 16, "{figures} figures");

@@ -34,7 +34,7 @@ impl Default for DetectConfig {
 
 /// One face found: the box `[x1, y1, x2, y2]` in pixels, O-Net's face
 /// probability, and the five landmarks (eyes, nose, mouth corners) `[x, y]`.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Face {
     pub bbox: [f32; 4],
     pub score: f32,

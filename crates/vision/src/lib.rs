@@ -40,6 +40,7 @@ pub mod report;
 pub mod resnet;
 pub mod run;
 mod run_lock;
+pub mod scene;
 pub mod schedule;
 pub mod section;
 pub mod settings;

@@ -1,6 +1,7 @@
 //! Problem 5's section of the report: the data (i), the two CNNs of the
-//! sheet (ii, iii) and the comparison with transfer learning (iv), written
-//! from the folder's inspection and the comparison's typed result.
+//! sheet (ii, iii), the comparison with transfer learning (iv) and, beyond
+//! the sheet, faces found in whole scenes (v), written from the folder's
+//! inspection, the comparison's and the scenes' typed results.
 
 use std::path::Path;
 
@@ -9,6 +10,7 @@ use nabla_report::{number, pct, Outcome, Section};
 use crate::compare::{Comparison, Row};
 use crate::inspect::Inspection;
 use crate::report::{gallery_svg, history_charts};
+use crate::scene::SceneReport;
 
 /// The runs of (ii) and (iii): what each network is.
 const SHEET_RUNS: [(&str, &str, &str); 2] = [
@@ -17,10 +19,13 @@ const SHEET_RUNS: [(&str, &str, &str); 2] = [
 ];
 
 /// Problem 5's report section from the folder's inspection and the
-/// comparison; `folder` is where the photos were looked for.
+/// comparison, and the faces found in scenes when that ran (`None`: it
+/// did not, for want of the detector's weights); `folder` is where the
+/// photos were looked for.
 pub fn section(
     folder: &Path,
     runs: Option<(&Outcome<Inspection>, &Outcome<Comparison>)>,
+    scene: Option<&Outcome<SceneReport>>,
 ) -> Section {
     let mut s = Section::new("problem-5", "Problem 5: Effect of Transfer learning");
     let Some((inspection, comparison)) = runs else {
@@ -102,7 +107,58 @@ pub fn section(
     }
     iv.command(&run.command);
     s.subsections.push(iv);
+    s.subsections.push(scene_section(scene));
     s
+}
+
+/// (v): faces found in whole scenes and labelled by the best run.
+fn scene_section(scene: Option<&Outcome<SceneReport>>) -> Section {
+    let mut v = Section::new(
+        "problem-5-v",
+        "(v) Beyond the sheet: faces with and without masks in whole scenes",
+    );
+    v.text("The networks above classify a photo that is already a face. To find the faces in a whole picture, nabla runs MTCNN (facenet-pytorch's published P-, R- and O-Net weights; a test holds its boxes, scores and landmarks to facenet-pytorch's) and labels each face, cropped with a margin, with the comparison's best model. The scenes are that run's validation photos, which it never trained on, pasted at random places and sizes on plain grey, so every face's true place and class are known.");
+    let Some(scene) = scene else {
+        v.note("Not run: MTCNN's weights are missing and this report ran --offline. `nabla weights download mtcnn` fetches them (1.9 MB).");
+        v.command("nabla weights download mtcnn");
+        return v;
+    };
+    let (r, run) = match scene {
+        Ok(o) => o,
+        Err(reason) => {
+            v.failure(reason);
+            return v;
+        }
+    };
+    let share = |k: usize, n: usize| pct(k as f64 / n.max(1) as f64);
+    v.text(format!(
+        "{} scenes of {} photos ({} × {} pixels, each photo's longer side {}–{}), labelled by {} ({}): MTCNN found {} of the {} pasted faces ({}), and the model labelled {} of those {} right ({}); {} faces found in all. Detection and labelling took {:.2} s per megapixel.",
+        r.scenes.len(),
+        r.settings.photos_per_scene,
+        r.settings.width,
+        r.settings.height,
+        r.settings.sides[0],
+        r.settings.sides[1],
+        r.run.file_name().map_or(String::new(), |f| f.to_string_lossy().into_owned()),
+        r.model,
+        r.found,
+        r.pasted,
+        share(r.found, r.pasted),
+        r.labelled_right,
+        r.found,
+        share(r.labelled_right, r.found),
+        r.detections,
+        r.seconds_per_megapixel
+    ));
+    if let Some(svg) = r.first_svg() {
+        v.figure(
+            "The first scene: each face found, boxed in its predicted class's colour with the probability and five landmarks; dashed outlines show where photos were pasted (an outline with no box is a face MTCNN missed).",
+            "p5-scene.svg",
+            svg,
+        );
+    }
+    v.command(&run.command);
+    v
 }
 
 /// A run of (ii) or (iii) in words, with its curves.

@@ -273,12 +273,10 @@ fn same_detections(what: &str, planes: &nabla_vision::detect::Planes, fx: &serde
         );
         used[i] = true;
         assert!(overlap >= 0.99, "{what}: IoU {overlap} with {want:?}");
-        for k in 0..4 {
+        for (k, (&got, &want)) in face.bbox.iter().zip(&want).enumerate() {
             assert!(
-                (face.bbox[k] as f64 - want[k]).abs() <= tol,
-                "{what}: box {k}: {} against {}",
-                face.bbox[k],
-                want[k]
+                (got as f64 - want).abs() <= tol,
+                "{what}: box {k}: {got} against {want}"
             );
         }
         let score = b[4].as_f64().unwrap();
