@@ -6,6 +6,7 @@ mod bench;
 mod child;
 mod compare_cmd;
 mod data_cmd;
+mod devices_cmd;
 mod faces_cmd;
 mod graph_cmd;
 mod mlp_cmd;
@@ -95,6 +96,9 @@ enum Command {
     /// Speed and memory benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// The backends of `--device` in this build and the adapters this machine has.
+    #[command(after_help = "Example:\n  nabla devices\n  nabla devices --json")]
+    Devices(devices_cmd::DevicesArgs),
 }
 
 fn main() -> ExitCode {
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
         Command::Vision(cmd) => vision_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Weights(cmd) => weights_cmd::run(cmd),
+        Command::Devices(args) => devices_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -50,10 +50,124 @@ impl Accelerator {
             Accelerator::Cuda => Ok(Device::cuda(0)),
             #[cfg(not(feature = "cuda"))]
             Accelerator::Cuda => Err(missing("cuda")),
+            // Burn panics on the first tensor when no adapter answers, so
+            // nabla asks first and says what is missing.
             #[cfg(feature = "wgpu")]
-            Accelerator::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+            Accelerator::Wgpu => {
+                if wgpu_adapters().is_empty() {
+                    return Err("no wgpu adapter on this machine (no Vulkan, Metal, DirectX 12 or OpenGL driver answered); `nabla devices` lists what there is, and Mesa's lavapipe (Debian: mesa-vulkan-drivers) gives a software one".into());
+                }
+                Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice))
+            }
             #[cfg(not(feature = "wgpu"))]
             Accelerator::Wgpu => Err(missing("wgpu")),
         }
     }
+}
+
+/// One graphics adapter wgpu can use.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Adapter {
+    pub name: String,
+    /// discrete-gpu, integrated-gpu, virtual-gpu, cpu (a software
+    /// renderer such as lavapipe) or other.
+    pub kind: String,
+    /// The graphics API: vulkan, metal, dx12 or gl.
+    pub api: String,
+    pub driver: String,
+}
+
+/// A backend of `--device`: whether this build has it, and what it runs on.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Backend {
+    pub device: Accelerator,
+    pub compiled_in: bool,
+    /// What it runs on (the CPU's instruction set for the kernels), or how
+    /// to get it.
+    pub detail: String,
+    /// wgpu's adapters on this machine (empty for the others).
+    pub adapters: Vec<Adapter>,
+}
+
+/// Every backend of `--device` (`nabla devices`).
+pub fn inventory() -> Vec<Backend> {
+    let rebuild = |feature: &str| {
+        format!("not in this build: `cargo build --release -p nabla-cli --features {feature}`")
+    };
+    let cpu = Backend {
+        device: Accelerator::Cpu,
+        compiled_in: true,
+        detail: format!(
+            "Burn's flex backend with nabla's kernels ({}, {} threads)",
+            nabla_kernels::isa::active().name(),
+            rayon::current_num_threads()
+        ),
+        adapters: Vec::new(),
+    };
+    let cuda = Backend {
+        device: Accelerator::Cuda,
+        compiled_in: cfg!(feature = "cuda"),
+        detail: if cfg!(feature = "cuda") {
+            "CUDA device 0".into()
+        } else {
+            rebuild("cuda")
+        },
+        adapters: Vec::new(),
+    };
+    #[cfg(feature = "wgpu")]
+    let wgpu = {
+        let adapters = wgpu_adapters();
+        Backend {
+            device: Accelerator::Wgpu,
+            compiled_in: true,
+            detail: match adapters.first() {
+                Some(a) => format!(
+                    "{} adapter(s); --device wgpu takes wgpu's default, here {}",
+                    adapters.len(),
+                    a.name
+                ),
+                None => "no adapter answered".into(),
+            },
+            adapters,
+        }
+    };
+    #[cfg(not(feature = "wgpu"))]
+    let wgpu = Backend {
+        device: Accelerator::Wgpu,
+        compiled_in: false,
+        detail: rebuild("wgpu"),
+        adapters: Vec::new(),
+    };
+    vec![cpu, wgpu, cuda]
+}
+
+/// The adapters wgpu finds, on every graphics API it has.
+#[cfg(feature = "wgpu")]
+pub fn wgpu_adapters() -> Vec<Adapter> {
+    use burn_wgpu::wgpu;
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends: wgpu::Backends::all(),
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
+    futures_lite::future::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+        .iter()
+        .map(|a| {
+            let info = a.get_info();
+            let kind = match info.device_type {
+                wgpu::DeviceType::DiscreteGpu => "discrete-gpu",
+                wgpu::DeviceType::IntegratedGpu => "integrated-gpu",
+                wgpu::DeviceType::VirtualGpu => "virtual-gpu",
+                wgpu::DeviceType::Cpu => "cpu",
+                wgpu::DeviceType::Other => "other",
+            };
+            Adapter {
+                name: info.name,
+                kind: kind.into(),
+                api: format!("{:?}", info.backend).to_lowercase(),
+                driver: format!("{} {}", info.driver, info.driver_info)
+                    .trim()
+                    .to_string(),
+            }
+        })
+        .collect()
 }

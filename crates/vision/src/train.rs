@@ -279,15 +279,36 @@ impl Features {
     }
 }
 
+/// Draws every parameter's initial value where the module is.
+struct DrawNow;
+
+impl burn::module::ModuleVisitor for DrawNow {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
 impl Trainer {
     /// A fresh run from the seeded initialisation, with the pretrained
     /// weights loaded when the configuration names them.
     pub fn new(config: VisionTrainConfig, device: &Device) -> Result<Self, VisionError> {
-        device.seed(u64::from(config.seed));
-        let mut model = config.model.init(device);
+        // Drawn on the CPU from the seed and then moved, so that every
+        // device starts from the same weights: each backend has its own
+        // generator (wgpu's draws other numbers from the same seed), and
+        // Burn draws a parameter lazily, on the device it has been moved
+        // to by then, unless it is drawn first.
+        let cpu = if device.is_autodiff() {
+            Device::flex().autodiff()
+        } else {
+            Device::flex()
+        };
+        cpu.seed(u64::from(config.seed));
+        let mut model = config.model.init(&cpu);
+        model.visit(&mut DrawNow);
         if let Some(path) = &config.pretrained {
             model = crate::load::load_pretrained(model, path, true)?;
         }
+        let model = model.fork(device);
         if (config.freeze_backbone || config.fine_tune.is_some()) && model.head().is_none() {
             return Err(VisionError::Store(format!(
                 "{} has no backbone to freeze",

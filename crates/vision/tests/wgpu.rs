@@ -1,0 +1,121 @@
+//! The wgpu backend trains as the CPU does: a tiny cnn-bn from the same
+//! seed, on the same batches (dropout 0, no flips), on `--device wgpu` and
+//! on `cpu` (Burn's flex backend with nabla's kernels). Built only with
+//! `--features wgpu`; `.ci/run` runs it on Mesa's lavapipe, a software
+//! Vulkan device, so it needs no GPU. Alone in its own binary: Burn's
+//! random generators are global to the process.
+#![cfg(feature = "wgpu")]
+
+mod common;
+
+use burn::module::Module;
+use burn::tensor::Device;
+use common::{synthetic, tiny};
+use nabla_vision::augment::Augmentation;
+use nabla_vision::device::Accelerator;
+use nabla_vision::model::Architecture;
+use nabla_vision::train::{most_probable, predict, Trainer, VisionOptimizer, VisionTrainConfig};
+
+fn config() -> VisionTrainConfig {
+    VisionTrainConfig {
+        model: tiny(Architecture::CnnBn).with_dropout(0.0),
+        epochs: 3,
+        batch_size: 8,
+        lr: 1e-3,
+        optimizer: VisionOptimizer::Adam,
+        momentum: 0.9,
+        seed: 3,
+        augmentation: Augmentation::NONE,
+        pretrained: None,
+        freeze_backbone: false,
+        backbone_lr_mult: 1.0,
+        schedule: Default::default(),
+        patience: None,
+        fine_tune: None,
+    }
+}
+
+fn worst(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn wgpu_trains_as_the_cpu_does() {
+    let adapters = nabla_vision::device::wgpu_adapters();
+    eprintln!("wgpu adapters: {adapters:?}");
+    let gpu = Accelerator::Wgpu
+        .device()
+        .expect("a wgpu adapter (CI installs Mesa's lavapipe)");
+    let cpu = Device::flex();
+    let (train_set, val_set) = (synthetic(40, 16, 1), synthetic(16, 16, 2));
+    let mut on_cpu = Trainer::new(config(), &cpu.clone().autodiff()).unwrap();
+    let mut on_gpu = Trainer::new(config(), &gpu.clone().autodiff()).unwrap();
+    // The same initial weights: the same outputs before any step.
+    let before = (
+        predict(on_cpu.model(), &val_set, 8, &cpu),
+        predict(on_gpu.model(), &val_set, 8, &gpu),
+    );
+    let d = worst(&before.0, &before.1);
+    eprintln!("initial probabilities: worst difference {d:e}");
+    // The weights themselves: wgpu's, brought to the CPU, give the CPU's
+    // outputs exactly (Burn draws a parameter lazily, on whatever device
+    // it is on by then; nabla draws them on the CPU first).
+    let back = predict(
+        &on_gpu.model().clone().to_device(&cpu.clone().autodiff()),
+        &val_set,
+        8,
+        &cpu,
+    );
+    assert_eq!(worst(&before.0, &back), 0.0, "the initial weights differ");
+    assert!(d <= 1e-5, "initial probabilities differ by {d}");
+    for _ in 0..config().epochs {
+        let a = on_cpu
+            .run_epoch(
+                &train_set,
+                &val_set,
+                &cpu.clone().autodiff(),
+                &mut |_, _| {},
+            )
+            .unwrap();
+        let b = on_gpu
+            .run_epoch(
+                &train_set,
+                &val_set,
+                &gpu.clone().autodiff(),
+                &mut |_, _| {},
+            )
+            .unwrap();
+        eprintln!(
+            "epoch {}: train loss {} / {}, val loss {} / {}, val acc {} / {}",
+            a.epoch,
+            a.train_loss,
+            b.train_loss,
+            a.val_loss,
+            b.val_loss,
+            a.val_accuracy,
+            b.val_accuracy
+        );
+        assert!(
+            (a.train_loss - b.train_loss).abs() <= 1e-3,
+            "{a:?} against {b:?}"
+        );
+        assert!(
+            (a.val_loss - b.val_loss).abs() <= 1e-3,
+            "{a:?} against {b:?}"
+        );
+        assert_eq!(a.val_accuracy, b.val_accuracy);
+    }
+    let after = (
+        predict(on_cpu.model(), &val_set, 8, &cpu),
+        predict(on_gpu.model(), &val_set, 8, &gpu),
+    );
+    let d = worst(&after.0, &after.1);
+    eprintln!("final probabilities: worst difference {d:e}");
+    assert!(d <= 1e-3, "final probabilities differ by {d}");
+    let classes = |p: &[Vec<f32>]| p.iter().map(|v| most_probable(v)).collect::<Vec<_>>();
+    assert_eq!(classes(&after.0), classes(&after.1), "predicted classes");
+}
