@@ -102,6 +102,7 @@ impl Trainer {
                 message: "no checkpoint to resume from (expected checkpoints/epoch-NNNN/)".into(),
             })?;
         let state: CheckpointState = crate::run::read_json(&dir.join(STATE_FILE))?;
+        crate::train::check_device(&state.config, device)?;
         let model = state
             .config
             .model

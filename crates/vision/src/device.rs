@@ -171,3 +171,75 @@ pub fn wgpu_adapters() -> Vec<Adapter> {
         })
         .collect()
 }
+
+/// Whether `device` computes the long sums a training step needs, for
+/// batches of `batch` images of `size` × `size`: a convolution's weight and
+/// bias gradients and BatchNorm's statistics each sum over every pixel of
+/// every image (N·H·W values). On Mesa's lavapipe, Burn 0.22.1's wgpu drops
+/// values past a limit: a row of 1,000,000 ones sums to 262,128, and a 3×3
+/// convolution's weight gradient is already 0.6 % off at 8 images of
+/// 128 × 128 (README, "GPU"), so a cnn-bn would train on wrong gradients.
+/// This asks the device for sums whose exact values are known, first: the
+/// gradients of a 3×3 convolution (padding 1) over a batch of ones, whose
+/// weight gradient counts the pixels each tap sees, N·(H − [kh ≠ 1])·(W −
+/// [kw ≠ 1]), and whose bias gradient is N·H·W; and one row of N·H·W ones.
+pub fn check_training_sums(device: &Device, batch: usize, size: usize) -> Result<(), String> {
+    use burn::tensor::ops::ConvOptions;
+    use burn::tensor::Tensor;
+    let values = |t: Tensor<1>| -> Vec<f32> {
+        t.into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap_or_default()
+    };
+    let (n, len) = (batch.max(1), batch.max(1) * size * size);
+    let grad = device.clone().inner().autodiff();
+    let x = Tensor::<4>::ones([n, 1, size, size], &grad);
+    let w = Tensor::<4>::ones([1, 1, 3, 3], &grad).require_grad();
+    let b = Tensor::<1>::zeros([1], &grad).require_grad();
+    let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+    let y = burn::tensor::module::conv2d(x, w.clone(), Some(b.clone()), options);
+    let grads = y.sum().backward();
+    let mut got = w
+        .grad(&grads)
+        .map(|g| values(g.reshape([9])))
+        .unwrap_or_default();
+    got.extend(b.grad(&grads).map(values).unwrap_or_default());
+    got.extend(values(
+        Tensor::<2>::ones([1, len], &device.clone().inner())
+            .sum_dim(1)
+            .reshape([1]),
+    ));
+    let edge = |k: usize| (size - usize::from(k != 1)) as f32;
+    let mut want: Vec<f32> = (0..9)
+        .map(|t| n as f32 * edge(t / 3) * edge(t % 3))
+        .collect();
+    want.extend([len as f32, len as f32]);
+    if got == want {
+        return Ok(());
+    }
+    const WHAT: [&str; 11] = [
+        "weight gradient",
+        "weight gradient",
+        "weight gradient",
+        "weight gradient",
+        "weight gradient",
+        "weight gradient",
+        "weight gradient",
+        "weight gradient",
+        "weight gradient",
+        "bias gradient",
+        "row sum",
+    ];
+    let (i, wrong) = got
+        .iter()
+        .zip(&want)
+        .enumerate()
+        .find(|(_, (g, w))| g != w)
+        .map_or((0, f32::NAN), |(i, (&g, _))| (i, g));
+    Err(format!(
+        "this device gets the long sums of a training step wrong for batches of {n} images of {size} × {size}: a 3×3 convolution's {} over a batch of ones came out {wrong} instead of {} (Burn's reductions on it drop values past a limit); lower --batch-size or --image-size, or train with --device cpu (evaluation and prediction need far shorter sums)",
+        WHAT[i.min(10)],
+        want.get(i).copied().unwrap_or(f32::NAN)
+    ))
+}

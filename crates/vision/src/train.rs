@@ -279,6 +279,16 @@ impl Features {
     }
 }
 
+/// Refuses a GPU device that would get this configuration's gradients wrong
+/// ([`crate::device::check_training_sums`]); the CPU needs no asking.
+pub(crate) fn check_device(config: &VisionTrainConfig, device: &Device) -> Result<(), VisionError> {
+    if device.clone().inner() == Device::flex() {
+        return Ok(());
+    }
+    crate::device::check_training_sums(device, config.batch_size, config.model.image_size)
+        .map_err(VisionError::Setup)
+}
+
 /// Draws every parameter's initial value where the module is.
 struct DrawNow;
 
@@ -292,6 +302,7 @@ impl Trainer {
     /// A fresh run from the seeded initialisation, with the pretrained
     /// weights loaded when the configuration names them.
     pub fn new(config: VisionTrainConfig, device: &Device) -> Result<Self, VisionError> {
+        check_device(&config, device)?;
         // Drawn on the CPU from the seed and then moved, so that every
         // device starts from the same weights: each backend has its own
         // generator (wgpu's draws other numbers from the same seed), and

@@ -119,3 +119,40 @@ fn wgpu_trains_as_the_cpu_does() {
     let classes = |p: &[Vec<f32>]| p.iter().map(|v| most_probable(v)).collect::<Vec<_>>();
     assert_eq!(classes(&after.0), classes(&after.1), "predicted classes");
 }
+
+/// Training refuses a device whose long sums are wrong, before a step:
+/// on lavapipe, Burn 0.22.1's wgpu convolution weight gradient is off for
+/// 8 images of 128 × 128, and a row of 1,048,576 ones sums to 262,128.
+#[test]
+fn training_refuses_a_device_whose_long_sums_are_wrong() {
+    use nabla_vision::device::check_training_sums;
+    let gpu = Accelerator::Wgpu.device().unwrap();
+    // The sizes the other test trains at are within every device's limits.
+    assert_eq!(check_training_sums(&gpu, 8, 16), Ok(()));
+    assert_eq!(check_training_sums(&Device::flex(), 64, 128), Ok(()));
+    let mut c = config();
+    c.model = nabla_vision::model::ModelConfig::new(Architecture::CnnBn, 2);
+    c.batch_size = 64;
+    let outcome = Trainer::new(c, &gpu.clone().autodiff());
+    let lavapipe = nabla_vision::device::wgpu_adapters()
+        .first()
+        .is_some_and(|a| a.name.starts_with("llvmpipe"));
+    match outcome {
+        Err(e) => {
+            let e = e.to_string();
+            eprintln!("{e}");
+            assert!(
+                e.contains("batches of 64 images of 128 × 128") && e.contains("--batch-size"),
+                "{e}"
+            );
+        }
+        Ok(_) => assert!(
+            !lavapipe,
+            "lavapipe's long sums are wrong, yet training started"
+        ),
+    }
+    if lavapipe {
+        assert!(check_training_sums(&gpu, 8, 128).is_err());
+        assert_eq!(check_training_sums(&gpu, 4, 128), Ok(()));
+    }
+}
