@@ -105,6 +105,27 @@ fn eval_and_predict_on_wgpu_give_the_cpus_numbers() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("no wgpu adapter"), "{}", stderr(&o));
+    // Training at the defaults (batch 32, 128 px) on a device whose long
+    // sums are wrong is refused before the first step (lavapipe is one).
+    let o = nabla(&[
+        "vision",
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--model",
+        "cnn-bn",
+        "--epochs",
+        "1",
+        "--device",
+        "wgpu",
+    ]);
+    let lavapipe = wgpu["adapters"][0]["name"]
+        .as_str()
+        .is_some_and(|n| n.starts_with("llvmpipe"));
+    if lavapipe {
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains("long sums"), "{}", stderr(&o));
+    }
     let eval = |device: &str| {
         let o = nabla(&[
             "vision",
