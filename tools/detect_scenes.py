@@ -69,11 +69,12 @@ def main():
     if args.compare:
         subprocess.run([args.nabla, "vision", "compare", "--data", str(train_dir), "--models", args.compare,
                         "--out", str(work / "compare"), "--quiet"], check=True)
-        rows = json.loads((work / "compare" / "comparison.json").read_text())["rows"]
-        best = max((r for r in rows if r.get("best_val_accuracy") is not None),
-                   key=lambda r: r["best_val_accuracy"])
-        print(f"best run of the comparison: {best['name']} ({100 * best['best_val_accuracy']:.2f} %)")
-        run = work / "compare" / best["name"]
+        # The run nabla calls best (`Comparison::best`, whose gallery it is).
+        comparison = json.loads((work / "compare" / "comparison.json").read_text())
+        name = comparison["gallery"]["run"]
+        best = next(r for r in comparison["rows"] if r["name"] == name)
+        print(f"best run of the comparison: {name} ({100 * best['best_val_accuracy']:.2f} %)")
+        run = work / "compare" / name
     elif not args.run and not (run / "best.bpk").exists():
         subprocess.run([args.nabla, "vision", "train", "--data", str(train_dir), "--model", "cnn-bn",
                         "--epochs", str(args.epochs), "--out", str(run), "--overwrite"], check=True)

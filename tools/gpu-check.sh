@@ -14,7 +14,7 @@
 #
 #   bash tools/gpu-check.sh                 # OUT=. by default
 #   OUT=/tmp/gpu NABLA_FACE_MASK=/data/face-mask bash tools/gpu-check.sh
-#   PROFILE=dev MODELS=cnn-bn BATCHES=8 STEPS=2 bash tools/gpu-check.sh   # a dry run on lavapipe
+#   PROFILE=dev MODELS=cnn BATCHES=4 STEPS=1 bash tools/gpu-check.sh   # a dry run on lavapipe
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-.}"
@@ -26,8 +26,40 @@ MODELS="${MODELS:-cnn cnn-bn resnet34 efficientnet-lite0}"
 BATCHES="${BATCHES:-32 64}"
 PROFILE="${PROFILE:-release}"   # `dev` reuses a debug build (a dry run)
 BIN_DIR="$PROFILE"; [ "$PROFILE" = dev ] && BIN_DIR=debug
-results="$(mktemp -d)"
+results="$OUT/gpu-check-logs"
+rm -rf "$results" && mkdir -p "$results"
+: > "$results/steps.jsonl"
 start=$(date +%s)
+
+# gpu-check.json is rewritten after every step and on exit, so a run cut
+# short (a time limit) still leaves what it measured; logs stay beside it.
+write_json() {
+python3 - "$results" "$OUT/gpu-check.json" "$start" <<'PY'
+import json, os, sys, time
+results, out, start = sys.argv[1], sys.argv[2], int(sys.argv[3])
+steps = [json.loads(l) for l in open(os.path.join(results, "steps.jsonl"))]
+doc = {"written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+       "total_seconds": round(time.time() - start, 1),
+       "nvidia_smi": (open(os.path.join(results, "nvidia.out")).read().strip()
+                      if os.path.exists(os.path.join(results, "nvidia.out")) else ""),
+       "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), ""),
+       "steps": []}
+for s in steps:
+    name = s["step"]
+    stdout = os.path.join(results, name + ".out")
+    try:
+        s["json"] = json.load(open(stdout))
+        del s["output"]
+    except (OSError, ValueError):
+        pass
+    doc["steps"].append(s)
+tmp = out + ".tmp"
+with open(tmp, "w") as f:
+    json.dump(doc, f, indent=2)
+os.replace(tmp, out)
+PY
+}
+trap 'write_json; echo "wrote $OUT/gpu-check.json (logs in $results)" >&2' EXIT
 
 record() { # record NAME FILE RC SECONDS
   printf '{"step": "%s", "rc": %s, "seconds": %s, "output": %s}\n' "$1" "$3" "$4" \
@@ -45,6 +77,7 @@ run_step() { # run_step NAME COMMAND...
   cat "$results/$name.out" "$results/$name.err" > "$results/$name.log"
   tail -n 3 "$results/$name.log" >&2
   record "$name" "$results/$name.log" "$rc" "$(python3 -c "print(round($t1 - $t0, 2))")"
+  write_json
   return $rc
 }
 
@@ -76,28 +109,3 @@ else
   echo "no face-mask photos at $DATA: the training epoch is skipped" >&2
 fi
 
-python3 - "$results" "$OUT/gpu-check.json" "$start" <<'EOF'
-import json, os, sys, time
-results, out, start = sys.argv[1], sys.argv[2], int(sys.argv[3])
-steps = [json.loads(l) for l in open(os.path.join(results, "steps.jsonl"))]
-doc = {"written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-       "total_seconds": round(time.time() - start, 1),
-       "nvidia_smi": open(os.path.join(results, "nvidia.out")).read().strip(),
-       "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), ""),
-       "steps": []}
-for s in steps:
-    name = s["step"]
-    stdout = os.path.join(results, name + ".out")
-    try:
-        s["json"] = json.load(open(stdout))
-        del s["output"]
-    except (OSError, ValueError):
-        pass
-    doc["steps"].append(s)
-tmp = out + ".tmp"
-with open(tmp, "w") as f:
-    json.dump(doc, f, indent=2)
-os.replace(tmp, out)
-print(f"wrote {out} ({doc['total_seconds']} s)")
-EOF
-rm -rf "$results"

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use nabla_vision::device::Accelerator;
-use nabla_vision::faces::{annotated_svg, classify_faces, load_detector};
+use nabla_vision::faces::{classify_faces, load_detector, write_annotated};
 use nabla_vision::mtcnn::Mtcnn;
 use nabla_vision::run::RunDir;
 use nabla_vision::scene::{best_of_comparison, scenes, SceneReport, SceneSettings};
@@ -49,6 +49,7 @@ pub struct SceneArgs {
     /// validation accuracy) labels the faces.
     #[arg(long, value_name = "DIR")]
     pub best_of: Option<PathBuf>,
+    /// How many scenes to compose.
     #[arg(long, default_value_t = SceneSettings::default().scenes)]
     pub scenes: usize,
     /// Photos pasted into each scene.
@@ -60,6 +61,7 @@ pub struct SceneArgs {
     /// The pasted photos' longer sides, MIN-MAX pixels.
     #[arg(long, default_value = "100-200", value_parser = parse_range)]
     pub sides: (u32, u32),
+    /// Which photos are pasted, their sizes and places.
     #[arg(long, default_value_t = 0)]
     pub seed: u32,
     /// MTCNN's weights [default: $NABLA_WEIGHTS or ~/.cache/nabla/weights, mtcnn.safetensors].
@@ -166,17 +168,7 @@ pub fn detect(a: &DetectArgs) -> Result<()> {
     let device = a.device.device().map_err(InputError)?;
     let (found, images) = classify_faces(&run, &detector, &a.photos, a.margin, &device)?;
     if let Some(out) = &a.out {
-        let classes = run.card()?.classes;
-        std::fs::create_dir_all(out)?;
-        for (photo, image) in found.iter().zip(&images) {
-            let stem = photo
-                .photo
-                .file_stem()
-                .map_or("photo".into(), |s| s.to_string_lossy().into_owned());
-            let path = out.join(format!("{stem}.svg"));
-            nabla_report::write_atomic(&path, annotated_svg(photo, image, &classes).as_bytes())
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        }
+        write_annotated(out, &found, &images, &run.card()?.classes)?;
     }
     if a.json {
         return OutputArgs::print_json(&found);

@@ -224,6 +224,7 @@ fn scene_pastes_validation_photos_and_counts_the_faces_found() {
             }
         }
     }
+    assert_eq!(pasted, 2 * 3, "every photo placed");
     assert_eq!(doc["pasted"], pasted);
     assert_eq!(doc["found"], found);
     assert_eq!(doc["labelled_right"], right);
@@ -260,4 +261,18 @@ fn scene_pastes_validation_photos_and_counts_the_faces_found() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("WIDTHxHEIGHT"), "{}", stderr(&o));
+    let o = nabla(&[
+        "vision",
+        "scene",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--photos",
+        "50",
+        "--size",
+        "640x360",
+        "--sides",
+        "170-192",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no free place"), "{}", stderr(&o));
 }

@@ -93,7 +93,7 @@ pub fn classify_faces(
     Ok((found, images))
 }
 
-/// The faces of one image, each crop classified by `classifier`.
+/// The faces of one image, each crop classified by the run's model (`card`, `model`).
 pub(crate) fn faces_in(
     rgb: &RgbImage,
     detector: &Mtcnn,
@@ -150,6 +150,30 @@ fn colour(classes: &[String], class: &str) -> &'static str {
     const PALETTE: [&str; 5] = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e"];
     let i = classes.iter().position(|c| c == class).unwrap_or(0);
     PALETTE[i % PALETTE.len()]
+}
+
+/// Each photo annotated as `DIR/STEM.svg` ([`annotated_svg`]), written
+/// atomically; `images` are [`classify_faces`]'s.
+pub fn write_annotated(
+    out: &Path,
+    found: &[PhotoFaces],
+    images: &[RgbImage],
+    classes: &[String],
+) -> Result<(), VisionError> {
+    std::fs::create_dir_all(out).map_err(|source| VisionError::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    for (photo, image) in found.iter().zip(images) {
+        let stem = photo
+            .photo
+            .file_stem()
+            .map_or("photo".into(), |s| s.to_string_lossy().into_owned());
+        let path = out.join(format!("{stem}.svg"));
+        nabla_report::write_atomic(&path, annotated_svg(photo, image, classes).as_bytes())
+            .map_err(|source| VisionError::Io { path, source })?;
+    }
+    Ok(())
 }
 
 /// The photo with each face's box, landmarks and label, as an SVG that

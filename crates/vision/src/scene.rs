@@ -31,8 +31,9 @@ pub struct SceneSettings {
     pub scenes: usize,
     /// Photos pasted into each scene (6).
     pub photos_per_scene: usize,
-    /// The scene's size in pixels (960 × 540).
+    /// The scene's width in pixels (960).
     pub width: u32,
+    /// The scene's height in pixels (540).
     pub height: u32,
     /// Each photo's longer side, drawn uniformly from this range (100–200
     /// pixels: faces of 50–150 pixels, above MTCNN's smallest of 20).
@@ -117,9 +118,7 @@ impl SceneReport {
             &outlines,
         ))
     }
-}
 
-impl SceneReport {
     /// scene-N.png (as composed) and scene-N.svg (faces drawn, pasted
     /// photos outlined), for `--out`; `images` are [`scenes`]'s.
     pub fn files(&self, images: &[RgbImage]) -> Vec<OutputFile> {
@@ -175,6 +174,15 @@ pub fn scenes(
             "scenes: need at least one scene and photo, and sides MIN ≤ MAX, MIN > 0".into(),
         ));
     }
+    if u64::from(s.width) * u64::from(s.height) > crate::decode::MAX_PIXELS || s.scenes > 1000 {
+        return Err(VisionError::Setup(format!(
+            "scenes: at most 1000 scenes of at most {} pixels each (asked for {} of {} × {})",
+            crate::decode::MAX_PIXELS,
+            s.scenes,
+            s.width,
+            s.height
+        )));
+    }
     if s.sides[1] > s.width.min(s.height) {
         return Err(VisionError::Setup(format!(
             "scenes: photos of {} pixels do not fit a {} × {} scene",
@@ -183,7 +191,19 @@ pub fn scenes(
     }
     let (card, model) = run.load_best(device)?;
     let report: TrainReport = read_json(&run.path.join("train.json"))?;
-    let data = run_data(&run.spec()?, &report.config, &Silent)?;
+    let spec = run.spec()?;
+    let data = run_data(&spec, &report.config, &Silent)?;
+    // The split is drawn again from the folder: with other classes it is
+    // not the run's (and its labels would index the wrong names).
+    if data.folder.classes != card.classes {
+        return Err(VisionError::Layout {
+            path: spec.data.clone(),
+            message: format!(
+                "classes {:?}, the model was trained on {:?}",
+                data.folder.classes, card.classes
+            ),
+        });
+    }
     let mut photos: Vec<(PathBuf, usize)> = data
         .val_files
         .iter()
@@ -220,7 +240,8 @@ pub fn scenes(
                 ((photo.height() as f32 * scale) as u32).max(1),
             );
             let resized = image::imageops::resize(&photo, w, h, FilterType::Triangle);
-            // A free place by trial; a crowded scene keeps fewer photos.
+            // A free place by trial; a scene too crowded for one is an error.
+            let before = pasted.len();
             for _ in 0..200 {
                 let x = rng.below((s.width - w + 1) as usize) as u32;
                 let y = rng.below((s.height - h + 1) as usize) as u32;
@@ -242,6 +263,15 @@ pub fn scenes(
                     break;
                 }
             }
+            if pasted.len() == before {
+                return Err(VisionError::Setup(format!(
+                    "scenes: no free place for photo {} of {} in a {} × {} scene after 200 tries; lower --photos or --sides",
+                    before + 1,
+                    s.photos_per_scene,
+                    s.width,
+                    s.height
+                )));
+            }
         }
         let t = Instant::now();
         let faces = faces_in(&canvas, detector, (&card, &model), s.margin, device)?;
@@ -253,7 +283,8 @@ pub fn scenes(
                 .filter(|f| {
                     let cx = (f.face.bbox[0] + f.face.bbox[2]) / 2.0;
                     let cy = (f.face.bbox[1] + f.face.bbox[3]) / 2.0;
-                    (x1..=x2).contains(&cx) && (y1..=y2).contains(&cy)
+                    // Half-open, as the rectangles touch but never overlap.
+                    (x1..x2).contains(&cx) && (y1..y2).contains(&cy)
                 })
                 .max_by(|a, b| a.face.score.total_cmp(&b.face.score))
                 .map(|f| (f.class.clone(), f.probability));
