@@ -185,19 +185,10 @@ fn compare_refuses_unknown_runs_and_missing_data() {
 /// the pretrained runs fine-tune and probe.
 #[test]
 fn compare_fine_tunes_and_probes_imagenet_weights() {
-    let weights = nabla_vision::pretrained::default_dir();
-    if !weights.join("efficientnet-lite0.safetensors").is_file() {
-        assert!(
-            std::env::var_os("NABLA_REQUIRE_PRETRAINED").is_none(),
-            "no weights in {}",
-            weights.display()
-        );
-        eprintln!(
-            "skipped: no EfficientNet-Lite0 weights in {}",
-            weights.display()
-        );
+    if published_weights("efficientnet-lite0.safetensors", "efficientnet-lite0").is_none() {
         return;
     }
+    let weights = nabla_vision::pretrained::default_dir();
     let root = temp_dir("compare-pretrained");
     image_folder(&root.join("data"));
     let o = nabla(&[

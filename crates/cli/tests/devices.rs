@@ -7,32 +7,6 @@
 mod common;
 use common::*;
 
-/// A 1-epoch tiny cnn-bn trained on `root/data` into `root/run`, on the CPU.
-fn tiny_run(root: &std::path::Path) -> std::path::PathBuf {
-    image_folder(&root.join("data"));
-    let run = root.join("run");
-    let o = nabla(&[
-        "vision",
-        "train",
-        "--data",
-        root.join("data").to_str().unwrap(),
-        "--image-size",
-        "16",
-        "--epochs",
-        "1",
-        "--channels",
-        "4,4,4,4",
-        "--hidden",
-        "8",
-        "--model",
-        "cnn-bn",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    run
-}
-
 #[test]
 fn devices_lists_the_backends_of_this_build() {
     let o = nabla(&["devices", "--json"]);
@@ -59,7 +33,8 @@ fn devices_lists_the_backends_of_this_build() {
 #[test]
 fn wgpu_without_the_feature_is_an_error_naming_it() {
     let root = temp_dir("devices-nofeature");
-    let run = tiny_run(&root);
+    image_folder(&root.join("data"));
+    let run = tiny_run(&root, "cnn-bn");
     let o = nabla(&[
         "vision",
         "eval",
@@ -92,7 +67,8 @@ fn eval_and_predict_on_wgpu_give_the_cpus_numbers() {
         "no wgpu adapter: {wgpu}"
     );
     let root = temp_dir("devices-wgpu");
-    let run = tiny_run(&root);
+    image_folder(&root.join("data"));
+    let run = tiny_run(&root, "cnn-bn");
     let data = root.join("data");
     // No adapter (the Vulkan and EGL loaders pointed at nothing): exit 2
     // naming the cause, not Burn's panic on the first tensor.

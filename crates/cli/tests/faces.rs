@@ -11,44 +11,7 @@ const ASTRONAUT: &str = concat!(
 );
 
 fn have_detector() -> bool {
-    let weights = nabla_vision::pretrained::default_dir().join(nabla_vision::mtcnn::MTCNN_FILE);
-    if weights.is_file() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("NABLA_REQUIRE_PRETRAINED").is_none(),
-        "{} is missing; run `nabla weights download mtcnn`",
-        weights.display()
-    );
-    eprintln!("skipped: {} is missing", weights.display());
-    false
-}
-
-/// A 1-epoch tiny cnn trained on `root/data` into `root/run`.
-fn tiny_run(root: &std::path::Path) -> std::path::PathBuf {
-    let run = root.join("run");
-    let o = nabla(&[
-        "vision",
-        "train",
-        "--data",
-        root.join("data").to_str().unwrap(),
-        "--image-size",
-        "16",
-        "--epochs",
-        "1",
-        "--channels",
-        "4,4,4,4",
-        "--hidden",
-        "8",
-        "--model",
-        "cnn",
-        "--cache",
-        root.join("cache").to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    run
+    published_weights(nabla_vision::mtcnn::MTCNN_FILE, "mtcnn").is_some()
 }
 
 /// `vision detect` on the astronaut (one face) and a plain picture (none),
@@ -61,7 +24,7 @@ fn detect_finds_classifies_and_draws_faces() {
     }
     let root = temp_dir("vision-detect");
     image_folder(&root.join("data"));
-    let run = tiny_run(&root);
+    let run = tiny_run(&root, "cnn");
     let plain = root.join("plain.png");
     image::RgbImage::from_pixel(64, 48, image::Rgb([90, 140, 200]))
         .save(&plain)
@@ -170,7 +133,7 @@ fn scene_pastes_validation_photos_and_counts_the_faces_found() {
             copy.save(dir.join(format!("{i}.png"))).unwrap();
         }
     }
-    let run = tiny_run(&root);
+    let run = tiny_run(&root, "cnn");
     let out = root.join("scenes");
     let o = nabla(&[
         "vision",

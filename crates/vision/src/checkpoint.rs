@@ -102,7 +102,13 @@ impl Trainer {
                 message: "no checkpoint to resume from (expected checkpoints/epoch-NNNN/)".into(),
             })?;
         let state: CheckpointState = crate::run::read_json(&dir.join(STATE_FILE))?;
-        crate::train::check_device(&state.config, device)?;
+        // A resumed run keeps its checkpoint's batch and image size.
+        crate::train::check_device(&state.config, device).map_err(|e| {
+            VisionError::Setup(format!(
+                "{e} — a resumed run keeps its batch and image size, so resume {} with --device cpu",
+                run.display()
+            ))
+        })?;
         let model = state
             .config
             .model

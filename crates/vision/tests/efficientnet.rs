@@ -2,6 +2,7 @@
 //! tools/gen_efficientnet_fixtures.py, and the real ImageNet weights on two
 //! photos.
 
+mod common;
 mod parity;
 
 use burn::tensor::Device;
@@ -9,8 +10,7 @@ use nabla_dense::NumpyRandom;
 use nabla_vision::efficientnet::{EfficientNetConfig, LiteNames};
 use nabla_vision::model::Architecture;
 use nabla_vision::pretrained::{
-    classify_imagenet, default_dir, imagenet_classes, import_efficientnet_lite0,
-    EFFICIENTNET_LITE0_FILE,
+    classify_imagenet, imagenet_classes, import_efficientnet_lite0, EFFICIENTNET_LITE0_FILE,
 };
 use nabla_vision::weights::{load_into, StateDict};
 use parity::{fixture, fixture_weights, json, largest_logit_difference};
@@ -45,24 +45,8 @@ fn importing_a_file_that_is_not_efficientnet_lite0_lists_what_is_missing() {
     assert!(!out.path().join(EFFICIENTNET_LITE0_FILE).exists());
 }
 
-/// The ImageNet weights as `nabla weights download efficientnet-lite0` leaves
-/// them. CI downloads them and sets NABLA_REQUIRE_PRETRAINED=1, so there a
-/// missing file fails the test; elsewhere it is skipped with a note.
 fn imported_weights() -> Option<std::path::PathBuf> {
-    let path = default_dir().join(EFFICIENTNET_LITE0_FILE);
-    if path.is_file() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var_os("NABLA_REQUIRE_PRETRAINED").is_none(),
-        "{} is missing; run `nabla weights download efficientnet-lite0`",
-        path.display()
-    );
-    eprintln!(
-        "skipped: {} is missing (nabla weights download efficientnet-lite0)",
-        path.display()
-    );
-    None
+    common::published_weights(EFFICIENTNET_LITE0_FILE, "efficientnet-lite0")
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! the same weights and inputs (tools/gen_mtcnn_fixtures.py): every output
 //! within 1e-4 of PyTorch's, relative to the output's largest value.
 
+mod common;
+
 use nabla_dense::NumpyRandom;
 use nabla_vision::mtcnn::{Maps, Net, Stage};
 use nabla_vision::weights::{NamedTensor, StateDict};
@@ -189,24 +191,8 @@ fn misshapen_weights_are_refused_by_name() {
     assert!(e.contains("rnet takes 3 × 24 × 24"), "{e}");
 }
 
-/// facenet-pytorch's published weights as `nabla weights download mtcnn`
-/// leaves them. CI downloads them and sets NABLA_REQUIRE_PRETRAINED=1, so
-/// there a missing file fails the test; elsewhere it is skipped with a note.
 fn imported_weights() -> Option<std::path::PathBuf> {
-    let path = nabla_vision::pretrained::default_dir().join(nabla_vision::mtcnn::MTCNN_FILE);
-    if path.is_file() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var_os("NABLA_REQUIRE_PRETRAINED").is_none(),
-        "{} is missing; run `nabla weights download mtcnn`",
-        path.display()
-    );
-    eprintln!(
-        "skipped: {} is missing (nabla weights download mtcnn)",
-        path.display()
-    );
-    None
+    common::published_weights(nabla_vision::mtcnn::MTCNN_FILE, "mtcnn")
 }
 
 /// The wheel's weights, imported by nabla (restricted pickle reader, names

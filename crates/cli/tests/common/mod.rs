@@ -56,3 +56,51 @@ pub fn image_folder(dir: &std::path::Path) {
     }
     std::fs::write(dir.join("light/broken.png"), b"not a png").unwrap();
 }
+
+/// Published weights as `nabla weights download MODEL` leaves them in the
+/// weights folder. CI downloads them and sets NABLA_REQUIRE_PRETRAINED=1, so
+/// there a missing file fails the test; elsewhere it is skipped with a note.
+pub fn published_weights(file: &str, model: &str) -> Option<std::path::PathBuf> {
+    let path = nabla_vision::pretrained::default_dir().join(file);
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("NABLA_REQUIRE_PRETRAINED").is_none(),
+        "{} is missing; run `nabla weights download {model}`",
+        path.display()
+    );
+    eprintln!(
+        "skipped: {} is missing (nabla weights download {model})",
+        path.display()
+    );
+    None
+}
+
+/// A 1-epoch tiny `model` (cnn or cnn-bn; 16 px, 4-channel convolutions)
+/// trained on the CPU on `root/data` into `root/run`.
+pub fn tiny_run(root: &std::path::Path, model: &str) -> PathBuf {
+    let run = root.join("run");
+    let o = nabla(&[
+        "vision",
+        "train",
+        "--data",
+        root.join("data").to_str().unwrap(),
+        "--image-size",
+        "16",
+        "--epochs",
+        "1",
+        "--channels",
+        "4,4,4,4",
+        "--hidden",
+        "8",
+        "--model",
+        model,
+        "--cache",
+        root.join("cache").to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    run
+}

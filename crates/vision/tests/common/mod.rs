@@ -78,3 +78,23 @@ pub fn snapshot(network: &Network) -> [Vec<f32>; 3] {
         values(m.fc.weight.val().flatten(0, 1)),
     ]
 }
+
+/// Published weights as `nabla weights download MODEL` leaves them in the
+/// weights folder. CI downloads them and sets NABLA_REQUIRE_PRETRAINED=1, so
+/// there a missing file fails the test; elsewhere it is skipped with a note.
+pub fn published_weights(file: &str, model: &str) -> Option<std::path::PathBuf> {
+    let path = nabla_vision::pretrained::default_dir().join(file);
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("NABLA_REQUIRE_PRETRAINED").is_none(),
+        "{} is missing; run `nabla weights download {model}`",
+        path.display()
+    );
+    eprintln!(
+        "skipped: {} is missing (nabla weights download {model})",
+        path.display()
+    );
+    None
+}
