@@ -103,7 +103,7 @@ impl Trainer {
             })?;
         let state: CheckpointState = crate::run::read_json(&dir.join(STATE_FILE))?;
         // A resumed run keeps its checkpoint's batch and image size.
-        crate::train::check_device(&state.config, device).map_err(|e| {
+        crate::device::check_training_device(&state.config, device).map_err(|e| {
             VisionError::Setup(format!(
                 "{e} — a resumed run keeps its batch and image size, so resume {} with --device cpu",
                 run.display()

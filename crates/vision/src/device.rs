@@ -172,6 +172,19 @@ pub fn wgpu_adapters() -> Vec<Adapter> {
         .collect()
 }
 
+/// Refuses a GPU device that would get this configuration's gradients wrong
+/// ([`check_training_sums`]); the CPU needs no asking.
+pub(crate) fn check_training_device(
+    config: &crate::train::VisionTrainConfig,
+    device: &Device,
+) -> Result<(), crate::VisionError> {
+    if device.clone().inner() == Device::flex() {
+        return Ok(());
+    }
+    check_training_sums(device, config.batch_size, config.model.image_size)
+        .map_err(crate::VisionError::Setup)
+}
+
 /// Whether `device` computes the long sums a training step needs, for
 /// batches of `batch` images of `size` × `size`: a convolution's weight and
 /// bias gradients and BatchNorm's statistics each sum over every pixel of

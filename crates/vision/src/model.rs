@@ -352,6 +352,30 @@ impl Normalization {
     }
 }
 
+impl ModelConfig {
+    /// The network drawn on the CPU from `seed`, every parameter now: Burn
+    /// draws one lazily, on whatever device the network has been moved to
+    /// by then and from that backend's own generator, so a network drawn
+    /// here and then forked starts from the same weights on every device.
+    pub(crate) fn init_on_cpu(&self, seed: u32, autodiff: bool) -> Network {
+        struct DrawNow;
+        impl burn::module::ModuleVisitor for DrawNow {
+            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+                let _ = param.val();
+            }
+        }
+        let cpu = if autodiff {
+            Device::flex().autodiff()
+        } else {
+            Device::flex()
+        };
+        cpu.seed(u64::from(seed));
+        let network = self.init(&cpu);
+        network.visit(&mut DrawNow);
+        network
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

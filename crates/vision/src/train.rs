@@ -279,43 +279,13 @@ impl Features {
     }
 }
 
-/// Refuses a GPU device that would get this configuration's gradients wrong
-/// ([`crate::device::check_training_sums`]); the CPU needs no asking.
-pub(crate) fn check_device(config: &VisionTrainConfig, device: &Device) -> Result<(), VisionError> {
-    if device.clone().inner() == Device::flex() {
-        return Ok(());
-    }
-    crate::device::check_training_sums(device, config.batch_size, config.model.image_size)
-        .map_err(VisionError::Setup)
-}
-
-/// Draws every parameter's initial value where the module is.
-struct DrawNow;
-
-impl burn::module::ModuleVisitor for DrawNow {
-    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-        let _ = param.val();
-    }
-}
-
 impl Trainer {
     /// A fresh run from the seeded initialisation, with the pretrained
     /// weights loaded when the configuration names them.
     pub fn new(config: VisionTrainConfig, device: &Device) -> Result<Self, VisionError> {
-        check_device(&config, device)?;
-        // Drawn on the CPU from the seed and then moved, so that every
-        // device starts from the same weights: each backend has its own
-        // generator (wgpu's draws other numbers from the same seed), and
-        // Burn draws a parameter lazily, on the device it has been moved
-        // to by then, unless it is drawn first.
-        let cpu = if device.is_autodiff() {
-            Device::flex().autodiff()
-        } else {
-            Device::flex()
-        };
-        cpu.seed(u64::from(config.seed));
-        let mut model = config.model.init(&cpu);
-        model.visit(&mut DrawNow);
+        crate::device::check_training_device(&config, device)?;
+        // Drawn on the CPU, then forked: the same weights on every device.
+        let mut model = config.model.init_on_cpu(config.seed, device.is_autodiff());
         if let Some(path) = &config.pretrained {
             model = crate::load::load_pretrained(model, path, true)?;
         }
