@@ -200,42 +200,29 @@ fn scene_pastes_validation_photos_and_counts_the_faces_found() {
     }
     let svg = std::fs::read_to_string(out.join("scene-1.svg")).unwrap();
     assert!(svg.contains("stroke-dasharray") && svg.contains("data:image/png;base64,"));
-    // Bad input.
-    let o = nabla(&["vision", "scene", "--best-of", root.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("comparison.json"), "{}", stderr(&o));
-    let o = nabla(&[
-        "vision",
-        "scene",
-        "--checkpoint",
-        run.to_str().unwrap(),
-        "--sides",
-        "600-700",
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("do not fit"), "{}", stderr(&o));
-    let o = nabla(&[
-        "vision",
-        "scene",
-        "--checkpoint",
-        run.to_str().unwrap(),
-        "--size",
-        "640",
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("WIDTHxHEIGHT"), "{}", stderr(&o));
-    let o = nabla(&[
-        "vision",
-        "scene",
-        "--checkpoint",
-        run.to_str().unwrap(),
-        "--photos",
-        "50",
-        "--size",
-        "640x360",
-        "--sides",
-        "170-192",
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("no free place"), "{}", stderr(&o));
+    // Bad input: exit 2 with a message naming what is wrong.
+    let refused = |extra: &[&str], needle: &str| {
+        let mut args = vec!["vision", "scene"];
+        args.extend(extra);
+        let o = nabla(&args);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{extra:?}: {}", stderr(&o));
+    };
+    let run = run.to_str().unwrap();
+    refused(&["--best-of", root.to_str().unwrap()], "comparison.json");
+    refused(&["--checkpoint", run, "--sides", "600-700"], "do not fit");
+    refused(&["--checkpoint", run, "--size", "640"], "WIDTHxHEIGHT");
+    refused(
+        &[
+            "--checkpoint",
+            run,
+            "--photos",
+            "50",
+            "--size",
+            "640x360",
+            "--sides",
+            "170-192",
+        ],
+        "no free place",
+    );
 }
