@@ -116,12 +116,9 @@ pub fn scene(a: &SceneArgs) -> Result<()> {
     };
     let detector = detector(a.detector.as_ref())?;
     let device = a.device.device().map_err(InputError)?;
-    let (report, images) = scenes(&run, &detector, &settings, &device)?;
-    a.output.emit(
-        &report,
-        || Ok(report.files(&images)),
-        || scene_text(&report),
-    )
+    let (report, pngs) = scenes(&run, &detector, &settings, &device)?;
+    a.output
+        .emit(&report, || Ok(report.files(&pngs)), || scene_text(&report))
 }
 
 fn scene_text(r: &SceneReport) -> String {

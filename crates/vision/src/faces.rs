@@ -11,6 +11,7 @@ use image::RgbImage;
 
 use crate::decode::decode;
 use crate::detect::{detect, DetectConfig, Face, Planes};
+use crate::images::png_bytes;
 use crate::model::Network;
 use crate::mtcnn::{Mtcnn, MTCNN_FILE};
 use crate::run::RunDir;
@@ -187,13 +188,6 @@ pub fn annotated_svg(found: &PhotoFaces, image: &RgbImage, classes: &[String]) -
         classes,
         &[],
     )
-}
-
-/// `image` as a PNG file's bytes.
-pub(crate) fn png_bytes(image: &RgbImage) -> Vec<u8> {
-    let mut png = Vec::new();
-    let _ = image.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png);
-    png
 }
 
 /// A `w × h` PNG with `faces` drawn on it, and `outlines` (where photos

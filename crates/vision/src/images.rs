@@ -54,3 +54,11 @@ impl ImageSet {
         (images, labels)
     }
 }
+
+/// `image` as a PNG file's bytes (the report's inline pictures, `--out`'s
+/// files); encoding an image in memory does not fail.
+pub(crate) fn png_bytes(image: &image::RgbImage) -> Vec<u8> {
+    let mut png = Vec::new();
+    let _ = image.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png);
+    png
+}

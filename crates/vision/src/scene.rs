@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::compare::Comparison;
 use crate::decode::decode;
-use crate::faces::{drawn_svg, faces_in, png_bytes, ClassifiedFace};
+use crate::faces::{drawn_svg, faces_in, ClassifiedFace};
+use crate::images::png_bytes;
 use crate::mtcnn::Mtcnn;
 use crate::report::TrainReport;
 use crate::run::{read_json, run_data, RunDir, Silent};
@@ -100,47 +101,39 @@ pub struct SceneReport {
     pub first_png: String,
 }
 
+impl Scene {
+    /// `png` (this scene, `w × h`) with its faces (coloured by class) and
+    /// dashed outlines where the photos were pasted.
+    fn drawn(&self, png: &[u8], w: u32, h: u32, classes: &[String]) -> String {
+        let outlines: Vec<[u32; 4]> = self.pasted.iter().map(|p| p.rect).collect();
+        drawn_svg(png, w, h, &self.faces, classes, &outlines)
+    }
+}
+
 impl SceneReport {
-    /// The first scene with its faces (coloured by class) and dashed
-    /// outlines where the photos were pasted.
+    /// The first scene drawn ([`Scene::drawn`]).
     pub fn first_svg(&self) -> Option<String> {
         let scene = self.scenes.first()?;
         let png = base64::engine::general_purpose::STANDARD
             .decode(&self.first_png)
             .ok()?;
-        let outlines: Vec<[u32; 4]> = scene.pasted.iter().map(|p| p.rect).collect();
-        Some(drawn_svg(
-            &png,
-            self.settings.width,
-            self.settings.height,
-            &scene.faces,
-            &self.classes,
-            &outlines,
-        ))
+        let (w, h) = (self.settings.width, self.settings.height);
+        Some(scene.drawn(&png, w, h, &self.classes))
     }
 
-    /// scene-N.png (as composed) and scene-N.svg (faces drawn, pasted
-    /// photos outlined), for `--out`; `images` are [`scenes`]'s.
-    pub fn files(&self, images: &[RgbImage]) -> Vec<OutputFile> {
+    /// scene-N.png (as composed) and scene-N.svg (drawn), for `--out`;
+    /// `pngs` are [`scenes`]'s.
+    pub fn files(&self, pngs: &[Vec<u8>]) -> Vec<OutputFile> {
+        let (w, h) = (self.settings.width, self.settings.height);
         let mut files = Vec::new();
-        for (i, (scene, image)) in self.scenes.iter().zip(images).enumerate() {
-            let png = png_bytes(image);
-            let outlines: Vec<[u32; 4]> = scene.pasted.iter().map(|p| p.rect).collect();
-            let svg = drawn_svg(
-                &png,
-                image.width(),
-                image.height(),
-                &scene.faces,
-                &self.classes,
-                &outlines,
-            );
-            files.push(OutputFile {
-                name: format!("scene-{}.png", i + 1),
-                bytes: png,
-            });
+        for (i, (scene, png)) in self.scenes.iter().zip(pngs).enumerate() {
             files.push(OutputFile {
                 name: format!("scene-{}.svg", i + 1),
-                bytes: svg.into_bytes(),
+                bytes: scene.drawn(png, w, h, &self.classes).into_bytes(),
+            });
+            files.push(OutputFile {
+                name: format!("scene-{}.png", i + 1),
+                bytes: png.clone(),
             });
         }
         files
@@ -161,13 +154,15 @@ pub fn best_of_comparison(dir: &Path) -> Result<RunDir, VisionError> {
 }
 
 /// Composes `settings.scenes` scenes from `run`'s validation photos, finds
-/// and labels their faces, and counts them against where photos were pasted.
+/// and labels their faces, and counts them against where photos were
+/// pasted; with each scene as a PNG file's bytes (encoded once, for the
+/// report and for `--out`).
 pub fn scenes(
     run: &RunDir,
     detector: &Mtcnn,
     settings: &SceneSettings,
     device: &Device,
-) -> Result<(SceneReport, Vec<RgbImage>), VisionError> {
+) -> Result<(SceneReport, Vec<Vec<u8>>), VisionError> {
     let s = settings;
     if s.scenes == 0 || s.photos_per_scene == 0 || s.sides[0] == 0 || s.sides[0] > s.sides[1] {
         return Err(VisionError::Setup(
@@ -220,7 +215,7 @@ pub fn scenes(
     rng.shuffle(&mut photos);
     let mut next = photos.iter().cycle();
     let mut out = Vec::new();
-    let mut images = Vec::new();
+    let mut pngs = Vec::new();
     let mut seconds = 0.0;
     for _ in 0..s.scenes {
         let mut canvas = RgbImage::from_pixel(s.width, s.height, image::Rgb([128; 3]));
@@ -290,7 +285,7 @@ pub fn scenes(
                 .map(|f| (f.class.clone(), f.probability));
         }
         out.push(Scene { pasted, faces });
-        images.push(canvas);
+        pngs.push(png_bytes(&canvas));
     }
     let all = || out.iter().flat_map(|s| &s.pasted);
     let found = all().filter(|p| p.predicted.is_some()).count();
@@ -308,8 +303,8 @@ pub fn scenes(
         labelled_right,
         detections: out.iter().map(|s| s.faces.len()).sum(),
         seconds_per_megapixel: seconds / megapixels,
-        first_png: base64::engine::general_purpose::STANDARD.encode(png_bytes(&images[0])),
+        first_png: base64::engine::general_purpose::STANDARD.encode(&pngs[0]),
         scenes: out,
     };
-    Ok((report, images))
+    Ok((report, pngs))
 }

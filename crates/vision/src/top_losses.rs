@@ -67,10 +67,6 @@ pub fn validation_top_losses(run: &RunDir) -> Result<Vec<TopLoss>, VisionError> 
 
 /// `pixels` (RGB8, `size × size`) as a PNG file's bytes.
 fn thumbnail(pixels: &[u8], size: usize) -> Vec<u8> {
-    let mut png = Vec::new();
-    let image = image::RgbImage::from_raw(size as u32, size as u32, pixels.to_vec());
-    if let Some(image) = image {
-        let _ = image.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png);
-    }
-    png
+    image::RgbImage::from_raw(size as u32, size as u32, pixels.to_vec())
+        .map_or_else(Vec::new, |image| crate::images::png_bytes(&image))
 }
