@@ -141,23 +141,47 @@ impl Activation {
 /// expm1(x) for x ≤ 0 (positive x is clamped to 0) within a few ulps, with
 /// no branches, so a loop over it vectorises; libm's expm1 is a call per
 /// element and was a third of the training time.
-///
-/// x = k·ln2 + r with |r| ≤ ln2/2, expm1(r) by its Taylor series to r¹³/13!
-/// (remainder < 1e-17 relative), then expm1(x) = 2^k·expm1(r) + (2^k − 1),
-/// exact in the k = 0 case that needs relative accuracy near 0.
 #[inline(always)]
 pub fn expm1_nonpositive(x: f64) -> f64 {
+    // Below −700 the result is −1 to the last bit, and 2^k stays normal.
+    let (k, em1_r) = reduce(x.clamp(-700.0, 0.0));
+    let two_k = pow2(k);
+    // Exact in the k = 0 case that needs relative accuracy near 0.
+    fma(two_k, em1_r, two_k - 1.0)
+}
+
+/// exp(x) for x ≤ 0 (positive x is clamped to 0) within a few ulps, down
+/// to the subnormal results and 0 below −745, with no branches.
+#[inline(always)]
+pub fn exp_nonpositive(x: f64) -> f64 {
+    // exp(−746) rounds to 0; −746 − ln 2 / 2 keeps 2^(k/2) normal.
+    let (k, em1_r) = reduce(x.clamp(-746.0, 0.0));
+    // 2^k in two normal halves: the last multiplication rounds a
+    // subnormal result once.
+    let k1 = (k * 0.5).floor();
+    let two_k1 = pow2(k1);
+    fma(two_k1, em1_r, two_k1) * pow2(k - k1)
+}
+
+/// 2^k for an integer-valued k in [−1022, 1023], built from its bits.
+#[inline(always)]
+fn pow2(k: f64) -> f64 {
+    // 2^52: adding it puts a small integer in the low mantissa bits.
+    const BIAS: f64 = 4_503_599_627_370_496.0;
+    f64::from_bits((k + 1023.0 + BIAS).to_bits() << 52)
+}
+
+/// (k, expm1(r)) with x = k·ln2 + r and |r| ≤ ln2/2, for −746 ≤ x ≤ 0:
+/// expm1(r) by its Taylor series to r¹³/13! (remainder < 1e-17 relative).
+#[inline(always)]
+fn reduce(x: f64) -> (f64, f64) {
     // ln 2 split as fdlibm does: LN2_HI has trailing zero bits, so k · LN2_HI is exact.
     const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
     const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
     // 1.5 · 2^52: adding and subtracting it rounds to the nearest integer.
     const ROUND: f64 = 6_755_399_441_055_744.0;
-    // 2^52: adding it puts a small integer in the low mantissa bits.
-    const BIAS: f64 = 4_503_599_627_370_496.0;
-    // Below −700 the result is −1 to the last bit, and 2^k stays normal.
-    let x = x.clamp(-700.0, 0.0);
-    let k = (x * std::f64::consts::LOG2_E + ROUND) - ROUND;
-    let r = (x - k * LN2_HI) - k * LN2_LO;
+    let k = fma(x, std::f64::consts::LOG2_E, ROUND) - ROUND;
+    let r = fma(-k, LN2_LO, fma(-k, LN2_HI, x));
     // q(r) = Σ_{i=0}^{12} r^i / (i+1)!, by Estrin's scheme: independent
     // pairs first, so the multiplications overlap instead of chaining.
     const C: [f64; 13] = [
@@ -178,17 +202,22 @@ pub fn expm1_nonpositive(x: f64) -> f64 {
     let r2 = r * r;
     let r4 = r2 * r2;
     let r8 = r4 * r4;
-    let p01 = C[0] + C[1] * r;
-    let p23 = C[2] + C[3] * r;
-    let p45 = C[4] + C[5] * r;
-    let p67 = C[6] + C[7] * r;
-    let p89 = C[8] + C[9] * r;
-    let p1011 = C[10] + C[11] * r;
-    let low = (p01 + p23 * r2) + (p45 + p67 * r2) * r4;
-    let high = (p89 + p1011 * r2) + C[12] * r4;
-    let em1_r = r * (low + high * r8);
-    let two_k = f64::from_bits((k + 1023.0 + BIAS).to_bits() << 52);
-    two_k * em1_r + (two_k - 1.0)
+    let pair = |i: usize| fma(C[i + 1], r, C[i]);
+    let low = fma(fma(pair(6), r2, pair(4)), r4, fma(pair(2), r2, pair(0)));
+    let high = fma(C[12], r4, fma(pair(10), r2, pair(8)));
+    (k, r * fma(high, r8, low))
+}
+
+/// a · b + c, fused into one instruction (and one rounding) where the CPU
+/// has FMA; elsewhere a multiply and an add, since a software fma would be
+/// far slower.
+#[inline(always)]
+fn fma(a: f64, b: f64, c: f64) -> f64 {
+    if cfg!(target_feature = "fma") {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
 }
 
 impl fmt::Display for Activation {
@@ -235,5 +264,29 @@ mod tests {
         }
         assert!(worst < 2.0 * f64::EPSILON, "worst relative error {worst:e}");
         assert_eq!(expm1_nonpositive(0.0), 0.0);
+    }
+
+    #[test]
+    fn fast_exp_is_within_two_ulps_of_libm_down_to_subnormals() {
+        let mut worst: f64 = 0.0;
+        for i in 0..200_000 {
+            let x = -((i as f64) * 1.36e-4).powi(2);
+            let (got, want) = (exp_nonpositive(x), x.exp());
+            if want > f64::MIN_POSITIVE {
+                worst = worst.max(((got - want) / want).abs());
+            } else {
+                // Subnormal: within one unit of the last place of 2^-1074.
+                assert!(
+                    (got - want).abs() <= 5e-324,
+                    "exp({x}) = {got}, libm {want}"
+                );
+            }
+        }
+        assert!(worst < 2.0 * f64::EPSILON, "worst relative error {worst:e}");
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        for x in [-746.0, -800.0, -1e300, f64::NEG_INFINITY] {
+            assert_eq!(exp_nonpositive(x), 0.0, "exp({x})");
+        }
+        assert_eq!(exp_nonpositive(-745.0), (-745.0f64).exp());
     }
 }

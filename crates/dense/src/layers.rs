@@ -4,24 +4,18 @@
 //! holds one row per unit and one column per sample, with n a multiple of
 //! [`LANES`] (the workspace pads the batch with zero columns). Every kernel
 //! works on tiles of `LANES` columns kept in registers, so the small widths
-//! of the sheet's nets (d = 10) still run at vector speed.
+//! of the sheet's nets (d = 10) still run at vector speed: the products
+//! keep blocks of up to 5 rows × 4 tiles in registers (independent chains
+//! of fused multiply-adds, each weight and tile loaded once per block),
+//! and the weight gradient, a dot product per weight, sums the lanes of
+//! [`LANES`] dot products together in one transpose-and-add.
 
-/// Columns per tile: two AVX registers of f64, or four SSE2 ones.
-pub const LANES: usize = 8;
+use crate::activation::exp_nonpositive;
+
+use crate::simd::F64x8;
+pub use crate::simd::LANES;
 
 type Tile = [f64; LANES];
-
-/// a · b + c, fused into one instruction where the CPU has FMA (Rust never
-/// fuses on its own); elsewhere a plain multiply and add, since a software
-/// fma would be far slower.
-#[inline(always)]
-fn fmadd(a: f64, b: f64, c: f64) -> f64 {
-    if cfg!(target_feature = "fma") {
-        a.mul_add(b, c)
-    } else {
-        a * b + c
-    }
-}
 
 fn tile(row: &[f64], j0: usize) -> &Tile {
     row[j0..j0 + LANES].try_into().expect("a full tile")
@@ -32,21 +26,18 @@ fn tile_mut(row: &mut [f64], j0: usize) -> &mut Tile {
 }
 
 /// z (m × n) = W (m × k) · x (k × n) + b, b added to every column.
-pub fn linear_forward(w: &[f64], b: &[f64], x: &[f64], z: &mut [f64]) {
+/// `wt` is scratch space for Wᵀ, reused across calls.
+pub fn linear_forward(w: &[f64], b: &[f64], x: &[f64], z: &mut [f64], wt: &mut Vec<f64>) {
     let (m, k) = (b.len(), w.len() / b.len());
-    let n = x.len() / k;
-    for j0 in (0..n).step_by(LANES) {
-        for (i, zrow) in z.chunks_exact_mut(n).enumerate().take(m) {
-            let mut acc: Tile = [b[i]; LANES];
-            for (&wv, xrow) in w[i * k..(i + 1) * k].iter().zip(x.chunks_exact(n)) {
-                let xs = tile(xrow, j0);
-                for t in 0..LANES {
-                    acc[t] = fmadd(wv, xs[t], acc[t]);
-                }
-            }
-            *tile_mut(zrow, j0) = acc;
+    // The product walks the weights one input at a time: Wᵀ puts the
+    // weights of one input to all outputs side by side.
+    wt.resize(w.len(), 0.0);
+    for (i, row) in w.chunks_exact(k).enumerate() {
+        for (kk, &v) in row.iter().enumerate() {
+            wt[kk * m + i] = v;
         }
     }
+    product(wt, m, Some(b), x, z);
 }
 
 /// From dz (m × n): dW (m × k) = dz · xᵀ, db = row sums of dz, and, if
@@ -61,82 +52,226 @@ pub fn linear_backward(
 ) {
     let (m, k) = (db.len(), w.len() / db.len());
     let n = dz.len() / m;
-    for ((dzrow, dwrow), dbv) in dz
-        .chunks_exact(n)
-        .zip(dw.chunks_exact_mut(k))
-        .zip(db.iter_mut())
-    {
-        *dbv = lane_dot(dzrow, None);
-        for (d, xrow) in dwrow.iter_mut().zip(x.chunks_exact(n)) {
-            *d = lane_dot(dzrow, Some(xrow));
+    let grads = WeightGrads { dz, x, n, k };
+    for (i0, ri) in blocks(m, GRAD_ROWS) {
+        for (k0, rk) in blocks(k, GRAD_COLS) {
+            dispatch!(grads.block(i0, k0, dw), ri, rk);
         }
+    }
+    for (out, rows) in db.chunks_mut(LANES).zip(dz.chunks(LANES * n)) {
+        let mut sums = [F64x8::splat(0.0); LANES];
+        for (sum, row) in sums.iter_mut().zip(rows.chunks_exact(n)) {
+            for j0 in (0..n).step_by(LANES) {
+                *sum = sum.add(F64x8::load(tile(row, j0)));
+            }
+        }
+        out.copy_from_slice(&F64x8::lane_sums(&sums)[..out.len()]);
     }
     if let Some(dx) = dx {
+        // W is already Wᵀ's transpose: one row of W holds one output's
+        // weights to all inputs.
+        product(w, k, None, dz, dx);
+    }
+}
+
+/// Output rows a product computes together, each times [`COLS`] tiles of
+/// columns: every weight loaded is used for `COLS` tiles and every input
+/// tile for `ROWS` rows, so the loads keep up with the multiply-adds.
+const ROWS: usize = 5;
+/// With AVX-512's 32 registers 5 × 4 tile accumulators, the 4 input tiles
+/// and a weight fit; with AVX2's 16 (two per tile) only 5 × 1.
+const COLS: usize = if cfg!(target_feature = "avx512f") {
+    4
+} else {
+    1
+};
+/// The weight gradient's blocks: rows of dz × rows of x.
+const GRAD_ROWS: usize = if cfg!(target_feature = "avx512f") {
+    5
+} else {
+    2
+};
+const GRAD_COLS: usize = if cfg!(target_feature = "avx512f") {
+    4
+} else {
+    2
+};
+
+/// `(start, len)` of equal blocks of at most `max` covering `0..len`
+/// (10 by 4: 4, 4, 2 — 10 by 5: 5, 5).
+fn blocks(len: usize, max: usize) -> impl Iterator<Item = (usize, usize)> {
+    let per = len.div_ceil(len.div_ceil(max).max(1)).max(1);
+    (0..len).step_by(per).map(move |s| (s, per.min(len - s)))
+}
+
+/// `$call` with const generics `<R, C>` for run-time `r` in 1..=5 and `c` in 1..=4.
+macro_rules! dispatch {
+    ($recv:ident . $f:ident ( $($arg:expr),* ), $r:expr, $c:expr) => {
+        match $r {
+            1 => dispatch!(@c $recv.$f, 1, $c, $($arg),*),
+            2 => dispatch!(@c $recv.$f, 2, $c, $($arg),*),
+            3 => dispatch!(@c $recv.$f, 3, $c, $($arg),*),
+            4 => dispatch!(@c $recv.$f, 4, $c, $($arg),*),
+            _ => dispatch!(@c $recv.$f, 5, $c, $($arg),*),
+        }
+    };
+    (@c $recv:ident . $f:ident, $r:literal, $c:expr, $($arg:expr),*) => {
+        match $c {
+            1 => $recv.$f::<$r, 1>($($arg),*),
+            2 => $recv.$f::<$r, 2>($($arg),*),
+            3 => $recv.$f::<$r, 3>($($arg),*),
+            _ => $recv.$f::<$r, 4>($($arg),*),
+        }
+    };
+}
+use dispatch;
+
+/// out (rows × n) = aᵀ · x (+ bias in every column), with `a` depth × rows
+/// and `x` depth × n, both row-major.
+fn product(a: &[f64], rows: usize, bias: Option<&[f64]>, x: &[f64], out: &mut [f64]) {
+    if rows == 0 {
+        return;
+    }
+    let n = out.len() / rows;
+    let p = Product {
+        a,
+        rows,
+        bias,
+        x,
+        n,
+    };
+    for (r0, r) in blocks(rows, ROWS) {
+        for (c0, c) in blocks(n / LANES, COLS) {
+            dispatch!(p.block(r0, c0 * LANES, out), r, c);
+        }
+    }
+}
+
+/// The operands of a [`product`].
+struct Product<'a> {
+    a: &'a [f64],
+    rows: usize,
+    bias: Option<&'a [f64]>,
+    x: &'a [f64],
+    n: usize,
+}
+
+impl Product<'_> {
+    /// Rows `r0..r0 + R` of columns `j0..j0 + C · LANES`.
+    fn block<const R: usize, const C: usize>(&self, r0: usize, j0: usize, out: &mut [f64]) {
+        let mut acc = [[F64x8::splat(0.0); C]; R];
+        if let Some(b) = self.bias {
+            for (acc, &b) in acc.iter_mut().zip(&b[r0..r0 + R]) {
+                *acc = [F64x8::splat(b); C];
+            }
+        }
+        let n = self.n;
+        for (arow, xrow) in self.a.chunks_exact(self.rows).zip(self.x.chunks_exact(n)) {
+            let ws: &[f64; R] = arow[r0..r0 + R].try_into().expect("R weights");
+            let xs: [F64x8; C] = std::array::from_fn(|c| F64x8::load(tile(xrow, j0 + c * LANES)));
+            for (acc, &wv) in acc.iter_mut().zip(ws) {
+                let wv = F64x8::splat(wv);
+                for (acc, &xv) in acc.iter_mut().zip(&xs) {
+                    *acc = acc.mul_add(wv, xv);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (c, acc) in acc.iter().enumerate() {
+                acc.store(tile_mut(&mut out[(r0 + r) * n..], j0 + c * LANES));
+            }
+        }
+    }
+}
+
+/// The operands of dW = dz · xᵀ.
+struct WeightGrads<'a> {
+    dz: &'a [f64],
+    x: &'a [f64],
+    n: usize,
+    k: usize,
+}
+
+impl WeightGrads<'_> {
+    /// dW's rows `i0..i0 + R` and columns `k0..k0 + C`: R × C dot products
+    /// accumulated lane by lane over the tiles of the batch, then their
+    /// lanes summed eight at a time.
+    fn block<const R: usize, const C: usize>(&self, i0: usize, k0: usize, dw: &mut [f64]) {
+        let n = self.n;
+        let mut acc = [[F64x8::splat(0.0); C]; R];
         for j0 in (0..n).step_by(LANES) {
-            for (kk, dxrow) in dx.chunks_exact_mut(n).enumerate() {
-                let mut acc: Tile = [0.0; LANES];
-                for (i, dzrow) in dz.chunks_exact(n).enumerate() {
-                    let wv = w[i * k + kk];
-                    let ds = tile(dzrow, j0);
-                    for t in 0..LANES {
-                        acc[t] = fmadd(wv, ds[t], acc[t]);
-                    }
+            let a: [F64x8; R] =
+                std::array::from_fn(|r| F64x8::load(tile(&self.dz[(i0 + r) * n..], j0)));
+            let b: [F64x8; C] =
+                std::array::from_fn(|c| F64x8::load(tile(&self.x[(k0 + c) * n..], j0)));
+            for (acc, &av) in acc.iter_mut().zip(&a) {
+                for (acc, &bv) in acc.iter_mut().zip(&b) {
+                    *acc = acc.mul_add(av, bv);
                 }
-                *tile_mut(dxrow, j0) = acc;
+            }
+        }
+        // Through memory: indexing the accumulators by a run-time count
+        // would keep them out of registers inside the loop above.
+        let mut sums = [[[0.0; LANES]; C]; R];
+        for (acc, sums) in acc.iter().zip(sums.iter_mut()) {
+            for (acc, sum) in acc.iter().zip(sums.iter_mut()) {
+                acc.store(sum);
+            }
+        }
+        for g0 in (0..R * C).step_by(LANES) {
+            // Entry e is (row e / C, column e % C); a short last group
+            // repeats the last entry.
+            let lanes: [F64x8; LANES] = std::array::from_fn(|q| {
+                let e = (g0 + q).min(R * C - 1);
+                F64x8::load(&sums[e / C][e % C])
+            });
+            let group = F64x8::lane_sums(&lanes);
+            for (e, &sum) in (g0..R * C).zip(&group) {
+                dw[(i0 + e / C) * self.k + k0 + e % C] = sum;
             }
         }
     }
 }
 
-/// Σ_j a[j] · b[j] (or Σ_j a[j] without `b`), accumulated in `LANES`
-/// independent sums so the loop vectorises: a single running sum would
-/// serialise every addition.
-#[inline(always)]
-fn lane_dot(a: &[f64], b: Option<&[f64]>) -> f64 {
-    let mut acc: Tile = [0.0; LANES];
-    match b {
-        Some(b) => {
-            for (ta, tb) in a.chunks_exact(LANES).zip(b.chunks_exact(LANES)) {
-                for t in 0..LANES {
-                    acc[t] = fmadd(ta[t], tb[t], acc[t]);
-                }
+/// Column-wise softmax of `logits` (K × n) into `probs`, each column
+/// shifted by its maximum so exp never overflows; a tile of columns at a
+/// time, through a branch-free exp that vectorises.
+pub fn softmax_forward(logits: &[f64], probs: &mut [f64], n: usize) {
+    for j0 in (0..n).step_by(LANES) {
+        let mut max = [f64::NEG_INFINITY; LANES];
+        for row in logits.chunks_exact(n) {
+            let z = tile(row, j0);
+            for t in 0..LANES {
+                max[t] = max[t].max(z[t]);
             }
         }
-        None => {
-            for ta in a.chunks_exact(LANES) {
-                for t in 0..LANES {
-                    acc[t] += ta[t];
-                }
+        let mut sum = [0.0; LANES];
+        for (prow, zrow) in probs.chunks_exact_mut(n).zip(logits.chunks_exact(n)) {
+            let (p, z) = (tile_mut(prow, j0), tile(zrow, j0));
+            for t in 0..LANES {
+                p[t] = exp_nonpositive(z[t] - max[t]);
+                sum[t] += p[t];
+            }
+        }
+        for prow in probs.chunks_exact_mut(n) {
+            let p = tile_mut(prow, j0);
+            for t in 0..LANES {
+                p[t] /= sum[t];
             }
         }
     }
-    acc.iter().sum()
 }
 
-/// Column-wise softmax of `logits` (K × n) into `probs`, shifted by each
-/// column's maximum so exp never overflows; returns the mean cross-entropy
-/// over the first `labels.len()` columns (the rest is padding).
-pub fn softmax_cross_entropy_forward(logits: &[f64], labels: &[usize], probs: &mut [f64]) -> f64 {
+/// Mean cross-entropy of the softmax of `logits` (K × n) over the first
+/// `labels.len()` columns (the rest is padding): log p_y = z_y − max −
+/// log Σ exp(z − max), exact even when p_y underflows.
+pub fn cross_entropy(logits: &[f64], labels: &[usize]) -> f64 {
     let n = logits.len() / classes(logits, labels);
     let mut total = 0.0;
     for (j, &y) in labels.iter().enumerate() {
-        let max = logits[j..]
-            .iter()
-            .step_by(n)
-            .fold(f64::NEG_INFINITY, |m, &v| m.max(v));
-        let mut sum = 0.0;
-        for (p, &z) in probs[j..]
-            .iter_mut()
-            .step_by(n)
-            .zip(logits[j..].iter().step_by(n))
-        {
-            *p = (z - max).exp();
-            sum += *p;
-        }
-        for p in probs[j..].iter_mut().step_by(n) {
-            *p /= sum;
-        }
-        // log p_y = z_y − max − log Σ exp(z − max), exact even when p_y underflows.
+        let column = || logits[j..].iter().step_by(n);
+        let max = column().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+        let sum: f64 = column().map(|&z| (z - max).exp()).sum();
         total -= logits[y * n + j] - max - sum.ln();
     }
     total / labels.len() as f64
@@ -198,7 +333,8 @@ mod tests {
         // W = [[1, 2], [3, 4], [5, 6]] (3 × 2), b = [1, 0, -1], one sample x = [1, -1].
         let w = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
         let mut z = vec![0.0; 3 * LANES];
-        linear_forward(&w, &[1.0, 0.0, -1.0], &padded(&[1.0, -1.0]), &mut z);
+        let x = padded(&[1.0, -1.0]);
+        linear_forward(&w, &[1.0, 0.0, -1.0], &x, &mut z, &mut Vec::new());
         assert_eq!([z[0], z[LANES], z[2 * LANES]], [0.0, -1.0, -2.0]);
         let (mut dw, mut db, mut dx) = ([0.0; 6], [0.0; 3], vec![0.0; 2 * LANES]);
         let dz = padded(&[1.0, 0.0, 2.0]);
@@ -218,9 +354,10 @@ mod tests {
     #[test]
     fn softmax_survives_huge_logits_and_ignores_padding() {
         let mut p = vec![0.0; 3 * LANES];
-        let loss = softmax_cross_entropy_forward(&padded(&[1000.0, 0.0, -1000.0]), &[2], &mut p);
-        assert_eq!(p[0], 1.0);
-        assert_eq!(loss, 2000.0);
+        let logits = padded(&[1000.0, 0.0, -1000.0]);
+        softmax_forward(&logits, &mut p, LANES);
+        assert_eq!([p[0], p[LANES], p[2 * LANES]], [1.0, 0.0, 0.0]);
+        assert_eq!(cross_entropy(&logits, &[2]), 2000.0);
         let mut dz = vec![9.0; 3 * LANES];
         softmax_cross_entropy_backward(&p, &[2], &mut dz);
         assert_eq!([dz[0], dz[LANES], dz[2 * LANES]], [1.0, 0.0, -1.0]);
@@ -228,5 +365,73 @@ mod tests {
             .iter()
             .enumerate()
             .all(|(i, &v)| i % LANES == 0 || v == 0.0));
+    }
+
+    /// Every blocking of rows (1 to 13 outputs: blocks of 1 to 6), inputs
+    /// from 1 to 17 (partial groups of LANES weights), 1 to 5 tiles of
+    /// columns, against the definitions summed in plain loops.
+    #[test]
+    fn linear_layer_against_plain_loops_over_odd_shapes() {
+        let mut rng = crate::rng::NumpyRandom::new(7);
+        for (m, k, n) in [
+            (1, 1, 8),
+            (3, 10, 32),
+            (10, 5, 16),
+            (13, 17, 40),
+            (7, 9, 24),
+            (12, 2, 8),
+        ] {
+            let (w, b) = (rng.randn_vec(m * k), rng.randn_vec(m));
+            let (x, dz) = (rng.randn_vec(k * n), rng.randn_vec(m * n));
+            let mut z = vec![0.0; m * n];
+            linear_forward(&w, &b, &x, &mut z, &mut Vec::new());
+            let (mut dw, mut db, mut dx) = (vec![0.0; m * k], vec![0.0; m], vec![0.0; k * n]);
+            linear_backward(&x, &w, &dz, &mut dw, &mut db, Some(&mut dx));
+            let close = |got: f64, want: f64, what: &str| {
+                assert!(
+                    (got - want).abs() <= 1e-12 * want.abs().max(1.0),
+                    "{m}×{k}×{n} {what}: {got} vs {want}"
+                );
+            };
+            for i in 0..m {
+                for j in 0..n {
+                    let want = b[i] + (0..k).map(|kk| w[i * k + kk] * x[kk * n + j]).sum::<f64>();
+                    close(z[i * n + j], want, "z");
+                }
+                close(db[i], dz[i * n..(i + 1) * n].iter().sum(), "db");
+                for kk in 0..k {
+                    let want = (0..n).map(|j| dz[i * n + j] * x[kk * n + j]).sum::<f64>();
+                    close(dw[i * k + kk], want, "dW");
+                }
+            }
+            for kk in 0..k {
+                for j in 0..n {
+                    let want = (0..m).map(|i| w[i * k + kk] * dz[i * n + j]).sum::<f64>();
+                    close(dx[kk * n + j], want, "dx");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn softmax_of_a_tile_against_libm() {
+        let logits: Vec<f64> = (0..3 * LANES)
+            .map(|i| (i as f64 * 0.37).sin() * 30.0)
+            .collect();
+        let mut p = vec![0.0; 3 * LANES];
+        softmax_forward(&logits, &mut p, LANES);
+        for j in 0..LANES {
+            let column = [logits[j], logits[LANES + j], logits[2 * LANES + j]];
+            let max = column.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+            let sum: f64 = column.iter().map(|z| (z - max).exp()).sum();
+            for (r, z) in column.iter().enumerate() {
+                let want = (z - max).exp() / sum;
+                assert!(
+                    (p[r * LANES + j] - want).abs() <= 4.0 * f64::EPSILON * want,
+                    "{} vs {want}",
+                    p[r * LANES + j]
+                );
+            }
+        }
     }
 }

@@ -8,8 +8,8 @@ use ndarray::{Array1, Array2};
 
 use crate::activation::Activation;
 use crate::layers::{
-    accuracy, linear_backward, linear_forward, softmax_cross_entropy_backward,
-    softmax_cross_entropy_forward, LANES,
+    accuracy, cross_entropy, linear_backward, linear_forward, softmax_cross_entropy_backward,
+    softmax_forward, LANES,
 };
 use crate::rng::NumpyRandom;
 
@@ -111,6 +111,8 @@ pub struct Workspace {
     probs: Vec<f64>,
     delta: Vec<f64>,
     delta_prev: Vec<f64>,
+    /// Scratch for one layer's transposed weights.
+    transposed: Vec<f64>,
 }
 
 impl Workspace {
@@ -145,19 +147,32 @@ impl Workspace {
 
     /// Forward pass over the loaded batch; returns the mean cross-entropy.
     pub fn forward(&mut self, net: &Mlp) -> f64 {
+        self.propagate(net);
+        self.loss()
+    }
+
+    /// Forward pass over the loaded batch up to the softmax, all that
+    /// [`Workspace::backward`] needs: training skips the loss's logarithms.
+    pub fn propagate(&mut self, net: &Mlp) {
         let layers = net.weights.len();
         for l in 0..layers {
             let b = net.biases[l].as_slice().expect("standard layout");
             let (before, after) = self.acts.split_at_mut(l + 1);
-            linear_forward(slice(&net.weights[l]), b, &before[l], &mut self.zs[l]);
+            let (w, z) = (slice(&net.weights[l]), &mut self.zs[l]);
+            linear_forward(w, b, &before[l], z, &mut self.transposed);
             if l + 1 < layers {
                 net.activation.forward(&self.zs[l], &mut after[0]);
             }
         }
-        softmax_cross_entropy_forward(&self.zs[layers - 1], &self.labels, &mut self.probs)
+        softmax_forward(&self.zs[layers - 1], &mut self.probs, self.padded);
     }
 
-    /// Backward pass after [`Workspace::forward`]; writes every gradient into `grads`.
+    /// Mean cross-entropy of the last forward pass.
+    pub fn loss(&self) -> f64 {
+        cross_entropy(self.zs.last().expect("a forward pass"), &self.labels)
+    }
+
+    /// Backward pass after [`Workspace::propagate`]; writes every gradient into `grads`.
     pub fn backward(&mut self, net: &Mlp, grads: &mut Grads) {
         let layers = net.weights.len();
         let n = self.padded;

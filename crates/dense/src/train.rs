@@ -159,7 +159,7 @@ pub fn epoch(
     for rows in order.chunks(batch.max(1)) {
         ws.load(net, x, y, rows);
         opt.step(net, &mut grads, |at, g| {
-            ws.forward(at);
+            ws.propagate(at);
             ws.backward(at, g);
         });
         after_step(net);
