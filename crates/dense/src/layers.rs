@@ -68,8 +68,8 @@ pub fn linear_backward(
         out.copy_from_slice(&F64x8::lane_sums(&sums)[..out.len()]);
     }
     if let Some(dx) = dx {
-        // W is already Wᵀ's transpose: one row of W holds one output's
-        // weights to all inputs.
+        // The product computes aᵀ · x for a of depth × rows: W itself
+        // (depth m, rows k) gives Wᵀ · dz.
         product(w, k, None, dz, dx);
     }
 }
