@@ -292,49 +292,42 @@ fn inverse_transform(
     let nt = rows.len() * tw;
     let channel = |o: usize| {
         let b = bias.map_or(0.0, |b| b[o]);
-        // Per tile row: the two rows of Aᵀ q for each of the four columns,
-        // then the even and odd output columns of one output row.
-        let mut r = vec![0f32; 8 * tw];
-        let (mut even, mut odd) = (vec![0f32; tw], vec![0f32; tw]);
+        // The two rows of Aᵀ q for each of the four columns, then Aᵀ q A's
+        // even and odd output columns of each of the two output rows, for
+        // all the block's tiles at once (a tile row of an 8 × 8 plane is
+        // only 4 tiles: one loop over the block instead of one per tile
+        // row); then each output row interleaved from them.
+        let mut r = vec![0f32; 12 * nt];
+        let (r, eo) = r.split_at_mut(8 * nt);
+        for j in 0..4 {
+            let q = |i: usize| &m[((i * 4 + j) * co + o) * nt..][..nt];
+            let (top, bottom) = r[2 * j * nt..(2 * j + 2) * nt].split_at_mut(nt);
+            rows_of_a(top, bottom, [q(0), q(1), q(2), q(3)], 0.0);
+        }
+        for (i, eo) in eo.chunks_exact_mut(2 * nt).enumerate() {
+            let col = |j: usize| &r[(2 * j + i) * nt..][..nt];
+            let (even, odd) = eo.split_at_mut(nt);
+            rows_of_a(even, odd, [col(0), col(1), col(2), col(3)], b);
+        }
         for (local, row) in rows.clone().enumerate() {
             let (n, ty) = (row / th, row % th);
-            let q = |i: usize, j: usize| &m[((i * 4 + j) * co + o) * nt + local * tw..][..tw];
-            for j in 0..4 {
-                let (q0, q1, q2, q3) = (q(0, j), q(1, j), q(2, j), q(3, j));
-                let (top, bottom) = r[2 * j * tw..(2 * j + 2) * tw].split_at_mut(tw);
-                for (((t, b), (&a0, &a1)), (&a2, &a3)) in top
-                    .iter_mut()
-                    .zip(bottom.iter_mut())
-                    .zip(q0.iter().zip(q1))
-                    .zip(q2.iter().zip(q3))
-                {
-                    *t = a0 + a1 + a2;
-                    *b = a1 - a2 - a3;
-                }
-            }
             for i in 0..2 {
                 let oy = 2 * ty + i;
                 if oy >= oh {
                     continue;
                 }
-                let col = |j: usize| &r[(2 * j + i) * tw..][..tw];
-                let (c0, c1, c2, c3) = (col(0), col(1), col(2), col(3));
-                for (((e, od), (&a0, &a1)), (&a2, &a3)) in even
-                    .iter_mut()
-                    .zip(odd.iter_mut())
-                    .zip(c0.iter().zip(c1))
-                    .zip(c2.iter().zip(c3))
-                {
-                    *e = a0 + a1 + a2 + b;
-                    *od = a1 - a2 - a3 + b;
-                }
+                let tiles = local * tw..(local + 1) * tw;
+                let (even, odd) = (
+                    &eo[2 * i * nt..][tiles.clone()],
+                    &eo[(2 * i + 1) * nt..][tiles],
+                );
                 // SAFETY: output row (n, o, oy) belongs to this tile row and
                 // channel, which only this task handles.
                 let y = unsafe {
                     std::slice::from_raw_parts_mut(out.get().add(((n * co + o) * oh + oy) * ow), ow)
                 };
                 let mut pairs = y.chunks_exact_mut(2);
-                for ((pair, &e), &od) in (&mut pairs).zip(&even).zip(&odd) {
+                for ((pair, &e), &od) in (&mut pairs).zip(even).zip(odd) {
                     pair[0] = e;
                     pair[1] = od;
                 }
@@ -345,6 +338,21 @@ fn inverse_transform(
         }
     };
     for_each_index(co, par, channel);
+}
+
+/// `first = a0 + a1 + a2 + b` and `second = a1 − a2 − a3 + b`, elementwise:
+/// `Aᵀ`'s two rows (or `A`'s two columns).
+#[inline(always)]
+fn rows_of_a(first: &mut [f32], second: &mut [f32], [a0, a1, a2, a3]: [&[f32]; 4], b: f32) {
+    for (((f, s), (&a0, &a1)), (&a2, &a3)) in first
+        .iter_mut()
+        .zip(second.iter_mut())
+        .zip(a0.iter().zip(a1))
+        .zip(a2.iter().zip(a3))
+    {
+        *f = a0 + a1 + a2 + b;
+        *s = a1 - a2 - a3 + b;
+    }
 }
 
 /// The weight gradient `dw = Σ dyᵀ ⋆ x` of a convolution [`applies`]
