@@ -423,46 +423,45 @@ fn transform_output_grads(
     let nt = rows.len() * tw;
     let dp = SendPtr(dm.as_mut_ptr());
     let channel = |o: usize| {
-        // The tile row's two output rows, split into even and odd columns.
-        let mut eo = vec![0f32; 4 * tw];
-        let mut spread = vec![0f32; 8 * tw];
+        // Every tile row's two output rows, split into even and odd
+        // columns (rows outside the output stay zero), for all the block's
+        // tiles side by side; then the transforms run over the whole block
+        // at once (a tile row of an 8 × 8 plane is only 4 tiles).
+        let mut eo = vec![0f32; 4 * nt];
+        let mut spread = vec![0f32; 8 * nt];
         for (local, row) in rows.clone().enumerate() {
             let (n, ty) = (row / th, row % th);
-            for (i, part) in eo.chunks_exact_mut(2 * tw).enumerate() {
-                part.fill(0.0);
+            for (i, part) in eo.chunks_exact_mut(2 * nt).enumerate() {
                 let oy = 2 * ty + i;
                 if oy >= oh {
                     continue;
                 }
                 let src = &dy[((n * co + o) * oh + oy) * ow..][..ow];
-                let (even, odd) = part.split_at_mut(tw);
-                deinterleave(src, 0, even, odd);
+                let (even, odd) = part.split_at_mut(nt);
+                let tiles = local * tw..(local + 1) * tw;
+                deinterleave(src, 0, &mut even[tiles.clone()], &mut odd[tiles]);
             }
-            let (r0, r1) = eo.split_at(2 * tw);
-            let (s0, rest) = spread.split_at_mut(2 * tw);
-            let (s1, rest) = rest.split_at_mut(2 * tw);
-            let (s2, s3) = rest.split_at_mut(2 * tw);
-            s0.copy_from_slice(r0);
-            combine(s1, r0, r1, |p, q| p + q);
-            combine(s2, r0, r1, |p, q| p - q);
-            combine(s3, r0, r1, |_, q| -q);
-            for i in 0..4 {
-                let (e, od) = spread[i * 2 * tw..(i + 1) * 2 * tw].split_at(tw);
-                for j in 0..4 {
-                    let xi = i * 4 + j;
-                    // SAFETY: (ξ, o, local tile row) is this task's only.
-                    let dst = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            dp.get().add((xi * co + o) * nt + local * tw),
-                            tw,
-                        )
-                    };
-                    match j {
-                        0 => dst.copy_from_slice(e),
-                        1 => (0..tw).for_each(|t| dst[t] = e[t] + od[t]),
-                        2 => (0..tw).for_each(|t| dst[t] = e[t] - od[t]),
-                        _ => (0..tw).for_each(|t| dst[t] = -od[t]),
-                    }
+        }
+        let (r0, r1) = eo.split_at(2 * nt);
+        let (s0, rest) = spread.split_at_mut(2 * nt);
+        let (s1, rest) = rest.split_at_mut(2 * nt);
+        let (s2, s3) = rest.split_at_mut(2 * nt);
+        s0.copy_from_slice(r0);
+        combine(s1, r0, r1, |p, q| p + q);
+        combine(s2, r0, r1, |p, q| p - q);
+        combine(s3, r0, r1, |_, q| -q);
+        for i in 0..4 {
+            let (e, od) = spread[i * 2 * nt..(i + 1) * 2 * nt].split_at(nt);
+            for j in 0..4 {
+                let xi = i * 4 + j;
+                // SAFETY: (ξ, o) over the block's tiles is this task's only.
+                let dst =
+                    unsafe { std::slice::from_raw_parts_mut(dp.get().add((xi * co + o) * nt), nt) };
+                match j {
+                    0 => dst.copy_from_slice(e),
+                    1 => combine(dst, e, od, |p, q| p + q),
+                    2 => combine(dst, e, od, |p, q| p - q),
+                    _ => combine(dst, e, od, |_, q| -q),
                 }
             }
         }
