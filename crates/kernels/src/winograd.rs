@@ -221,36 +221,44 @@ fn transform_tiles(s: &Conv2dShape, x: &[f32], rows: Range<usize>, v: &mut [f32]
     let [pt, pl] = s.padding;
     let vp = SendPtr(v.as_mut_ptr());
     let channel = |c: usize| {
-        // The four input rows of a tile row, zero-padded, split into even
-        // and odd padded columns (tile tx starts at column 2tx), combined
-        // by Bᵀ: then every output below is a contiguous, vectorised loop.
+        // The four input rows of each tile row, zero-padded, split into
+        // even and odd padded columns (tile tx starts at column 2tx), the
+        // block's tile rows side by side (`half` columns each), combined by
+        // Bᵀ over the whole block at once (a tile row of an 8 × 8 plane
+        // is only 4 tiles); then each tile row's outputs are contiguous,
+        // vectorised loops.
         let half = tw + 1;
-        let mut rows_eo = vec![0f32; 8 * half];
-        let mut bt_eo = vec![0f32; 8 * half];
+        let l = rows.len() * half;
+        let mut rows_eo = vec![0f32; 8 * l];
+        let mut bt_eo = vec![0f32; 8 * l];
         for (local, row) in rows.clone().enumerate() {
             let (n, ty) = (row / th, row % th);
             let plane = &x[(n * ci + c) * h * w..][..h * w];
-            for (i, eo) in rows_eo.chunks_exact_mut(2 * half).enumerate() {
-                eo.fill(0.0);
+            for (i, eo) in rows_eo.chunks_exact_mut(2 * l).enumerate() {
                 let iy = (2 * ty + i) as isize - pt as isize;
                 if iy < 0 || iy as usize >= h {
                     continue;
                 }
                 let src = &plane[iy as usize * w..][..w.min(2 * half - pl)];
-                let (even, odd) = eo.split_at_mut(half);
-                deinterleave(src, pl, even, odd);
+                let (even, odd) = eo.split_at_mut(l);
+                let cols = local * half..(local + 1) * half;
+                deinterleave(src, pl, &mut even[cols.clone()], &mut odd[cols]);
             }
-            let d = |i: usize| &rows_eo[i * 2 * half..(i + 1) * 2 * half];
-            let (d0, d1, d2, d3) = (d(0), d(1), d(2), d(3));
-            let (b0, rest) = bt_eo.split_at_mut(2 * half);
-            let (b1, rest) = rest.split_at_mut(2 * half);
-            let (b2, b3) = rest.split_at_mut(2 * half);
-            combine(b0, d0, d2, |p, q| p - q);
-            combine(b1, d1, d2, |p, q| p + q);
-            combine(b2, d2, d1, |p, q| p - q);
-            combine(b3, d1, d3, |p, q| p - q);
+        }
+        let d = |i: usize| &rows_eo[i * 2 * l..(i + 1) * 2 * l];
+        let (d0, d1, d2, d3) = (d(0), d(1), d(2), d(3));
+        let (b0, rest) = bt_eo.split_at_mut(2 * l);
+        let (b1, rest) = rest.split_at_mut(2 * l);
+        let (b2, b3) = rest.split_at_mut(2 * l);
+        combine(b0, d0, d2, |p, q| p - q);
+        combine(b1, d1, d2, |p, q| p + q);
+        combine(b2, d2, d1, |p, q| p - q);
+        combine(b3, d1, d3, |p, q| p - q);
+        for local in 0..rows.len() {
             for i in 0..4 {
-                let (e, o) = bt_eo[i * 2 * half..(i + 1) * 2 * half].split_at(half);
+                let (e, o) = bt_eo[i * 2 * l..(i + 1) * 2 * l].split_at(l);
+                let cols = local * half..(local + 1) * half;
+                let (e, o) = (&e[cols.clone()], &o[cols]);
                 let (e0, e1, o0, o1) = (&e[..tw], &e[1..], &o[..tw], &o[1..]);
                 let pairs: [(&[f32], &[f32], f32); 4] = [
                     (e0, e1, -1.0),
