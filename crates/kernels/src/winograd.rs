@@ -221,62 +221,52 @@ fn transform_tiles(s: &Conv2dShape, x: &[f32], rows: Range<usize>, v: &mut [f32]
     let [pt, pl] = s.padding;
     let vp = SendPtr(v.as_mut_ptr());
     let channel = |c: usize| {
-        // The four input rows of each tile row, zero-padded, split into
-        // even and odd padded columns (tile tx starts at column 2tx), the
-        // block's tile rows side by side (`half` columns each), combined by
-        // Bᵀ over the whole block at once (a tile row of an 8 × 8 plane
-        // is only 4 tiles); then each tile row's outputs are contiguous,
-        // vectorised loops.
-        let half = tw + 1;
-        let l = rows.len() * half;
-        let mut rows_eo = vec![0f32; 8 * l];
-        let mut bt_eo = vec![0f32; 8 * l];
+        // `d[i][k][t]`: column k of row i of tile t, for all the block's
+        // tiles (a padded row is 2·tw + 2 ≥ w + pad wide). Then Bᵀ and B
+        // are each a few loops over the whole block: a tile row of an
+        // 8 × 8 plane is only 4 tiles, too short to vectorise on its own.
+        let mut d = vec![0f32; 16 * nt];
+        let mut bt = vec![0f32; 16 * nt];
+        let mut even_odd = vec![0f32; 2 * tw + 2];
         for (local, row) in rows.clone().enumerate() {
             let (n, ty) = (row / th, row % th);
             let plane = &x[(n * ci + c) * h * w..][..h * w];
-            for (i, eo) in rows_eo.chunks_exact_mut(2 * l).enumerate() {
+            for i in 0..4 {
                 let iy = (2 * ty + i) as isize - pt as isize;
                 if iy < 0 || iy as usize >= h {
                     continue;
                 }
-                let src = &plane[iy as usize * w..][..w.min(2 * half - pl)];
-                let (even, odd) = eo.split_at_mut(l);
-                let cols = local * half..(local + 1) * half;
-                deinterleave(src, pl, &mut even[cols.clone()], &mut odd[cols]);
+                // Padded columns 2t and 2t + 1, for t ≤ tw; the padding's
+                // places are never written, so they stay zero.
+                let (even, odd) = even_odd.split_at_mut(tw + 1);
+                deinterleave(&plane[iy as usize * w..][..w], pl, even, odd);
+                let at = local * tw;
+                let runs = [&even[..tw], &odd[..tw], &even[1..], &odd[1..]];
+                for (k, run) in runs.into_iter().enumerate() {
+                    d[(i * 4 + k) * nt + at..][..tw].copy_from_slice(run);
+                }
             }
         }
-        let d = |i: usize| &rows_eo[i * 2 * l..(i + 1) * 2 * l];
-        let (d0, d1, d2, d3) = (d(0), d(1), d(2), d(3));
-        let (b0, rest) = bt_eo.split_at_mut(2 * l);
-        let (b1, rest) = rest.split_at_mut(2 * l);
-        let (b2, b3) = rest.split_at_mut(2 * l);
+        let (b0, rest) = bt.split_at_mut(4 * nt);
+        let (b1, rest) = rest.split_at_mut(4 * nt);
+        let (b2, b3) = rest.split_at_mut(4 * nt);
+        let mut rows_of_d = d.chunks_exact(4 * nt);
+        let mut next = || rows_of_d.next().unwrap();
+        let (d0, d1, d2, d3) = (next(), next(), next(), next());
         combine(b0, d0, d2, |p, q| p - q);
         combine(b1, d1, d2, |p, q| p + q);
         combine(b2, d2, d1, |p, q| p - q);
         combine(b3, d1, d3, |p, q| p - q);
-        for local in 0..rows.len() {
-            for i in 0..4 {
-                let (e, o) = bt_eo[i * 2 * l..(i + 1) * 2 * l].split_at(l);
-                let cols = local * half..(local + 1) * half;
-                let (e, o) = (&e[cols.clone()], &o[cols]);
-                let (e0, e1, o0, o1) = (&e[..tw], &e[1..], &o[..tw], &o[1..]);
-                let pairs: [(&[f32], &[f32], f32); 4] = [
-                    (e0, e1, -1.0),
-                    (o0, e1, 1.0),
-                    (e1, o0, -1.0),
-                    (o0, o1, -1.0),
-                ];
-                for (j, (p, q, sign)) in pairs.into_iter().enumerate() {
-                    let xi = i * 4 + j;
-                    // SAFETY: (ξ, c, local tile row) is this task's only.
-                    let dst = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            vp.get().add((xi * ci + c) * nt + local * tw),
-                            tw,
-                        )
-                    };
-                    combine(dst, p, q, |p, q| p + sign * q);
-                }
+        for i in 0..4 {
+            let col = |k: usize| &bt[(i * 4 + k) * nt..][..nt];
+            let pairs: [(usize, usize, f32); 4] =
+                [(0, 2, -1.0), (1, 2, 1.0), (2, 1, -1.0), (1, 3, -1.0)];
+            for (j, (p, q, sign)) in pairs.into_iter().enumerate() {
+                let xi = i * 4 + j;
+                // SAFETY: (ξ, c) over the block's tiles is this task's only.
+                let dst =
+                    unsafe { std::slice::from_raw_parts_mut(vp.get().add((xi * ci + c) * nt), nt) };
+                combine(dst, col(p), col(q), |p, q| p + sign * q);
             }
         }
     };
