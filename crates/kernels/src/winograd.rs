@@ -253,24 +253,28 @@ fn transform_tiles(s: &Conv2dShape, x: &[f32], rows: Range<usize>, v: &mut [f32]
         let mut rows_of_d = d.chunks_exact(4 * nt);
         let mut next = || rows_of_d.next().unwrap();
         let (d0, d1, d2, d3) = (next(), next(), next(), next());
-        combine(b0, d0, d2, |p, q| p - q);
-        combine(b1, d1, d2, |p, q| p + q);
-        combine(b2, d2, d1, |p, q| p - q);
-        combine(b3, d1, d3, |p, q| p - q);
+        rows_of_bt([b0, b1, b2, b3], [d0, d1, d2, d3]);
         for i in 0..4 {
             let col = |k: usize| &bt[(i * 4 + k) * nt..][..nt];
-            let pairs: [(usize, usize, f32); 4] =
-                [(0, 2, -1.0), (1, 2, 1.0), (2, 1, -1.0), (1, 3, -1.0)];
-            for (j, (p, q, sign)) in pairs.into_iter().enumerate() {
-                let xi = i * 4 + j;
-                // SAFETY: (ξ, c) over the block's tiles is this task's only.
-                let dst =
-                    unsafe { std::slice::from_raw_parts_mut(vp.get().add((xi * ci + c) * nt), nt) };
-                combine(dst, col(p), col(q), |p, q| p + sign * q);
-            }
+            // SAFETY: (ξ, c) over the block's tiles is this task's only,
+            // and the four ξ = 4i + j are disjoint runs of v.
+            let dst = std::array::from_fn(|j| unsafe {
+                std::slice::from_raw_parts_mut(vp.get().add(((i * 4 + j) * ci + c) * nt), nt)
+            });
+            rows_of_bt(dst, [col(0), col(1), col(2), col(3)]);
         }
     };
     for_each_index(ci, par, channel);
+}
+
+/// `Bᵀ`'s four rows (or `B`'s four columns), elementwise: d0 − d2,
+/// d1 + d2, d2 − d1, d1 − d3.
+#[inline(always)]
+fn rows_of_bt([o0, o1, o2, o3]: [&mut [f32]; 4], [d0, d1, d2, d3]: [&[f32]; 4]) {
+    combine(o0, d0, d2, |p, q| p - q);
+    combine(o1, d1, d2, |p, q| p + q);
+    combine(o2, d2, d1, |p, q| p - q);
+    combine(o3, d1, d3, |p, q| p - q);
 }
 
 /// `out[n][o] = Aᵀ M A` (+ bias) for the tiles of tile rows `rows`, cut at
@@ -444,27 +448,28 @@ fn transform_output_grads(
         let (s0, rest) = spread.split_at_mut(2 * nt);
         let (s1, rest) = rest.split_at_mut(2 * nt);
         let (s2, s3) = rest.split_at_mut(2 * nt);
-        s0.copy_from_slice(r0);
-        combine(s1, r0, r1, |p, q| p + q);
-        combine(s2, r0, r1, |p, q| p - q);
-        combine(s3, r0, r1, |_, q| -q);
+        spread_by_a([s0, s1, s2, s3], r0, r1);
         for i in 0..4 {
             let (e, od) = spread[i * 2 * nt..(i + 1) * 2 * nt].split_at(nt);
-            for j in 0..4 {
-                let xi = i * 4 + j;
-                // SAFETY: (ξ, o) over the block's tiles is this task's only.
-                let dst =
-                    unsafe { std::slice::from_raw_parts_mut(dp.get().add((xi * co + o) * nt), nt) };
-                match j {
-                    0 => dst.copy_from_slice(e),
-                    1 => combine(dst, e, od, |p, q| p + q),
-                    2 => combine(dst, e, od, |p, q| p - q),
-                    _ => combine(dst, e, od, |_, q| -q),
-                }
-            }
+            // SAFETY: (ξ, o) over the block's tiles is this task's only,
+            // and the four ξ = 4i + j are disjoint runs of dm.
+            let dst = std::array::from_fn(|j| unsafe {
+                std::slice::from_raw_parts_mut(dp.get().add(((i * 4 + j) * co + o) * nt), nt)
+            });
+            spread_by_a(dst, e, od);
         }
     };
     for_each_index(co, par, channel);
+}
+
+/// `A` spreading two rows (or columns) a, b over four, elementwise: a,
+/// a + b, a − b, −b.
+#[inline(always)]
+fn spread_by_a([o0, o1, o2, o3]: [&mut [f32]; 4], a: &[f32], b: &[f32]) {
+    o0.copy_from_slice(a);
+    combine(o1, a, b, |p, q| p + q);
+    combine(o2, a, b, |p, q| p - q);
+    combine(o3, a, b, |_, q| -q);
 }
 
 #[cfg(test)]
