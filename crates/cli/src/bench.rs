@@ -42,7 +42,7 @@ pub enum BenchCommand {
     Vision(VisionBenchArgs),
     /// nabla's convolution kernels on Problem 5's layers, against the CPU's FMA peak.
     #[command(
-        after_help = "Example:\n  nabla bench kernels --batch-size 32\n  NABLA_ISA=avx2 nabla bench kernels   # force the AVX2 path on an AVX-512 machine"
+        after_help = "Example:\n  nabla bench kernels --batch-size 32\n  nabla bench kernels --layer layer4 --repeat 20   # one layer, e.g. to profile it\n  NABLA_ISA=avx2 nabla bench kernels   # force the AVX2 path on an AVX-512 machine"
     )]
     Kernels(KernelBenchArgs),
 }
@@ -54,13 +54,21 @@ pub struct KernelBenchArgs {
     /// Repetitions of each pass; the fastest is reported.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
+    /// Time only the layers whose name contains this text (e.g. `layer4`),
+    /// to profile one of them alone.
+    #[arg(long)]
+    pub layer: Option<String>,
     /// Print one JSON document instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
 fn run_kernels(args: &KernelBenchArgs) -> Result<()> {
-    let report = nabla_kernels::bench::run(args.batch_size.max(1), args.repeat);
+    let only = args.layer.as_deref().unwrap_or("");
+    let report = nabla_kernels::bench::run(args.batch_size.max(1), args.repeat, only);
+    if report.layers.is_empty() {
+        anyhow::bail!("--layer {only:?} names none of the benchmark's layers");
+    }
     if args.json {
         return OutputArgs::print_json(&report);
     }

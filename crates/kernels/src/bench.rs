@@ -77,11 +77,13 @@ fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-/// Times every layer of [`LAYERS`] at `batch` images, `reps` times each.
-pub fn run(batch: usize, reps: usize) -> KernelBench {
+/// Times the layers of [`LAYERS`] whose name contains `only` (every one
+/// when it is empty) at `batch` images, `reps` times each.
+pub fn run(batch: usize, reps: usize, only: &str) -> KernelBench {
     let peak = fma_peak_gflops(0.5);
     let layers = LAYERS
         .iter()
+        .filter(|l| l.0.contains(only))
         .map(|&(name, c, side, o, k, stride, groups)| {
             let s = Conv2dShape {
                 batch,

@@ -15,6 +15,7 @@
 //! registers hold the tile), portable 4 × 16.
 
 use crate::isa::{active, Isa};
+use crate::transpose::transpose_rows;
 use std::cell::RefCell;
 
 /// Depth of a packed block.
@@ -338,18 +339,18 @@ impl PackB for MatRef<'_> {
                 panel_row(src, nr, kc, kk, out);
             }
         } else if b.rs == 1 {
-            // Column-major B (a transposed operand): each column is contiguous in k.
+            // Column-major B (a transposed operand): each column is contiguous
+            // in k, so eight columns at a time are transposed into the panel.
             for p in 0..panels {
                 let j0 = jc + p * nr;
                 let w = nr.min(jc + nc - j0);
                 let panel = &mut out[p * nr * kc..(p + 1) * nr * kc];
-                for j in 0..nr {
-                    if j < w {
-                        let col = &b.data[(j0 + j) * b.cs + pc..(j0 + j) * b.cs + pc + kc];
-                        panel_column(col, nr, j, panel);
-                    } else {
-                        panel_column_zero(nr, j, kc, panel);
-                    }
+                for j in (0..w).step_by(8) {
+                    let col = &b.data[(j0 + j) * b.cs + pc..];
+                    transpose_rows(col, b.cs, 8.min(w - j), kc, &mut panel[j..], nr);
+                }
+                for j in w..nr {
+                    panel_column_zero(nr, j, kc, panel);
                 }
             }
         } else {
@@ -384,13 +385,6 @@ pub(crate) fn panel_row(src: &[f32], nr: usize, kc: usize, kk: usize, out: &mut 
                 row[seg.len()..].fill(0.0);
             }
         }
-    }
-}
-
-/// Writes column `j` of one panel (`kc` rows of `nr`) from `col`.
-pub(crate) fn panel_column(col: &[f32], nr: usize, j: usize, panel: &mut [f32]) {
-    for (dst, &v) in panel[j..].iter_mut().step_by(nr).zip(col) {
-        *dst = v;
     }
 }
 
@@ -449,8 +443,18 @@ fn pack_a_panels<const MR: usize>(
                     dst[h..].fill(0.0);
                 }
             }
+        } else if a.cs == 1 {
+            // Row-major A: each row is contiguous in k, so eight rows at a
+            // time are transposed into the panel.
+            if h < MR {
+                panel.fill(0.0);
+            }
+            for i in (0..h).step_by(8) {
+                let src = &a.data[(i0 + i) * a.rs + pc..];
+                transpose_rows(src, a.rs, 8.min(h - i), kc, &mut panel[i..], MR);
+            }
         } else {
-            // Row-major A: gather one element of each of the MR rows per k.
+            // Any other strides: gather one element of each of the MR rows per k.
             let rows: [usize; MR] = std::array::from_fn(|i| (i0 + i.min(h - 1)) * a.rs + pc * a.cs);
             for (kk, dst) in steps.enumerate() {
                 let off = kk * a.cs;

@@ -18,6 +18,7 @@ pub mod optim;
 pub mod peak;
 pub mod pool;
 mod shape;
+mod transpose;
 mod winograd;
 
 pub use conv::{conv2d_backward, conv2d_forward, Conv2dShape, ConvGrads};

@@ -5,8 +5,9 @@
 //! 3 × 3, more than L2 holds); here each packed block reads the image,
 //! which stays in cache.
 
-use crate::gemm::{panel_column, panel_column_zero, panel_row, PackB, NC};
+use crate::gemm::{panel_column_zero, panel_row, PackB, NC};
 use crate::shape::{valid_columns, Conv2dShape};
+use crate::transpose::transpose_rows;
 
 /// The lowered matrix `L` of `imgs` consecutive images side by side — rows
 /// `(c, ky, kx)`, columns `(image, oy, ox)` — or its transpose `Lᵀ` (the
@@ -123,17 +124,20 @@ impl PackB for Lowered<'_> {
             }
             return;
         }
-        // B columns are L rows: one segment per column of the block.
-        assert!(kc <= NC);
+        // B columns are L rows: eight segments at a time, each a column of
+        // the block, transposed into the panel.
+        assert!(8 * kc <= NC);
         for (p, panel) in out.chunks_exact_mut(nr * kc).enumerate() {
-            for j in 0..nr {
-                let col = jc + p * nr + j;
-                if col < jc + nc {
-                    self.segment(self.j0 + col, pc, &mut buf[..kc]);
-                    panel_column(&buf[..kc], nr, j, panel);
-                } else {
-                    panel_column_zero(nr, j, kc, panel);
+            let w = nr.min(nc - p * nr);
+            for j in (0..w).step_by(8) {
+                let cnt = 8.min(w - j);
+                for (t, seg) in buf.chunks_exact_mut(kc).take(cnt).enumerate() {
+                    self.segment(self.j0 + jc + p * nr + j + t, pc, seg);
                 }
+                transpose_rows(&buf, kc, cnt, kc, &mut panel[j..], nr);
+            }
+            for j in w..nr {
+                panel_column_zero(nr, j, kc, panel);
             }
         }
     }
