@@ -604,6 +604,9 @@ pub(crate) mod tests {
             // A small weight gradient over a large image: dot products
             // over the stored lowered matrix.
             shape(2, 3, 32, 33, 4, 3, 1, 1, 1),
+            // Stride 3 over planes of more than 64 outputs (lowered in
+            // runs, not by table).
+            shape(2, 3, 40, 38, 4, 3, 3, 1, 1),
         ] {
             check(s);
         }

@@ -52,45 +52,98 @@ impl<'a> Lowered<'a> {
         let s = self.s;
         let (oh, ow) = (s.out_h(), s.out_w());
         let [kh, kw] = s.kernel;
+        let (c, ky, kx) = (r / (kh * kw), r / kw % kh, r % kw);
+        let in_img = s.in_channels * s.in_h * s.in_w;
+        let plane = c * s.in_h * s.in_w;
+        if oh * ow <= SMALL_PLANE {
+            return self.small_plane_segment(ky, kx, plane, q0, dst);
+        }
         let [sh, sw] = s.stride;
         let [ph, pw] = s.padding;
-        let (c, ky, kx) = (r / (kh * kw), r / kw % kh, r % kw);
         let (lo, hi) = valid_columns(s, kx, ow);
-        let in_img = s.in_channels * s.in_h * s.in_w;
-        let mut q = q0;
-        let mut rest = dst;
-        while !rest.is_empty() {
-            let (img, p) = (q / (oh * ow), q % (oh * ow));
-            let (oy, ox) = (p / ow, p % ow);
-            let run = (ow - ox).min(rest.len());
-            let (out, tail) = std::mem::take(&mut rest).split_at_mut(run);
-            rest = tail;
-            q += run;
+        let (mut img, p) = (q0 / (oh * ow), q0 % (oh * ow));
+        let (mut oy, mut ox) = (p / ow, p % ow);
+        let mut at = 0;
+        while at < dst.len() {
+            let run = (ow - ox).min(dst.len() - at);
+            let out = &mut dst[at..at + run];
+            at += run;
             let iy = (oy * sh + ky) as isize - ph as isize;
             if iy < 0 || iy as usize >= s.in_h {
                 out.fill(0.0);
-                continue;
-            }
-            let row = img * in_img + (c * s.in_h + iy as usize) * s.in_w;
-            let src = &self.x[row..row + s.in_w];
-            // Output columns ox .. ox + run, of which a .. b read the image.
-            let (a, b) = (lo.clamp(ox, ox + run), hi.clamp(ox, ox + run));
-            out[..a - ox].fill(0.0);
-            out[b - ox..].fill(0.0);
-            if a < b {
-                let x0 = a * sw + kx - pw;
-                let inside = &mut out[a - ox..b - ox];
-                if sw == 1 {
-                    inside.copy_from_slice(&src[x0..x0 + b - a]);
-                } else {
-                    for (t, v) in inside.iter_mut().enumerate() {
-                        *v = src[x0 + t * sw];
+            } else {
+                let row = img * in_img + plane + iy as usize * s.in_w;
+                let src = &self.x[row..row + s.in_w];
+                // Output columns ox .. ox + run, of which a .. b read the image.
+                let (a, b) = (lo.clamp(ox, ox + run), hi.clamp(ox, ox + run));
+                out[..a - ox].fill(0.0);
+                out[b - ox..].fill(0.0);
+                if a < b {
+                    let x0 = a * sw + kx - pw;
+                    let inside = &mut out[a - ox..b - ox];
+                    match sw {
+                        1 => inside.copy_from_slice(&src[x0..x0 + b - a]),
+                        // ResNet's stem and strided convolutions: every other
+                        // value, in a form the compiler vectorises.
+                        2 => inside
+                            .iter_mut()
+                            .zip(src[x0..].chunks(2))
+                            .for_each(|(v, pair)| *v = pair[0]),
+                        _ => inside
+                            .iter_mut()
+                            .zip(src[x0..].iter().step_by(sw))
+                            .for_each(|(v, &x)| *v = x),
                     }
                 }
             }
+            // The next run starts the next output row.
+            ox = 0;
+            oy += 1;
+            if oy == oh {
+                oy = 0;
+                img += 1;
+            }
+        }
+    }
+
+    /// [`Self::segment`] for planes of at most [`SMALL_PLANE`] outputs
+    /// (ResNet34's 4 × 4 and 8 × 8), whose rows are too short to copy as
+    /// runs: a table of where in the input plane each output position of
+    /// this tap reads (or that it reads padding), then one lookup per value.
+    fn small_plane_segment(&self, ky: usize, kx: usize, plane: usize, q0: usize, dst: &mut [f32]) {
+        let s = self.s;
+        let (oh, ow, hw) = (s.out_h(), s.out_w(), s.out_h() * s.out_w());
+        let [sh, sw] = s.stride;
+        let [ph, pw] = s.padding;
+        let (h, w) = (s.in_h, s.in_w);
+        let mut at = [u32::MAX; SMALL_PLANE];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let (iy, ix) = (oy * sh + ky, ox * sw + kx);
+                if (ph..h + ph).contains(&iy) && (pw..w + pw).contains(&ix) {
+                    at[oy * ow + ox] = ((iy - ph) * w + ix - pw) as u32;
+                }
+            }
+        }
+        let in_img = s.in_channels * h * w;
+        let (mut img, mut p) = (q0 / hw, q0 % hw);
+        let mut rest = dst;
+        while !rest.is_empty() {
+            let n = (hw - p).min(rest.len());
+            let (out, tail) = std::mem::take(&mut rest).split_at_mut(n);
+            rest = tail;
+            let src = &self.x[img * in_img + plane..][..h * w];
+            for (v, &i) in out.iter_mut().zip(&at[p..p + n]) {
+                *v = if i == u32::MAX { 0.0 } else { src[i as usize] };
+            }
+            (img, p) = (img + 1, 0);
         }
     }
 }
+
+/// Output planes up to this many positions are lowered by table
+/// ([`Lowered::small_plane_segment`]).
+const SMALL_PLANE: usize = 64;
 
 impl PackB for Lowered<'_> {
     fn rows(&self) -> usize {
