@@ -95,7 +95,26 @@ pub fn max_pool2d_forward(s: &PoolShape, x: &[f32], relu: bool, y: &mut [f32]) -
                 return;
             }
             for oy in 0..oh {
+                let rows_inside = oy * sh >= ph && oy * sh + kh <= s.in_h + ph;
                 for ox in 0..ow {
+                    if rows_inside && ox * sw >= pw && ox * sw + kw <= s.in_w + pw {
+                        // A window wholly inside the image (ResNet's 3 × 3
+                        // stride-2 pool: all but its edge): no bounds to test.
+                        let at0 = (oy * sh - ph) * s.in_w + ox * sw - pw;
+                        let (mut best, mut at) = (xp[at0], 0u8);
+                        for ky in 0..kh {
+                            let row = &xp[at0 + ky * s.in_w..][..kw];
+                            for (kx, &v) in row.iter().enumerate() {
+                                if v > best {
+                                    best = v;
+                                    at = (ky * kw + kx) as u8;
+                                }
+                            }
+                        }
+                        yo[oy * ow + ox] = if relu { best.max(0.0) } else { best };
+                        ao[oy * ow + ox] = at;
+                        continue;
+                    }
                     let (mut best, mut at) = (f32::NEG_INFINITY, 0u8);
                     let mut found = false;
                     for ky in 0..kh {

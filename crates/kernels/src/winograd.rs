@@ -147,38 +147,57 @@ pub(crate) enum Kernels {
 
 /// `u[ξ][c][o] = (G g Gᵀ)[ξ]` for the kernel `g` from input `c` to output
 /// `o`: each `U_ξ` stored transposed, so that packing it for the product
-/// copies contiguous runs.
+/// copies contiguous runs. Per input channel, the nine taps of every output
+/// channel are first laid out tap by tap, so that `G` and `Gᵀ` run along
+/// the output channels in vector registers.
 fn transform_weights(ci: usize, co: usize, weight: &[f32], kernels: Kernels, u: &mut [f32]) {
     let up = SendPtr(u.as_mut_ptr());
     (0..ci).into_par_iter().for_each(|c| {
+        // taps[t][o], then G g as gg[i][j][o] (rows g0, (g0 + g1 + g2)/2,
+        // (g0 − g1 + g2)/2, g2 of each kernel column j).
+        let mut buf = vec![0f32; 21 * co];
+        let (taps, gg) = buf.split_at_mut(9 * co);
         for o in 0..co {
-            let g: [f32; 9] = match kernels {
-                Kernels::Direct => weight[(o * ci + c) * 9..][..9].try_into().unwrap(),
-                Kernels::Adjoint => {
-                    let mut g: [f32; 9] = weight[(c * co + o) * 9..][..9].try_into().unwrap();
-                    g.reverse();
-                    g
-                }
-            };
-            // G g: rows g0, (g0 + g1 + g2)/2, (g0 − g1 + g2)/2, g2.
-            let mut gg = [[0f32; 3]; 4];
-            for j in 0..3 {
-                let (a, b, d) = (g[j], g[3 + j], g[6 + j]);
-                gg[0][j] = a;
-                gg[1][j] = 0.5 * (a + b + d);
-                gg[2][j] = 0.5 * (a - b + d);
-                gg[3][j] = d;
-            }
-            for (i, [a, b, d]) in gg.into_iter().enumerate() {
-                let row = [a, 0.5 * (a + b + d), 0.5 * (a - b + d), d];
-                for (j, val) in row.into_iter().enumerate() {
-                    // SAFETY: (ξ, c, o) is written by this task only (c is
-                    // its own) and lies inside u.
-                    unsafe { *up.get().add(((i * 4 + j) * ci + c) * co + o) = val };
-                }
+            for t in 0..9 {
+                taps[t * co + o] = match kernels {
+                    Kernels::Direct => weight[(o * ci + c) * 9 + t],
+                    Kernels::Adjoint => weight[(c * co + o) * 9 + 8 - t],
+                };
             }
         }
+        let tap = |t: usize| &taps[t * co..][..co];
+        for j in 0..3 {
+            let rows: [&mut [f32]; 4] = gg_rows(gg, co, j);
+            g_rows(rows, [tap(j), tap(3 + j), tap(6 + j)]);
+        }
+        for i in 0..4 {
+            let col = |j: usize| &gg[(i * 3 + j) * co..][..co];
+            // SAFETY: u[ξ][c] for the four ξ = 4i + j is written by this
+            // task only (c is its own); the runs are disjoint and inside u.
+            let dst = std::array::from_fn(|j| unsafe {
+                std::slice::from_raw_parts_mut(up.get().add(((i * 4 + j) * ci + c) * co), co)
+            });
+            g_rows(dst, [col(0), col(1), col(2)]);
+        }
     });
+}
+
+/// The four rows `gg[i][j]` (i = 0..4) of kernel column `j`.
+fn gg_rows(gg: &mut [f32], co: usize, j: usize) -> [&mut [f32]; 4] {
+    let mut rows = gg.chunks_exact_mut(co).skip(j).step_by(3);
+    std::array::from_fn(|_| rows.next().unwrap())
+}
+
+/// `G`'s four rows applied to three vectors, elementwise: a, (a + b + d)/2,
+/// (a − b + d)/2, d.
+#[inline(always)]
+fn g_rows([o0, o1, o2, o3]: [&mut [f32]; 4], [a, b, d]: [&[f32]; 3]) {
+    o0.copy_from_slice(a);
+    o3.copy_from_slice(d);
+    for (((o1, o2), &a), (&b, &d)) in o1.iter_mut().zip(o2.iter_mut()).zip(a).zip(b.iter().zip(d)) {
+        *o1 = 0.5 * (a + b + d);
+        *o2 = 0.5 * (a - b + d);
+    }
 }
 
 /// `dst[t] = f(p[t], q[t])`, in a form the compiler vectorises.
