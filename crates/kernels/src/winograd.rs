@@ -407,25 +407,50 @@ pub(crate) fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]
             }
         });
         // dg = Gᵀ dU G, with Gᵀ combining rows as u0 + (u1 + u2)/2,
-        // (u1 − u2)/2, (u1 + u2)/2 + u3.
+        // (u1 − u2)/2, (u1 + u2)/2 + u3: per output channel, along the
+        // input channels (each dU_ξ's row o is contiguous), into nine
+        // tap-major rows that are then interleaved into the kernels.
         let du = &*du;
         dw.par_chunks_mut(ci * 9)
             .enumerate()
             .for_each(|(o, kernels)| {
+                let u = |xi: usize| &du[(xi * co + o) * ci..][..ci];
+                let mut buf = vec![0f32; 21 * ci];
+                let (cols, taps) = buf.split_at_mut(12 * ci);
+                // cols[j][r]: row r of Gᵀ applied to column j of dU.
+                for (j, col) in cols.chunks_exact_mut(3 * ci).enumerate() {
+                    let mut rows = col.chunks_exact_mut(ci);
+                    let dst = std::array::from_fn(|_| rows.next().unwrap());
+                    rows_of_gt(dst, [u(j), u(4 + j), u(8 + j), u(12 + j)]);
+                }
+                for (i, row) in taps.chunks_exact_mut(3 * ci).enumerate() {
+                    let col = |j: usize| &cols[(j * 3 + i) * ci..][..ci];
+                    let mut taps = row.chunks_exact_mut(ci);
+                    let dst = std::array::from_fn(|_| taps.next().unwrap());
+                    rows_of_gt(dst, [col(0), col(1), col(2), col(3)]);
+                }
                 for (c, g) in kernels.chunks_exact_mut(9).enumerate() {
-                    let u = |xi: usize| du[(xi * co + o) * ci + c];
-                    let gt = |a: f32, b: f32, c: f32, d: f32| {
-                        [a + 0.5 * (b + c), 0.5 * (b - c), 0.5 * (b + c) + d]
-                    };
-                    let cols: [[f32; 3]; 4] =
-                        std::array::from_fn(|j| gt(u(j), u(4 + j), u(8 + j), u(12 + j)));
-                    for i in 0..3 {
-                        let r = gt(cols[0][i], cols[1][i], cols[2][i], cols[3][i]);
-                        g[i * 3..i * 3 + 3].copy_from_slice(&r);
+                    for (t, v) in g.iter_mut().enumerate() {
+                        *v = taps[t * ci + c];
                     }
                 }
             });
     });
+}
+
+/// `Gᵀ`'s three rows applied to four vectors, elementwise: u0 + (u1 +
+/// u2)/2, (u1 − u2)/2, (u1 + u2)/2 + u3.
+#[inline(always)]
+fn rows_of_gt([o0, o1, o2]: [&mut [f32]; 3], [u0, u1, u2, u3]: [&[f32]; 4]) {
+    for ((o0, o1), (o2, (((&u0, &u1), &u2), &u3))) in o0
+        .iter_mut()
+        .zip(o1.iter_mut())
+        .zip(o2.iter_mut().zip(u0.iter().zip(u1).zip(u2).zip(u3)))
+    {
+        *o0 = u0 + 0.5 * (u1 + u2);
+        *o1 = 0.5 * (u1 - u2);
+        *o2 = 0.5 * (u1 + u2) + u3;
+    }
 }
 
 /// For tile rows `rows`, `dm[ξ][o][t] = (A dy Aᵀ)[ξ]` for the 2 × 2 output
