@@ -100,15 +100,17 @@ pub fn max_pool2d_forward(s: &PoolShape, x: &[f32], relu: bool, y: &mut [f32]) -
                     if rows_inside && ox * sw >= pw && ox * sw + kw <= s.in_w + pw {
                         // A window wholly inside the image (ResNet's 3 × 3
                         // stride-2 pool: all but its edge): no bounds to test.
+                        // Selects rather than branches: which tap wins is
+                        // data, and mispredicted branches cost more than
+                        // the comparisons.
                         let at0 = (oy * sh - ph) * s.in_w + ox * sw - pw;
                         let (mut best, mut at) = (xp[at0], 0u8);
                         for ky in 0..kh {
                             let row = &xp[at0 + ky * s.in_w..][..kw];
                             for (kx, &v) in row.iter().enumerate() {
-                                if v > best {
-                                    best = v;
-                                    at = (ky * kw + kx) as u8;
-                                }
+                                let wins = v > best;
+                                at = select(wins, (ky * kw + kx) as u8, at);
+                                best = if wins { v } else { best };
                             }
                         }
                         yo[oy * ow + ox] = if relu { best.max(0.0) } else { best };
@@ -141,6 +143,13 @@ pub fn max_pool2d_forward(s: &PoolShape, x: &[f32], relu: bool, y: &mut [f32]) -
             }
         });
     arg
+}
+
+/// `if wins { a } else { b }` as arithmetic, which compiles to no branch.
+#[inline(always)]
+fn select(wins: bool, a: u8, b: u8) -> u8 {
+    let mask = (wins as u8).wrapping_neg();
+    (a & mask) | (b & !mask)
 }
 
 /// `dx` from `dy`, the outputs `y` and the winners of [`max_pool2d_forward`].
