@@ -182,6 +182,12 @@ fn transform_weights(ci: usize, co: usize, weight: &[f32], kernels: Kernels, u: 
     });
 }
 
+/// The first `N` runs of `len` values of `buf`, as separate slices.
+fn split_rows<const N: usize>(buf: &mut [f32], len: usize) -> [&mut [f32]; N] {
+    let mut rows = buf.chunks_exact_mut(len);
+    std::array::from_fn(|_| rows.next().unwrap())
+}
+
 /// The four rows `gg[i][j]` (i = 0..4) of kernel column `j`.
 fn gg_rows(gg: &mut [f32], co: usize, j: usize) -> [&mut [f32]; 4] {
     let mut rows = gg.chunks_exact_mut(co).skip(j).step_by(3);
@@ -266,9 +272,7 @@ fn transform_tiles(s: &Conv2dShape, x: &[f32], rows: Range<usize>, v: &mut [f32]
                 }
             }
         }
-        let (b0, rest) = bt.split_at_mut(4 * nt);
-        let (b1, rest) = rest.split_at_mut(4 * nt);
-        let (b2, b3) = rest.split_at_mut(4 * nt);
+        let [b0, b1, b2, b3] = split_rows(&mut bt, 4 * nt);
         let mut rows_of_d = d.chunks_exact(4 * nt);
         let mut next = || rows_of_d.next().unwrap();
         let (d0, d1, d2, d3) = (next(), next(), next(), next());
@@ -436,15 +440,11 @@ pub(crate) fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]
                 let (cols, taps) = buf.split_at_mut(12 * ci);
                 // cols[j][r]: row r of Gᵀ applied to column j of dU.
                 for (j, col) in cols.chunks_exact_mut(3 * ci).enumerate() {
-                    let mut rows = col.chunks_exact_mut(ci);
-                    let dst = std::array::from_fn(|_| rows.next().unwrap());
-                    rows_of_gt(dst, [u(j), u(4 + j), u(8 + j), u(12 + j)]);
+                    rows_of_gt(split_rows(col, ci), [u(j), u(4 + j), u(8 + j), u(12 + j)]);
                 }
                 for (i, row) in taps.chunks_exact_mut(3 * ci).enumerate() {
                     let col = |j: usize| &cols[(j * 3 + i) * ci..][..ci];
-                    let mut taps = row.chunks_exact_mut(ci);
-                    let dst = std::array::from_fn(|_| taps.next().unwrap());
-                    rows_of_gt(dst, [col(0), col(1), col(2), col(3)]);
+                    rows_of_gt(split_rows(row, ci), [col(0), col(1), col(2), col(3)]);
                 }
                 for (c, g) in kernels.chunks_exact_mut(9).enumerate() {
                     for (t, v) in g.iter_mut().enumerate() {
@@ -506,9 +506,7 @@ fn transform_output_grads(
             }
         }
         let (r0, r1) = eo.split_at(2 * nt);
-        let (s0, rest) = spread.split_at_mut(2 * nt);
-        let (s1, rest) = rest.split_at_mut(2 * nt);
-        let (s2, s3) = rest.split_at_mut(2 * nt);
+        let [s0, s1, s2, s3] = split_rows(&mut spread, 2 * nt);
         spread_by_a([s0, s1, s2, s3], r0, r1);
         for i in 0..4 {
             let (e, od) = spread[i * 2 * nt..(i + 1) * 2 * nt].split_at(nt);
