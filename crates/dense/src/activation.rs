@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::simd::{dispatch, Kernel, Lanes, Portable};
+
 /// SELU's constants (Klambauer et al., 2017), as in PyTorch.
 const SELU_LAMBDA: f64 = 1.050_700_987_355_480_5;
 const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
@@ -107,11 +109,7 @@ impl Activation {
         match self {
             // The sheet's case, branch-free so it vectorises: a branch on the
             // sign of z mispredicts half the time on fresh weights.
-            Activation::Elu => {
-                for (a, &z) in a.iter_mut().zip(z) {
-                    *a = z.max(0.0) + expm1_nonpositive(z);
-                }
-            }
+            Activation::Elu => dispatch(EluForward { z, a }),
             _ => {
                 for (a, &z) in a.iter_mut().zip(z) {
                     *a = self.apply(z);
@@ -124,11 +122,7 @@ impl Activation {
     pub fn backward(self, z: &[f64], a: &[f64], grad: &mut [f64]) {
         match self {
             // ELU' is 1 for z > 0 and a + 1 ∈ (0, 1] otherwise: min(a + 1, 1).
-            Activation::Elu => {
-                for (g, &a) in grad.iter_mut().zip(a) {
-                    *g *= (a + 1.0).min(1.0);
-                }
-            }
+            Activation::Elu => dispatch(EluBackward { a, grad }),
             _ => {
                 for ((g, &z), &a) in grad.iter_mut().zip(z).zip(a) {
                     *g *= self.derivative(z, a);
@@ -138,29 +132,74 @@ impl Activation {
     }
 }
 
+/// ELU forward over a batch buffer.
+struct EluForward<'a> {
+    z: &'a [f64],
+    a: &'a mut [f64],
+}
+
+impl Kernel for EluForward<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<S: Lanes>(self) {
+        for (a, &z) in self.a.iter_mut().zip(self.z) {
+            *a = z.max(0.0) + expm1_nonpositive_in::<S>(z);
+        }
+    }
+}
+
+/// ELU backward: ELU' is 1 for z > 0 and a + 1 ∈ (0, 1] otherwise: min(a + 1, 1).
+struct EluBackward<'a> {
+    a: &'a [f64],
+    grad: &'a mut [f64],
+}
+
+impl Kernel for EluBackward<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<S: Lanes>(self) {
+        for (g, &a) in self.grad.iter_mut().zip(self.a) {
+            *g *= (a + 1.0).min(1.0);
+        }
+    }
+}
+
 /// expm1(x) for x ≤ 0 (positive x is clamped to 0) within a few ulps, with
 /// no branches, so a loop over it vectorises; libm's expm1 is a call per
 /// element and was a third of the training time.
 #[inline(always)]
 pub fn expm1_nonpositive(x: f64) -> f64 {
+    expm1_nonpositive_in::<Portable>(x)
+}
+
+/// [`expm1_nonpositive`] inside a kernel for lanes `S` (fused
+/// multiply-adds where `S` has them).
+#[inline(always)]
+pub(crate) fn expm1_nonpositive_in<S: Lanes>(x: f64) -> f64 {
     // Below −700 the result is −1 to the last bit, and 2^k stays normal.
-    let (k, em1_r) = reduce(x.clamp(-700.0, 0.0));
+    let (k, em1_r) = reduce::<S>(x.clamp(-700.0, 0.0));
     let two_k = pow2(k);
     // Exact in the k = 0 case that needs relative accuracy near 0.
-    fma(two_k, em1_r, two_k - 1.0)
+    S::fma(two_k, em1_r, two_k - 1.0)
 }
 
 /// exp(x) for x ≤ 0 (positive x is clamped to 0) within a few ulps, down
 /// to the subnormal results and 0 below −745, with no branches.
 #[inline(always)]
 pub fn exp_nonpositive(x: f64) -> f64 {
+    exp_nonpositive_in::<Portable>(x)
+}
+
+/// [`exp_nonpositive`] inside a kernel for lanes `S`.
+#[inline(always)]
+fn exp_nonpositive_in<S: Lanes>(x: f64) -> f64 {
     // exp(−746) rounds to 0; −746 − ln 2 / 2 keeps 2^(k/2) normal.
-    let (k, em1_r) = reduce(x.clamp(-746.0, 0.0));
+    let (k, em1_r) = reduce::<S>(x.clamp(-746.0, 0.0));
     // 2^k in two normal halves: the last multiplication rounds a
     // subnormal result once.
     let k1 = (k * 0.5).floor();
     let two_k1 = pow2(k1);
-    fma(two_k1, em1_r, two_k1) * pow2(k - k1)
+    S::fma(two_k1, em1_r, two_k1) * pow2(k - k1)
 }
 
 /// 2^k for an integer-valued k in [−1022, 1023], built from its bits.
@@ -174,14 +213,14 @@ fn pow2(k: f64) -> f64 {
 /// (k, expm1(r)) with x = k·ln2 + r and |r| ≤ ln2/2, for −746 ≤ x ≤ 0:
 /// expm1(r) by its Taylor series to r¹³/13! (remainder < 1e-17 relative).
 #[inline(always)]
-fn reduce(x: f64) -> (f64, f64) {
+fn reduce<S: Lanes>(x: f64) -> (f64, f64) {
     // ln 2 split as fdlibm does: LN2_HI has trailing zero bits, so k · LN2_HI is exact.
     const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
     const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
     // 1.5 · 2^52: adding and subtracting it rounds to the nearest integer.
     const ROUND: f64 = 6_755_399_441_055_744.0;
-    let k = fma(x, std::f64::consts::LOG2_E, ROUND) - ROUND;
-    let r = fma(-k, LN2_LO, fma(-k, LN2_HI, x));
+    let k = S::fma(x, std::f64::consts::LOG2_E, ROUND) - ROUND;
+    let r = S::fma(-k, LN2_LO, S::fma(-k, LN2_HI, x));
     // q(r) = Σ_{i=0}^{12} r^i / (i+1)!, by Estrin's scheme: independent
     // pairs first, so the multiplications overlap instead of chaining.
     const C: [f64; 13] = [
@@ -202,22 +241,14 @@ fn reduce(x: f64) -> (f64, f64) {
     let r2 = r * r;
     let r4 = r2 * r2;
     let r8 = r4 * r4;
-    let pair = |i: usize| fma(C[i + 1], r, C[i]);
-    let low = fma(fma(pair(6), r2, pair(4)), r4, fma(pair(2), r2, pair(0)));
-    let high = fma(C[12], r4, fma(pair(10), r2, pair(8)));
-    (k, r * fma(high, r8, low))
-}
-
-/// a · b + c, fused into one instruction (and one rounding) where the CPU
-/// has FMA; elsewhere a multiply and an add, since a software fma would be
-/// far slower.
-#[inline(always)]
-fn fma(a: f64, b: f64, c: f64) -> f64 {
-    if cfg!(target_feature = "fma") {
-        a.mul_add(b, c)
-    } else {
-        a * b + c
-    }
+    let pair = |i: usize| S::fma(C[i + 1], r, C[i]);
+    let low = S::fma(
+        S::fma(pair(6), r2, pair(4)),
+        r4,
+        S::fma(pair(2), r2, pair(0)),
+    );
+    let high = S::fma(C[12], r4, S::fma(pair(10), r2, pair(8)));
+    (k, r * S::fma(high, r8, low))
 }
 
 impl fmt::Display for Activation {
@@ -244,6 +275,43 @@ impl FromStr for Activation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::simd::tests::on;
+    use nabla_kernels::isa::Isa;
+
+    /// The sheet's activation over a buffer whose length is no multiple of
+    /// any vector width, on every instruction set this CPU has, against
+    /// libm: ELU(z) = z or expm1(z), ELU'(z) = 1 or exp(z).
+    #[test]
+    fn elu_over_a_buffer_against_libm_on_every_instruction_set() {
+        let z: Vec<f64> = (0..203).map(|i| (i as f64 * 0.731).sin() * 8.0).collect();
+        for isa in Isa::available() {
+            let (a, grad) = on(isa, || {
+                let mut a = vec![0.0; z.len()];
+                Activation::Elu.forward(&z, &mut a);
+                let mut grad = vec![1.5; z.len()];
+                Activation::Elu.backward(&z, &a, &mut grad);
+                (a, grad)
+            });
+            for ((&z, &a), &g) in z.iter().zip(&a).zip(&grad) {
+                let (want_a, want_g) = if z > 0.0 {
+                    (z, 1.5)
+                } else {
+                    (z.exp_m1(), 1.5 * z.exp())
+                };
+                assert!(
+                    (a - want_a).abs() <= 2.0 * f64::EPSILON * want_a.abs(),
+                    "{}: elu({z}) = {a}, libm {want_a}",
+                    isa.name()
+                );
+                // a + 1 carries a's absolute error, not a relative one.
+                assert!(
+                    (g - want_g).abs() <= 4.0 * f64::EPSILON,
+                    "{}: elu'({z}) · 1.5 = {g}, libm {want_g}",
+                    isa.name()
+                );
+            }
+        }
+    }
 
     #[test]
     fn fast_expm1_is_within_two_ulps_of_libm() {

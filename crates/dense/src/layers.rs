@@ -11,16 +11,17 @@
 //! [`LANES`] dot products together in one transpose-and-add.
 
 use crate::activation::exp_nonpositive;
-
-use crate::simd::F64x8;
 pub use crate::simd::LANES;
+use crate::simd::{dispatch, Kernel, Lanes};
 
 type Tile = [f64; LANES];
 
+#[inline(always)]
 fn tile(row: &[f64], j0: usize) -> &Tile {
     row[j0..j0 + LANES].try_into().expect("a full tile")
 }
 
+#[inline(always)]
 fn tile_mut(row: &mut [f64], j0: usize) -> &mut Tile {
     (&mut row[j0..j0 + LANES]).try_into().expect("a full tile")
 }
@@ -37,7 +38,13 @@ pub fn linear_forward(w: &[f64], b: &[f64], x: &[f64], z: &mut [f64], wt: &mut V
             wt[kk * m + i] = v;
         }
     }
-    product(wt, m, Some(b), x, z);
+    dispatch(Product {
+        a: wt,
+        rows: m,
+        bias: Some(b),
+        x,
+        out: z,
+    });
 }
 
 /// From dz (m × n): dW (m × k) = dz · xᵀ, db = row sums of dz, and, if
@@ -50,105 +57,132 @@ pub fn linear_backward(
     db: &mut [f64],
     dx: Option<&mut [f64]>,
 ) {
-    let (m, k) = (db.len(), w.len() / db.len());
-    let n = dz.len() / m;
-    let grads = WeightGrads { dz, x, n, k };
-    for (i0, ri) in blocks(m, GRAD_ROWS) {
-        for (k0, rk) in blocks(k, GRAD_COLS) {
-            dispatch!(grads.block(i0, k0, dw), ri, rk);
-        }
-    }
-    for (out, rows) in db.chunks_mut(LANES).zip(dz.chunks(LANES * n)) {
-        let mut sums = [F64x8::splat(0.0); LANES];
-        for (sum, row) in sums.iter_mut().zip(rows.chunks_exact(n)) {
-            for j0 in (0..n).step_by(LANES) {
-                *sum = sum.add(F64x8::load(tile(row, j0)));
+    dispatch(Backward {
+        x,
+        w,
+        dz,
+        dw,
+        db,
+        dx,
+    });
+}
+
+/// The operands and results of [`linear_backward`].
+struct Backward<'a> {
+    x: &'a [f64],
+    w: &'a [f64],
+    dz: &'a [f64],
+    dw: &'a mut [f64],
+    db: &'a mut [f64],
+    dx: Option<&'a mut [f64]>,
+}
+
+impl Kernel for Backward<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<S: Lanes>(self) {
+        let (m, k) = (self.db.len(), self.w.len() / self.db.len());
+        let n = self.dz.len() / m;
+        let grads = WeightGrads {
+            dz: self.dz,
+            x: self.x,
+            n,
+            k,
+        };
+        for (i0, ri) in blocks(m, S::GRAD_ROWS) {
+            for (k0, rk) in blocks(k, S::GRAD_COLS) {
+                shaped!(S, grads.block(i0, k0, self.dw), ri, rk);
             }
         }
-        out.copy_from_slice(&F64x8::lane_sums(&sums)[..out.len()]);
-    }
-    if let Some(dx) = dx {
-        // The product computes aᵀ · x for a of depth × rows: W itself
-        // (depth m, rows k) gives Wᵀ · dz.
-        product(w, k, None, dz, dx);
+        for (out, rows) in self.db.chunks_mut(LANES).zip(self.dz.chunks(LANES * n)) {
+            let mut sums = [S::splat(0.0); LANES];
+            for (sum, row) in sums.iter_mut().zip(rows.chunks_exact(n)) {
+                for j0 in (0..n).step_by(LANES) {
+                    *sum = sum.add(S::load(tile(row, j0)));
+                }
+            }
+            out.copy_from_slice(&S::lane_sums(&sums)[..out.len()]);
+        }
+        if let Some(dx) = self.dx {
+            // The product computes aᵀ · x for a of depth × rows: W itself
+            // (depth m, rows k) gives Wᵀ · dz.
+            Product {
+                a: self.w,
+                rows: k,
+                bias: None,
+                x: self.dz,
+                out: dx,
+            }
+            .run::<S>();
+        }
     }
 }
 
-/// Output rows a product computes together, each times [`COLS`] tiles of
-/// columns: every weight loaded is used for `COLS` tiles and every input
-/// tile for `ROWS` rows, so the loads keep up with the multiply-adds.
-const ROWS: usize = 5;
-/// With AVX-512's 32 registers 5 × 4 tile accumulators, the 4 input tiles
-/// and a weight fit; with AVX2's 16 (two per tile) only 5 × 1.
-const COLS: usize = if cfg!(target_feature = "avx512f") {
-    4
-} else {
-    1
-};
-/// The weight gradient's blocks: rows of dz × rows of x.
-const GRAD_ROWS: usize = if cfg!(target_feature = "avx512f") {
-    5
-} else {
-    2
-};
-const GRAD_COLS: usize = if cfg!(target_feature = "avx512f") {
-    4
-} else {
-    2
-};
-
 /// `(start, len)` of equal blocks of at most `max` covering `0..len`
 /// (10 by 4: 4, 4, 2 — 10 by 5: 5, 5).
+#[inline(always)]
 fn blocks(len: usize, max: usize) -> impl Iterator<Item = (usize, usize)> {
     let per = len.div_ceil(len.div_ceil(max).max(1)).max(1);
     (0..len).step_by(per).map(move |s| (s, per.min(len - s)))
 }
 
-/// `$call` with const generics `<R, C>` for run-time `r` in 1..=5 and `c` in 1..=4.
-macro_rules! dispatch {
-    ($recv:ident . $f:ident ( $($arg:expr),* ), $r:expr, $c:expr) => {
+/// `$call` with generics `<S, R, C>` for run-time `r` in 1..=5 and `c` in 1..=4.
+macro_rules! shaped {
+    ($s:ident, $recv:ident . $f:ident ( $($arg:expr),* ), $r:expr, $c:expr) => {
         match $r {
-            1 => dispatch!(@c $recv.$f, 1, $c, $($arg),*),
-            2 => dispatch!(@c $recv.$f, 2, $c, $($arg),*),
-            3 => dispatch!(@c $recv.$f, 3, $c, $($arg),*),
-            4 => dispatch!(@c $recv.$f, 4, $c, $($arg),*),
-            _ => dispatch!(@c $recv.$f, 5, $c, $($arg),*),
+            1 => shaped!(@c $s, $recv.$f, 1, $c, $($arg),*),
+            2 => shaped!(@c $s, $recv.$f, 2, $c, $($arg),*),
+            3 => shaped!(@c $s, $recv.$f, 3, $c, $($arg),*),
+            4 => shaped!(@c $s, $recv.$f, 4, $c, $($arg),*),
+            _ => shaped!(@c $s, $recv.$f, 5, $c, $($arg),*),
         }
     };
-    (@c $recv:ident . $f:ident, $r:literal, $c:expr, $($arg:expr),*) => {
+    (@c $s:ident, $recv:ident . $f:ident, $r:literal, $c:expr, $($arg:expr),*) => {
         match $c {
-            1 => $recv.$f::<$r, 1>($($arg),*),
-            2 => $recv.$f::<$r, 2>($($arg),*),
-            3 => $recv.$f::<$r, 3>($($arg),*),
-            _ => $recv.$f::<$r, 4>($($arg),*),
+            1 => $recv.$f::<$s, $r, 1>($($arg),*),
+            2 => $recv.$f::<$s, $r, 2>($($arg),*),
+            3 => $recv.$f::<$s, $r, 3>($($arg),*),
+            _ => $recv.$f::<$s, $r, 4>($($arg),*),
         }
     };
 }
-use dispatch;
+use shaped;
 
 /// out (rows × n) = aᵀ · x (+ bias in every column), with `a` depth × rows
 /// and `x` depth × n, both row-major.
-fn product(a: &[f64], rows: usize, bias: Option<&[f64]>, x: &[f64], out: &mut [f64]) {
-    if rows == 0 {
-        return;
-    }
-    let n = out.len() / rows;
-    let p = Product {
-        a,
-        rows,
-        bias,
-        x,
-        n,
-    };
-    for (r0, r) in blocks(rows, ROWS) {
-        for (c0, c) in blocks(n / LANES, COLS) {
-            dispatch!(p.block(r0, c0 * LANES, out), r, c);
+struct Product<'a> {
+    a: &'a [f64],
+    rows: usize,
+    bias: Option<&'a [f64]>,
+    x: &'a [f64],
+    out: &'a mut [f64],
+}
+
+impl Kernel for Product<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<S: Lanes>(self) {
+        if self.rows == 0 {
+            return;
+        }
+        let n = self.out.len() / self.rows;
+        let operands = Operands {
+            a: self.a,
+            rows: self.rows,
+            bias: self.bias,
+            x: self.x,
+            n,
+        };
+        for (r0, r) in blocks(self.rows, S::ROWS) {
+            for (c0, c) in blocks(n / LANES, S::COLS) {
+                shaped!(S, operands.block(r0, c0 * LANES, self.out), r, c);
+            }
         }
     }
 }
 
-/// The operands of a [`product`].
-struct Product<'a> {
+/// The inputs of a [`Product`].
+struct Operands<'a> {
     a: &'a [f64],
     rows: usize,
     bias: Option<&'a [f64]>,
@@ -156,21 +190,27 @@ struct Product<'a> {
     n: usize,
 }
 
-impl Product<'_> {
+impl Operands<'_> {
     /// Rows `r0..r0 + R` of columns `j0..j0 + C · LANES`.
-    fn block<const R: usize, const C: usize>(&self, r0: usize, j0: usize, out: &mut [f64]) {
-        let mut acc = [[F64x8::splat(0.0); C]; R];
+    #[inline(always)]
+    fn block<S: Lanes, const R: usize, const C: usize>(
+        &self,
+        r0: usize,
+        j0: usize,
+        out: &mut [f64],
+    ) {
+        let mut acc = [[S::splat(0.0); C]; R];
         if let Some(b) = self.bias {
             for (acc, &b) in acc.iter_mut().zip(&b[r0..r0 + R]) {
-                *acc = [F64x8::splat(b); C];
+                *acc = [S::splat(b); C];
             }
         }
         let n = self.n;
         for (arow, xrow) in self.a.chunks_exact(self.rows).zip(self.x.chunks_exact(n)) {
             let ws: &[f64; R] = arow[r0..r0 + R].try_into().expect("R weights");
-            let xs: [F64x8; C] = std::array::from_fn(|c| F64x8::load(tile(xrow, j0 + c * LANES)));
+            let xs: [S; C] = std::array::from_fn(|c| S::load(tile(xrow, j0 + c * LANES)));
             for (acc, &wv) in acc.iter_mut().zip(ws) {
-                let wv = F64x8::splat(wv);
+                let wv = S::splat(wv);
                 for (acc, &xv) in acc.iter_mut().zip(&xs) {
                     *acc = acc.mul_add(wv, xv);
                 }
@@ -196,14 +236,18 @@ impl WeightGrads<'_> {
     /// dW's rows `i0..i0 + R` and columns `k0..k0 + C`: R × C dot products
     /// accumulated lane by lane over the tiles of the batch, then their
     /// lanes summed eight at a time.
-    fn block<const R: usize, const C: usize>(&self, i0: usize, k0: usize, dw: &mut [f64]) {
+    #[inline(always)]
+    fn block<S: Lanes, const R: usize, const C: usize>(
+        &self,
+        i0: usize,
+        k0: usize,
+        dw: &mut [f64],
+    ) {
         let n = self.n;
-        let mut acc = [[F64x8::splat(0.0); C]; R];
+        let mut acc = [[S::splat(0.0); C]; R];
         for j0 in (0..n).step_by(LANES) {
-            let a: [F64x8; R] =
-                std::array::from_fn(|r| F64x8::load(tile(&self.dz[(i0 + r) * n..], j0)));
-            let b: [F64x8; C] =
-                std::array::from_fn(|c| F64x8::load(tile(&self.x[(k0 + c) * n..], j0)));
+            let a: [S; R] = std::array::from_fn(|r| S::load(tile(&self.dz[(i0 + r) * n..], j0)));
+            let b: [S; C] = std::array::from_fn(|c| S::load(tile(&self.x[(k0 + c) * n..], j0)));
             for (acc, &av) in acc.iter_mut().zip(&a) {
                 for (acc, &bv) in acc.iter_mut().zip(&b) {
                     *acc = acc.mul_add(av, bv);
@@ -221,11 +265,11 @@ impl WeightGrads<'_> {
         for g0 in (0..R * C).step_by(LANES) {
             // Entry e is (row e / C, column e % C); a short last group
             // repeats the last entry.
-            let lanes: [F64x8; LANES] = std::array::from_fn(|q| {
+            let lanes: [S; LANES] = std::array::from_fn(|q| {
                 let e = (g0 + q).min(R * C - 1);
-                F64x8::load(&sums[e / C][e % C])
+                S::load(&sums[e / C][e % C])
             });
-            let group = F64x8::lane_sums(&lanes);
+            let group = S::lane_sums(&lanes);
             for (e, &sum) in (g0..R * C).zip(&group) {
                 dw[(i0 + e / C) * self.k + k0 + e % C] = sum;
             }
@@ -236,6 +280,10 @@ impl WeightGrads<'_> {
 /// Column-wise softmax of `logits` (K × n) into `probs`, each column
 /// shifted by its maximum so exp never overflows; a tile of columns at a
 /// time, through a branch-free exp that vectorises.
+///
+/// Not a dispatched [`Kernel`]: compiled inside the AVX-512 kernel, LLVM
+/// left these loops scalar (the epoch several per cent slower); here they
+/// vectorise for the instruction sets the build targets.
 pub fn softmax_forward(logits: &[f64], probs: &mut [f64], n: usize) {
     for j0 in (0..n).step_by(LANES) {
         let mut max = [f64::NEG_INFINITY; LANES];
@@ -319,6 +367,8 @@ pub fn accuracy(probs: &[f64], labels: &[usize]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::simd::tests::on;
+    use nabla_kernels::isa::Isa;
 
     /// A k × 1 column padded to one tile.
     fn padded(column: &[f64]) -> Vec<f64> {
@@ -369,9 +419,16 @@ mod tests {
 
     /// Every blocking of rows (1 to 13 outputs: blocks of 1 to 6), inputs
     /// from 1 to 17 (partial groups of LANES weights), 1 to 5 tiles of
-    /// columns, against the definitions summed in plain loops.
+    /// columns, against the definitions summed in plain loops, on every
+    /// instruction set this CPU has.
     #[test]
     fn linear_layer_against_plain_loops_over_odd_shapes() {
+        for isa in Isa::available() {
+            on(isa, || linear_layer_against_plain_loops(isa));
+        }
+    }
+
+    fn linear_layer_against_plain_loops(isa: Isa) {
         let mut rng = crate::rng::NumpyRandom::new(7);
         for (m, k, n) in [
             (1, 1, 8),
@@ -390,7 +447,8 @@ mod tests {
             let close = |got: f64, want: f64, what: &str| {
                 assert!(
                     (got - want).abs() <= 1e-12 * want.abs().max(1.0),
-                    "{m}×{k}×{n} {what}: {got} vs {want}"
+                    "{}: {m}×{k}×{n} {what}: {got} vs {want}",
+                    isa.name()
                 );
             };
             for i in 0..m {

@@ -1,61 +1,141 @@
-//! Eight f64 lanes: one AVX-512 register, two AVX ones, or a plain array,
-//! chosen by the instruction sets the build targets (the workspace builds
-//! with `target-cpu=native`). The layers' kernels keep blocks of these in
-//! registers; written as plain arrays, LLVM turned the larger blocks back
-//! into scalar code on the stack.
+//! Eight f64 lanes: one AVX-512 register, two AVX2 ones, or a plain array,
+//! chosen at run time by `nabla_kernels::isa` (the machine this project
+//! runs on changes between an AVX2-only EPYC and an AVX-512 Xeon, and
+//! `NABLA_ISA=avx2` must be able to run the narrower path on the wider one).
+//!
+//! A kernel is a [`Kernel`]: its `run::<S>` is generic over the lane type
+//! and `#[inline(always)]` down to the intrinsics, and [`dispatch`] calls it
+//! from a function compiled for the chosen instruction set, so the whole
+//! kernel is compiled for it. The layers keep blocks of these in registers;
+//! written as plain arrays, LLVM turned the larger blocks back into scalar
+//! code on the stack.
 
-#[cfg(all(target_arch = "x86_64", target_feature = "avx"))]
+use nabla_kernels::isa::{self, Isa};
+
+#[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-/// Lanes per [`F64x8`].
+/// Lanes per vector.
 pub const LANES: usize = 8;
 
-#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-#[derive(Clone, Copy)]
-pub struct F64x8(__m512d);
+/// Eight f64 lanes and the block shapes that fit this instruction set's
+/// registers.
+pub trait Lanes: Copy {
+    /// Output rows a product computes together, each times [`Lanes::COLS`]
+    /// tiles of columns: every weight loaded is used for `COLS` tiles and
+    /// every input tile for `ROWS` rows, so the loads keep up with the
+    /// multiply-adds.
+    const ROWS: usize;
+    const COLS: usize;
+    /// The weight gradient's blocks: rows of dz × rows of x.
+    const GRAD_ROWS: usize;
+    const GRAD_COLS: usize;
+    /// Whether `f64::mul_add` is one instruction here (else a libm call, far
+    /// slower than the unfused multiply and add).
+    const FUSED: bool;
 
-#[cfg(all(
-    target_arch = "x86_64",
-    target_feature = "avx",
-    not(target_feature = "avx512f")
-))]
-#[derive(Clone, Copy)]
-pub struct F64x8(__m256d, __m256d);
+    fn splat(v: f64) -> Self;
+    fn load(tile: &[f64; LANES]) -> Self;
+    fn store(self, tile: &mut [f64; LANES]);
+    /// self + a · b, fused.
+    fn mul_add(self, a: Self, b: Self) -> Self;
+    fn add(self, other: Self) -> Self;
+    /// `[Σ v[0], …, Σ v[7]]`.
+    fn lane_sums(v: &[Self; LANES]) -> [f64; LANES];
 
-#[cfg(not(all(target_arch = "x86_64", target_feature = "avx")))]
-#[derive(Clone, Copy)]
-pub struct F64x8([f64; LANES]);
-
-#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-impl F64x8 {
+    /// a · b + c, fused where [`Lanes::FUSED`].
     #[inline(always)]
-    pub fn splat(v: f64) -> Self {
-        // SAFETY (every block here): the build enables AVX-512F (the cfg
-        // above), and loads and stores touch exactly the 8 lanes of a tile.
+    fn fma(a: f64, b: f64, c: f64) -> f64 {
+        if Self::FUSED {
+            a.mul_add(b, c)
+        } else {
+            a * b + c
+        }
+    }
+}
+
+/// A kernel written once for every [`Lanes`] type.
+pub trait Kernel {
+    type Output;
+    /// The kernel's body; implementations are `#[inline(always)]` (and so
+    /// is everything they call) so that it is compiled inside [`dispatch`]'s
+    /// per-instruction-set functions.
+    fn run<S: Lanes>(self) -> Self::Output;
+}
+
+/// Runs `kernel` with the lanes of the instruction set in use
+/// ([`isa::active`]: the widest the CPU has, or a narrower one forced by
+/// `NABLA_ISA`; in this crate's tests, the one [`tests::on`] forces).
+pub fn dispatch<K: Kernel>(kernel: K) -> K::Output {
+    #[cfg(test)]
+    let chosen = tests::FORCED.get().unwrap_or_else(isa::active);
+    #[cfg(not(test))]
+    let chosen = isa::active();
+    match chosen {
+        // SAFETY: `active` never returns an instruction set this CPU lacks.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { run_avx512(kernel) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { run_avx2(kernel) },
+        _ => kernel.run::<Portable>(),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn run_avx512<K: Kernel>(kernel: K) -> K::Output {
+    kernel.run::<Avx512>()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2<K: Kernel>(kernel: K) -> K::Output {
+    kernel.run::<Avx2>()
+}
+
+/// One AVX-512 register. Only made inside [`run_avx512`].
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub struct Avx512(__m512d);
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for Avx512 {
+    /// With 32 registers 5 × 4 tile accumulators, the 4 input tiles and a
+    /// weight fit.
+    const ROWS: usize = 5;
+    const COLS: usize = 4;
+    const GRAD_ROWS: usize = 5;
+    const GRAD_COLS: usize = 4;
+    const FUSED: bool = true;
+
+    // SAFETY (every block here): values of this type exist only in code
+    // reached through `run_avx512`, which the CPU has (see `dispatch`), and
+    // loads and stores touch exactly the 8 lanes of a tile.
+    #[inline(always)]
+    fn splat(v: f64) -> Self {
         Self(unsafe { _mm512_set1_pd(v) })
     }
     #[inline(always)]
-    pub fn load(tile: &[f64; LANES]) -> Self {
+    fn load(tile: &[f64; LANES]) -> Self {
         Self(unsafe { _mm512_loadu_pd(tile.as_ptr()) })
     }
     #[inline(always)]
-    pub fn store(self, tile: &mut [f64; LANES]) {
+    fn store(self, tile: &mut [f64; LANES]) {
         unsafe { _mm512_storeu_pd(tile.as_mut_ptr(), self.0) }
     }
-    /// self + a · b, fused.
     #[inline(always)]
-    pub fn mul_add(self, a: Self, b: Self) -> Self {
+    fn mul_add(self, a: Self, b: Self) -> Self {
         Self(unsafe { _mm512_fmadd_pd(a.0, b.0, self.0) })
     }
     #[inline(always)]
-    pub fn add(self, other: Self) -> Self {
+    fn add(self, other: Self) -> Self {
         Self(unsafe { _mm512_add_pd(self.0, other.0) })
     }
-    /// `[Σ v[0], …, Σ v[7]]`: a transpose-and-add tree, 14 shuffles and 7
-    /// additions for all eight, where summing each register on its own
-    /// would chain 7 dependent additions per register.
+    /// A transpose-and-add tree, 14 shuffles and 7 additions for all eight,
+    /// where summing each register on its own would chain 7 dependent
+    /// additions per register.
     #[inline(always)]
-    pub fn lane_sums(v: &[Self; LANES]) -> [f64; LANES] {
+    fn lane_sums(v: &[Self; LANES]) -> [f64; LANES] {
         let mut out = [0.0; LANES];
         unsafe {
             // 128-bit block b of pair(x, y) holds x's and y's sums of lanes 2b, 2b + 1.
@@ -79,20 +159,29 @@ impl F64x8 {
     }
 }
 
-#[cfg(all(
-    target_arch = "x86_64",
-    target_feature = "avx",
-    not(target_feature = "avx512f")
-))]
-impl F64x8 {
+/// Two AVX2 registers. Only made inside [`run_avx2`].
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub struct Avx2(__m256d, __m256d);
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for Avx2 {
+    /// With 16 registers, two per tile, only 5 × 1 accumulators.
+    const ROWS: usize = 5;
+    const COLS: usize = 1;
+    const GRAD_ROWS: usize = 2;
+    const GRAD_COLS: usize = 2;
+    const FUSED: bool = true;
+
+    // SAFETY (every block here): values of this type exist only in code
+    // reached through `run_avx2`, which the CPU has (see `dispatch`), and
+    // loads and stores touch exactly the 8 lanes of a tile.
     #[inline(always)]
-    pub fn splat(v: f64) -> Self {
-        // SAFETY (every block here): the build enables AVX (the cfg above),
-        // and loads and stores touch exactly the 8 lanes of a tile.
+    fn splat(v: f64) -> Self {
         unsafe { Self(_mm256_set1_pd(v), _mm256_set1_pd(v)) }
     }
     #[inline(always)]
-    pub fn load(tile: &[f64; LANES]) -> Self {
+    fn load(tile: &[f64; LANES]) -> Self {
         unsafe {
             Self(
                 _mm256_loadu_pd(tile.as_ptr()),
@@ -101,32 +190,23 @@ impl F64x8 {
         }
     }
     #[inline(always)]
-    pub fn store(self, tile: &mut [f64; LANES]) {
+    fn store(self, tile: &mut [f64; LANES]) {
         unsafe {
             _mm256_storeu_pd(tile.as_mut_ptr(), self.0);
             _mm256_storeu_pd(tile.as_mut_ptr().add(4), self.1);
         }
     }
-    /// self + a · b, fused where the CPU has FMA.
     #[inline(always)]
-    pub fn mul_add(self, a: Self, b: Self) -> Self {
-        #[cfg(target_feature = "fma")]
+    fn mul_add(self, a: Self, b: Self) -> Self {
         unsafe {
             Self(
                 _mm256_fmadd_pd(a.0, b.0, self.0),
                 _mm256_fmadd_pd(a.1, b.1, self.1),
             )
         }
-        #[cfg(not(target_feature = "fma"))]
-        unsafe {
-            Self(
-                _mm256_add_pd(_mm256_mul_pd(a.0, b.0), self.0),
-                _mm256_add_pd(_mm256_mul_pd(a.1, b.1), self.1),
-            )
-        }
     }
     #[inline(always)]
-    pub fn add(self, other: Self) -> Self {
+    fn add(self, other: Self) -> Self {
         unsafe {
             Self(
                 _mm256_add_pd(self.0, other.0),
@@ -134,10 +214,10 @@ impl F64x8 {
             )
         }
     }
-    /// `[Σ v[0], …, Σ v[7]]`: each register's halves added, then
-    /// horizontal pair sums and a swap of 128-bit halves, four at a time.
+    /// Each register's halves added, then horizontal pair sums and a swap
+    /// of 128-bit halves, four at a time.
     #[inline(always)]
-    pub fn lane_sums(v: &[Self; LANES]) -> [f64; LANES] {
+    fn lane_sums(v: &[Self; LANES]) -> [f64; LANES] {
         let mut out = [0.0; LANES];
         unsafe {
             let half = |q: usize| _mm256_add_pd(v[q].0, v[q].1);
@@ -156,58 +236,92 @@ impl F64x8 {
     }
 }
 
-#[cfg(not(all(target_arch = "x86_64", target_feature = "avx")))]
-impl F64x8 {
+/// A plain array, for CPUs without AVX2 (and the scalar functions).
+#[derive(Clone, Copy)]
+pub struct Portable([f64; LANES]);
+
+impl Lanes for Portable {
+    const ROWS: usize = 5;
+    const COLS: usize = 1;
+    const GRAD_ROWS: usize = 2;
+    const GRAD_COLS: usize = 2;
+    const FUSED: bool = cfg!(target_feature = "fma");
+
     #[inline(always)]
-    pub fn splat(v: f64) -> Self {
+    fn splat(v: f64) -> Self {
         Self([v; LANES])
     }
     #[inline(always)]
-    pub fn load(tile: &[f64; LANES]) -> Self {
+    fn load(tile: &[f64; LANES]) -> Self {
         Self(*tile)
     }
     #[inline(always)]
-    pub fn store(self, tile: &mut [f64; LANES]) {
+    fn store(self, tile: &mut [f64; LANES]) {
         *tile = self.0;
     }
-    /// self + a · b (fused where the CPU has FMA; a software fma would be far slower).
     #[inline(always)]
-    pub fn mul_add(self, a: Self, b: Self) -> Self {
+    fn mul_add(self, a: Self, b: Self) -> Self {
         Self(std::array::from_fn(|t| {
-            if cfg!(target_feature = "fma") {
-                a.0[t].mul_add(b.0[t], self.0[t])
-            } else {
-                a.0[t] * b.0[t] + self.0[t]
-            }
+            Self::fma(a.0[t], b.0[t], self.0[t])
         }))
     }
     #[inline(always)]
-    pub fn add(self, other: Self) -> Self {
+    fn add(self, other: Self) -> Self {
         Self(std::array::from_fn(|t| self.0[t] + other.0[t]))
     }
-    /// `[Σ v[0], …, Σ v[7]]`.
     #[inline(always)]
-    pub fn lane_sums(v: &[Self; LANES]) -> [f64; LANES] {
+    fn lane_sums(v: &[Self; LANES]) -> [f64; LANES] {
         v.map(|x| x.0.iter().sum())
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
+    use std::cell::Cell;
 
+    thread_local! {
+        /// Per thread, unlike `isa::set_override`, so a test that forces a
+        /// path leaves the tests running beside it on theirs (the kernels
+        /// here are single-threaded).
+        pub static FORCED: Cell<Option<Isa>> = const { Cell::new(None) };
+    }
+
+    /// `f` with every kernel on this thread using `isa`.
+    pub fn on<R>(isa: Isa, f: impl FnOnce() -> R) -> R {
+        FORCED.set(Some(isa));
+        let out = f();
+        FORCED.set(None);
+        out
+    }
+
+    struct MultiplyAddSum;
+
+    impl Kernel for MultiplyAddSum {
+        type Output = ([f64; LANES], [f64; LANES]);
+        #[inline(always)]
+        fn run<S: Lanes>(self) -> Self::Output {
+            let tiles: [[f64; LANES]; LANES] =
+                std::array::from_fn(|q| std::array::from_fn(|t| (1 << t) as f64 * (q + 1) as f64));
+            let v = tiles.map(|t| S::load(&t));
+            let mut out = [0.0; LANES];
+            S::splat(1.0)
+                .mul_add(v[1], S::splat(0.5))
+                .add(v[0])
+                .store(&mut out);
+            (S::lane_sums(&v), out)
+        }
+    }
+
+    /// Every instruction set this CPU has, each forced in turn.
     #[test]
-    fn lanes_multiply_add_and_sum() {
-        let tiles: [[f64; LANES]; LANES] =
-            std::array::from_fn(|q| std::array::from_fn(|t| (1 << t) as f64 * (q + 1) as f64));
-        let v = tiles.map(|t| F64x8::load(&t));
-        let want: [f64; LANES] = std::array::from_fn(|q| 255.0 * (q + 1) as f64);
-        assert_eq!(F64x8::lane_sums(&v), want);
-        let mut out = [0.0; LANES];
-        F64x8::splat(1.0)
-            .mul_add(v[1], F64x8::splat(0.5))
-            .add(v[0])
-            .store(&mut out);
-        assert_eq!(out, std::array::from_fn(|t| 1.0 + (1 << t) as f64 * 2.0));
+    fn lanes_multiply_add_and_sum_on_every_instruction_set() {
+        for isa in Isa::available() {
+            let (sums, out) = on(isa, || dispatch(MultiplyAddSum));
+            let want: [f64; LANES] = std::array::from_fn(|q| 255.0 * (q + 1) as f64);
+            assert_eq!(sums, want, "{}", isa.name());
+            let want: [f64; LANES] = std::array::from_fn(|t| 1.0 + (1 << t) as f64 * 2.0);
+            assert_eq!(out, want, "{}", isa.name());
+        }
     }
 }

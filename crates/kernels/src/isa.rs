@@ -8,7 +8,6 @@
 //! machine that has all of them.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::OnceLock;
 
 /// An instruction set the kernels are written for, widest last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -69,9 +68,23 @@ impl std::str::FromStr for Isa {
     }
 }
 
-static DEFAULT: OnceLock<Isa> = OnceLock::new();
+/// 0: not yet chosen; else 1 + the `Isa` discriminant.
+static DEFAULT: AtomicU8 = AtomicU8::new(0);
 /// 0: none; else 1 + the `Isa` discriminant.
 static OVERRIDE: AtomicU8 = AtomicU8::new(0);
+
+fn encode(isa: Isa) -> u8 {
+    isa as u8 + 1
+}
+
+fn decode(code: u8) -> Option<Isa> {
+    match code {
+        1 => Some(Isa::Portable),
+        2 => Some(Isa::Avx2),
+        3 => Some(Isa::Avx512),
+        _ => None,
+    }
+}
 
 /// Makes every kernel of the process use `isa` (`None`: back to the
 /// default), so a test can run each path on one machine. Panics if the CPU
@@ -80,40 +93,45 @@ pub fn set_override(isa: Option<Isa>) {
     if let Some(isa) = isa {
         assert!(isa <= Isa::detected(), "this CPU has no {}", isa.name());
     }
-    OVERRIDE.store(isa.map_or(0, |i| i as u8 + 1), Ordering::SeqCst);
+    OVERRIDE.store(isa.map_or(0, encode), Ordering::SeqCst);
 }
 
 /// The instruction set in use: the widest the CPU has, or `NABLA_ISA` when it
 /// names one the CPU can run. A `NABLA_ISA` the CPU cannot run, or that is not
 /// a name, is ignored with a warning on stderr rather than crashing later
-/// with an illegal instruction.
+/// with an illegal instruction. Two relaxed loads once chosen: the dense
+/// kernels ask once per layer call, thousands of times a second.
+#[inline]
 pub fn active() -> Isa {
-    match OVERRIDE.load(Ordering::Relaxed) {
-        1 => return Isa::Portable,
-        2 => return Isa::Avx2,
-        3 => return Isa::Avx512,
-        _ => {}
+    if let Some(isa) = decode(OVERRIDE.load(Ordering::Relaxed)) {
+        return isa;
     }
-    *DEFAULT.get_or_init(|| {
-        let widest = Isa::detected();
-        match std::env::var("NABLA_ISA") {
-            Ok(wanted) => match wanted.parse::<Isa>() {
-                Ok(isa) if isa <= widest => isa,
-                Ok(isa) => {
-                    eprintln!(
-                        "warning: NABLA_ISA={} but this CPU has only {}; using {}",
-                        isa.name(),
-                        widest.name(),
-                        widest.name()
-                    );
-                    widest
-                }
-                Err(e) => {
-                    eprintln!("warning: NABLA_ISA: {e}; using {}", widest.name());
-                    widest
-                }
-            },
-            Err(_) => widest,
-        }
-    })
+    decode(DEFAULT.load(Ordering::Relaxed)).unwrap_or_else(choose)
+}
+
+/// The first call's choice, kept in `DEFAULT` (a race chooses the same).
+#[cold]
+fn choose() -> Isa {
+    let widest = Isa::detected();
+    let isa = match std::env::var("NABLA_ISA") {
+        Ok(wanted) => match wanted.parse::<Isa>() {
+            Ok(isa) if isa <= widest => isa,
+            Ok(isa) => {
+                eprintln!(
+                    "warning: NABLA_ISA={} but this CPU has only {}; using {}",
+                    isa.name(),
+                    widest.name(),
+                    widest.name()
+                );
+                widest
+            }
+            Err(e) => {
+                eprintln!("warning: NABLA_ISA: {e}; using {}", widest.name());
+                widest
+            }
+        },
+        Err(_) => widest,
+    };
+    DEFAULT.store(encode(isa), Ordering::Relaxed);
+    isa
 }
