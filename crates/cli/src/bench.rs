@@ -32,7 +32,7 @@ pub enum BenchCommand {
     Graph(GraphBenchArgs),
     /// One SGD epoch of the sheet's net (L = 5, d = 10) on synthetic data.
     #[command(
-        after_help = "Example:\n  nabla bench mlp --samples 100000 --batch-size 32\n  python3 tools/bench_mlp.py   # the same epoch in numpy and PyTorch, side by side"
+        after_help = "Example:\n  nabla bench mlp --samples 100000 --batch-size 32\n  python3 tools/bench_mlp.py   # the same epoch in numpy and PyTorch, side by side\n  NABLA_ISA=avx2 nabla bench mlp   # the AVX2 kernels on an AVX-512 machine"
     )]
     Mlp(MlpBenchArgs),
     /// Training (or evaluation) steps of a Problem 5 model on random images.
@@ -269,6 +269,9 @@ pub struct MlpBenchArgs {
 
 #[derive(Serialize)]
 struct MlpBench {
+    cpu: String,
+    /// The dense kernels' instruction set (`NABLA_ISA` forces a narrower one).
+    isa: nabla_kernels::isa::Isa,
     samples: usize,
     batch_size: usize,
     updates: usize,
@@ -296,6 +299,8 @@ fn run_mlp(args: &MlpBenchArgs) -> Result<()> {
         trained = net;
     }
     let report = MlpBench {
+        cpu: nabla_kernels::bench::cpu_name(),
+        isa: nabla_kernels::isa::active(),
         samples: n,
         batch_size: args.batch_size,
         updates: n.div_ceil(args.batch_size.max(1)),
@@ -306,6 +311,8 @@ fn run_mlp(args: &MlpBenchArgs) -> Result<()> {
         return OutputArgs::print_json(&report);
     }
     let rows = vec![
+        vec!["cpu".into(), report.cpu.clone()],
+        vec!["instruction set".into(), report.isa.name().into()],
         vec!["samples".into(), report.samples.to_string()],
         vec![
             "updates (batch size)".into(),
