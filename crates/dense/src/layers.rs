@@ -27,20 +27,14 @@ fn tile_mut(row: &mut [f64], j0: usize) -> &mut Tile {
 }
 
 /// z (m × n) = W (m × k) · x (k × n) + b, b added to every column.
-/// `wt` is scratch space for Wᵀ, reused across calls.
-pub fn linear_forward(w: &[f64], b: &[f64], x: &[f64], z: &mut [f64], wt: &mut Vec<f64>) {
-    let (m, k) = (b.len(), w.len() / b.len());
-    // The product walks the weights one input at a time: Wᵀ puts the
-    // weights of one input to all outputs side by side.
-    wt.resize(w.len(), 0.0);
-    for (i, row) in w.chunks_exact(k).enumerate() {
-        for (kk, &v) in row.iter().enumerate() {
-            wt[kk * m + i] = v;
-        }
-    }
+pub fn linear_forward(w: &[f64], b: &[f64], x: &[f64], z: &mut [f64]) {
+    let k = w.len() / b.len();
+    // Depth kk, output row i: W[i][kk].
     dispatch(Product {
-        a: wt,
-        rows: m,
+        a: w,
+        depth_stride: 1,
+        row_stride: k,
+        rows: b.len(),
         bias: Some(b),
         x,
         out: z,
@@ -104,10 +98,11 @@ impl Kernel for Backward<'_> {
             out.copy_from_slice(&S::lane_sums(&sums)[..out.len()]);
         }
         if let Some(dx) = self.dx {
-            // The product computes aᵀ · x for a of depth × rows: W itself
-            // (depth m, rows k) gives Wᵀ · dz.
+            // Depth i, output row kk: W[i][kk], for Wᵀ · dz.
             Product {
                 a: self.w,
+                depth_stride: k,
+                row_stride: 1,
                 rows: k,
                 bias: None,
                 x: self.dz,
@@ -148,10 +143,13 @@ macro_rules! shaped {
 }
 use shaped;
 
-/// out (rows × n) = aᵀ · x (+ bias in every column), with `a` depth × rows
-/// and `x` depth × n, both row-major.
+/// out (rows × n) = Σ_d a(d, r) · x[d] (+ bias in every column), with
+/// a(d, r) = `a[d · depth_stride + r · row_stride]` and `x` depth × n
+/// row-major: W and Wᵀ read in place, each weight broadcast once per block.
 struct Product<'a> {
     a: &'a [f64],
+    depth_stride: usize,
+    row_stride: usize,
     rows: usize,
     bias: Option<&'a [f64]>,
     x: &'a [f64],
@@ -168,7 +166,8 @@ impl Kernel for Product<'_> {
         let n = self.out.len() / self.rows;
         let operands = Operands {
             a: self.a,
-            rows: self.rows,
+            depth_stride: self.depth_stride,
+            row_stride: self.row_stride,
             bias: self.bias,
             x: self.x,
             n,
@@ -184,7 +183,8 @@ impl Kernel for Product<'_> {
 /// The inputs of a [`Product`].
 struct Operands<'a> {
     a: &'a [f64],
-    rows: usize,
+    depth_stride: usize,
+    row_stride: usize,
     bias: Option<&'a [f64]>,
     x: &'a [f64],
     n: usize,
@@ -206,11 +206,11 @@ impl Operands<'_> {
             }
         }
         let n = self.n;
-        for (arow, xrow) in self.a.chunks_exact(self.rows).zip(self.x.chunks_exact(n)) {
-            let ws: &[f64; R] = arow[r0..r0 + R].try_into().expect("R weights");
+        let (ds, rs) = (self.depth_stride, self.row_stride);
+        for (d, xrow) in self.x.chunks_exact(n).enumerate() {
             let xs: [S; C] = std::array::from_fn(|c| S::load(tile(xrow, j0 + c * LANES)));
-            for (acc, &wv) in acc.iter_mut().zip(ws) {
-                let wv = S::splat(wv);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let wv = S::splat(self.a[d * ds + (r0 + r) * rs]);
                 for (acc, &xv) in acc.iter_mut().zip(&xs) {
                     *acc = acc.mul_add(wv, xv);
                 }
@@ -384,7 +384,7 @@ mod tests {
         let w = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
         let mut z = vec![0.0; 3 * LANES];
         let x = padded(&[1.0, -1.0]);
-        linear_forward(&w, &[1.0, 0.0, -1.0], &x, &mut z, &mut Vec::new());
+        linear_forward(&w, &[1.0, 0.0, -1.0], &x, &mut z);
         assert_eq!([z[0], z[LANES], z[2 * LANES]], [0.0, -1.0, -2.0]);
         let (mut dw, mut db, mut dx) = ([0.0; 6], [0.0; 3], vec![0.0; 2 * LANES]);
         let dz = padded(&[1.0, 0.0, 2.0]);
@@ -441,7 +441,7 @@ mod tests {
             let (w, b) = (rng.randn_vec(m * k), rng.randn_vec(m));
             let (x, dz) = (rng.randn_vec(k * n), rng.randn_vec(m * n));
             let mut z = vec![0.0; m * n];
-            linear_forward(&w, &b, &x, &mut z, &mut Vec::new());
+            linear_forward(&w, &b, &x, &mut z);
             let (mut dw, mut db, mut dx) = (vec![0.0; m * k], vec![0.0; m], vec![0.0; k * n]);
             linear_backward(&x, &w, &dz, &mut dw, &mut db, Some(&mut dx));
             let close = |got: f64, want: f64, what: &str| {

@@ -111,8 +111,6 @@ pub struct Workspace {
     probs: Vec<f64>,
     delta: Vec<f64>,
     delta_prev: Vec<f64>,
-    /// Scratch for one layer's transposed weights.
-    transposed: Vec<f64>,
 }
 
 impl Workspace {
@@ -137,9 +135,11 @@ impl Workspace {
         self.delta.resize(n * widest, 0.0);
         self.delta_prev.resize(n * widest, 0.0);
         for (row, feature) in self.acts[0].chunks_exact_mut(n).zip(x.rows()) {
-            for (j, v) in row.iter_mut().enumerate() {
-                *v = cols.get(j).map_or(0.0, |&c| feature[c]);
+            let (used, padding) = row.split_at_mut(cols.len());
+            for (v, &c) in used.iter_mut().zip(cols) {
+                *v = feature[c];
             }
+            padding.fill(0.0);
         }
         self.labels.clear();
         self.labels.extend(cols.iter().map(|&c| labels[c]));
@@ -159,7 +159,7 @@ impl Workspace {
             let b = net.biases[l].as_slice().expect("standard layout");
             let (before, after) = self.acts.split_at_mut(l + 1);
             let (w, z) = (slice(&net.weights[l]), &mut self.zs[l]);
-            linear_forward(w, b, &before[l], z, &mut self.transposed);
+            linear_forward(w, b, &before[l], z);
             if l + 1 < layers {
                 net.activation.forward(&self.zs[l], &mut after[0]);
             }
