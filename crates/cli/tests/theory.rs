@@ -5,7 +5,7 @@ use common::*;
 
 #[test]
 fn sgd_rates_reports_every_problem_and_schedule_with_the_bound_held() {
-    let dir = std::env::temp_dir().join(format!("nabla-sgd-{}", std::process::id()));
+    let dir = temp_dir("sgd");
     let doc = json(&nabla(&[
         "sgd-rates",
         "--steps",

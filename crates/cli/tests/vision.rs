@@ -5,8 +5,7 @@ use common::*;
 
 #[test]
 fn train_writes_a_run_that_eval_reads() {
-    let root = std::env::temp_dir().join(format!("nabla-vision-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = temp_dir("vision-train");
     image_folder(&root.join("data"));
     let (data, run, cache) = (root.join("data"), root.join("run"), root.join("cache"));
     let o = nabla(&[
