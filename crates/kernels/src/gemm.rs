@@ -231,16 +231,15 @@ pub fn gemm_nt_small(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `active()` only returns instruction sets the CPU has.
         Isa::Avx2 | Isa::Avx512 => unsafe { x86::nt_small_fma(a, b, m, n, k, c) },
-        _ => nt_small::<false>(a, b, m, n, k, c),
+        _ => nt_small(a, b, m, n, k, c),
     }
 }
 
 /// Rows of `k` per block of [`gemm_nt_small`].
 const NT_BLOCK: usize = 1024;
 
-#[inline(always)]
-fn nt_small<const FMA: bool>(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, c: &mut [f32]) {
-    let fma = |x: f32, y: f32, z: f32| if FMA { x.mul_add(y, z) } else { x * y + z };
+fn nt_small(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, c: &mut [f32]) {
+    let fma = |x: f32, y: f32, z: f32| x * y + z;
     for k0 in (0..k).step_by(NT_BLOCK) {
         let kb = NT_BLOCK.min(k - k0);
         let full = kb / 8 * 8;
@@ -553,13 +552,72 @@ unsafe fn portable_4x16(
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// [`super::nt_small`] compiled for AVX2 + FMA.
+    /// [`super::nt_small`] with AVX2 + FMA, the nine sums in named ymm
+    /// registers: compiled from the portable loop, LLVM stored every sum
+    /// back to the stack on every step (the store was half the kernel's
+    /// time). The portable loop's sums in its order, each step fused.
     ///
     /// # Safety
-    /// The CPU has AVX2 and FMA.
+    /// The CPU has AVX2 and FMA; `a` holds `m · k` floats, `b` `n · k`, `c` `m · n`.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn nt_small_fma(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, c: &mut [f32]) {
-        super::nt_small::<true>(a, b, m, n, k, c)
+        let (a, b) = (a.as_ptr(), b.as_ptr());
+        for k0 in (0..k).step_by(super::NT_BLOCK) {
+            let kb = super::NT_BLOCK.min(k - k0);
+            let full = kb / 8 * 8;
+            for i0 in (0..m).step_by(3) {
+                let ih = 3.min(m - i0);
+                // Rows past the edge repeat the last one; their sums are dropped.
+                let ar: [*const f32; 3] =
+                    std::array::from_fn(|t| a.add((i0 + t.min(ih - 1)) * k + k0));
+                for j0 in (0..n).step_by(3) {
+                    let jw = 3.min(n - j0);
+                    let br: [*const f32; 3] =
+                        std::array::from_fn(|t| b.add((j0 + t.min(jw - 1)) * k + k0));
+                    let (a0, a1, a2) = (ar[0], ar[1], ar[2]);
+                    let (b0, b1, b2) = (br[0], br[1], br[2]);
+                    let z = _mm256_setzero_ps();
+                    let (mut c00, mut c01, mut c02) = (z, z, z);
+                    let (mut c10, mut c11, mut c12) = (z, z, z);
+                    let (mut c20, mut c21, mut c22) = (z, z, z);
+                    let mut p = 0;
+                    while p < full {
+                        let (x0, x1, x2) = (
+                            _mm256_loadu_ps(a0.add(p)),
+                            _mm256_loadu_ps(a1.add(p)),
+                            _mm256_loadu_ps(a2.add(p)),
+                        );
+                        let (y0, y1, y2) = (
+                            _mm256_loadu_ps(b0.add(p)),
+                            _mm256_loadu_ps(b1.add(p)),
+                            _mm256_loadu_ps(b2.add(p)),
+                        );
+                        c00 = _mm256_fmadd_ps(x0, y0, c00);
+                        c01 = _mm256_fmadd_ps(x0, y1, c01);
+                        c02 = _mm256_fmadd_ps(x0, y2, c02);
+                        c10 = _mm256_fmadd_ps(x1, y0, c10);
+                        c11 = _mm256_fmadd_ps(x1, y1, c11);
+                        c12 = _mm256_fmadd_ps(x1, y2, c12);
+                        c20 = _mm256_fmadd_ps(x2, y0, c20);
+                        c21 = _mm256_fmadd_ps(x2, y1, c21);
+                        c22 = _mm256_fmadd_ps(x2, y2, c22);
+                        p += 8;
+                    }
+                    let sums = [[c00, c01, c02], [c10, c11, c12], [c20, c21, c22]];
+                    for (ti, row) in sums.iter().enumerate().take(ih) {
+                        for (tj, &v) in row.iter().enumerate().take(jw) {
+                            let mut lanes = [0f32; 8];
+                            _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+                            let mut sum = lanes.iter().sum::<f32>();
+                            for p in full..kb {
+                                sum = (*ar[ti].add(p)).mul_add(*br[tj].add(p), sum);
+                            }
+                            c[(i0 + ti) * n + j0 + tj] += sum;
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// AVX2 + FMA micro-kernel: a 6 × 16 tile in 12 ymm registers; per step
