@@ -11,11 +11,12 @@ use nabla_vision::decode::{decode, decode_all, ImageCache};
 use nabla_vision::folder::ImageFolder;
 use nabla_vision::inspect::inspect;
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nabla-vision-{tag}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory, removed with its contents when the returned guard drops.
+fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("nabla-vision-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// A picture whose left half is red and right half blue, so orientation shows.
@@ -102,9 +103,10 @@ fn make_folder(root: &Path) {
 
 #[test]
 fn every_format_decodes_and_bad_files_are_skipped_by_name() {
-    let root = temp_dir("decode");
-    make_folder(&root);
-    let folder = ImageFolder::scan(&root).unwrap();
+    let dir = temp_dir("decode");
+    let root = dir.path();
+    make_folder(root);
+    let folder = ImageFolder::scan(root).unwrap();
     assert_eq!(folder.classes, ["a", "b"]);
     // The copy in b/ is byte-identical to a/plain.jpg: only the first is kept.
     assert_eq!(folder.duplicate_groups.len(), 1);
@@ -176,8 +178,9 @@ fn every_format_decodes_and_bad_files_are_skipped_by_name() {
 
 #[test]
 fn conversions_to_rgb_keep_the_colours() {
-    let root = temp_dir("colours");
-    make_folder(&root);
+    let dir = temp_dir("colours");
+    let root = dir.path();
+    make_folder(root);
     let a = root.join("a");
     let gray = decode(&a.join("gray.png")).unwrap().to_rgb8();
     assert_eq!(gray.get_pixel(0, 0).0, [77, 77, 77]);
@@ -190,8 +193,9 @@ fn conversions_to_rgb_keep_the_colours() {
 
 #[test]
 fn exif_orientation_is_applied() {
-    let root = temp_dir("exif");
-    make_folder(&root);
+    let dir = temp_dir("exif");
+    let root = dir.path();
+    make_folder(root);
     let plain = decode(&root.join("a/plain.jpg")).unwrap().to_rgb8();
     assert_eq!(plain.dimensions(), (40, 20));
     // Orientation 6: rotate 90° clockwise, so the red left half ends up on top.
@@ -216,9 +220,10 @@ fn split_is_stratified_disjoint_and_seeded() {
 
 #[test]
 fn a_folder_without_class_subfolders_is_a_clear_error() {
-    let root = temp_dir("flat");
+    let dir = temp_dir("flat");
+    let root = dir.path();
     fs::write(root.join("x.jpg"), jpeg_bytes(&two_tone(4, 4))).unwrap();
-    let err = ImageFolder::scan(&root).unwrap_err().to_string();
+    let err = ImageFolder::scan(root).unwrap_err().to_string();
     assert!(err.contains("expected one subfolder per class"), "{err}");
     let err = ImageFolder::scan(&root.join("missing"))
         .unwrap_err()
@@ -229,7 +234,8 @@ fn a_folder_without_class_subfolders_is_a_clear_error() {
 #[test]
 fn unpacking_takes_only_the_dataset_class_folders() {
     use std::io::Write;
-    let root = temp_dir("zip");
+    let dir = temp_dir("zip");
+    let root = dir.path();
     let archive = root.join("repo.zip");
     let mut zip = zip::ZipWriter::new(fs::File::create(&archive).unwrap());
     let options =
@@ -282,7 +288,8 @@ fn png_header_only(w: u32, h: u32) -> Vec<u8> {
 
 #[test]
 fn images_larger_than_the_limits_are_refused_from_their_header() {
-    let root = temp_dir("limits");
+    let dir = temp_dir("limits");
+    let root = dir.path();
     for (w, h) in [(60_000, 60_000), (20_000, 100), (12_000, 9_000)] {
         let path = root.join(format!("{w}x{h}.png"));
         fs::write(&path, png_header_only(w, h)).unwrap();
