@@ -239,7 +239,6 @@ pub fn gemm_nt_small(
 const NT_BLOCK: usize = 1024;
 
 fn nt_small(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, c: &mut [f32]) {
-    let fma = |x: f32, y: f32, z: f32| x * y + z;
     for k0 in (0..k).step_by(NT_BLOCK) {
         let kb = NT_BLOCK.min(k - k0);
         let full = kb / 8 * 8;
@@ -265,7 +264,7 @@ fn nt_small(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, c: &mut [f32]) {
                     for ti in 0..3 {
                         for tj in 0..3 {
                             for l in 0..8 {
-                                acc[ti][tj][l] = fma(av[ti][l], bv[tj][l], acc[ti][tj][l]);
+                                acc[ti][tj][l] += av[ti][l] * bv[tj][l];
                             }
                         }
                     }
@@ -274,7 +273,7 @@ fn nt_small(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, c: &mut [f32]) {
                     for tj in 0..jw {
                         let mut sum = acc[ti][tj].iter().sum::<f32>();
                         for p in full..kb {
-                            sum = fma(ar[ti][p], br[tj][p], sum);
+                            sum += ar[ti][p] * br[tj][p];
                         }
                         c[(i0 + ti) * n + j0 + tj] += sum;
                     }
