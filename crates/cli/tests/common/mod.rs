@@ -24,34 +24,30 @@ pub fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-/// A fresh directory under the system's temporary folder, removed when
-/// dropped (a full `nabla all` leaves 100 MB there; CI machines keep /tmp).
+/// A fresh directory under the system's temporary folder, removed with
+/// everything in it when dropped (a full `nabla all` leaves 100 MB there;
+/// CI machines keep /tmp).
 pub fn temp_dir(tag: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("nabla-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("nabla-cli-{tag}-"))
+        .tempdir()
+        .unwrap();
     TempDir(dir)
 }
 
-/// A directory [`temp_dir`] made; removed with everything in it on drop.
-pub struct TempDir(PathBuf);
+/// [`tempfile::TempDir`] read as its path, so tests write `root.join(…)`.
+pub struct TempDir(tempfile::TempDir);
 
 impl std::ops::Deref for TempDir {
-    type Target = PathBuf;
-    fn deref(&self) -> &PathBuf {
-        &self.0
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        self.0.path()
     }
 }
 
 impl AsRef<std::path::Path> for TempDir {
     fn as_ref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path()
     }
 }
 
