@@ -432,6 +432,7 @@ fn with_parts<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::isa::Isa;
 
     /// The convolution and its gradients by the definition, in f64.
     pub(crate) fn reference(
@@ -685,8 +686,23 @@ pub(crate) mod tests {
             shape(2, 4, 21, 19, 4, 5, 1, 2, 4),
             shape(1, 3, 17, 33, 3, 3, 1, 0, 3),
             same(shape(2, 3, 40, 38, 3, 5, 2, 1, 3)),
+            // Rows past one register block of 64 (64 + 64 + 16 + 8 + 3
+            // columns; 64 + 4 at stride 2, odd width, no left padding).
+            shape(1, 2, 5, 155, 2, 3, 1, 1, 2),
+            same(shape(1, 3, 7, 137, 3, 3, 2, 0, 3)),
+            // Padding at the end past the kernel: no flipped forward pass.
+            same(shape(1, 2, 6, 20, 2, 3, 1, 2, 2)),
+            // A 7-wide depthwise kernel, and a 4-wide one (the plain loops).
+            shape(2, 3, 24, 22, 3, 7, 1, 3, 3),
+            shape(1, 2, 20, 20, 2, 4, 1, 1, 2),
         ] {
-            check(s);
+            // Each instruction set's path, so the narrower ones do not rot
+            // on machines with the wider.
+            for isa in Isa::available() {
+                crate::isa::set_override(Some(isa));
+                check(s);
+            }
+            crate::isa::set_override(None);
         }
     }
 

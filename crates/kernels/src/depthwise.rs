@@ -4,6 +4,7 @@
 //! rows are long; across channels, eight at a time, when planes are small.
 
 use crate::gemm::SendPtr;
+use crate::isa::{active, Isa};
 use crate::shape::{valid_columns, with_col, Conv2dShape};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -30,8 +31,6 @@ fn forward_across_channels(
     let c = s.in_channels;
     let groups = c.div_ceil(LANES);
     let (oh, ow) = (s.out_h(), s.out_w());
-    let [kh, kw] = s.kernel;
-    let [sh, sw] = s.stride;
     let wp = s.in_w + s.padding[1] + s.padding_end[1];
     let outp = SendPtr(out.as_mut_ptr());
     (0..s.batch * groups).into_par_iter().for_each(|task| {
@@ -47,19 +46,26 @@ fn forward_across_channels(
             }
         });
         let mut acc_out = vec![[0f32; LANES]; oh * ow];
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut acc = start;
-                for ky in 0..kh {
-                    let row = (oy * sh + ky) * wp + ox * sw;
-                    for kx in 0..kw {
-                        let (v, t) = (&xin[row + kx], &taps[ky * kw + kx]);
-                        for l in 0..LANES {
-                            acc[l] = v[l].mul_add(t[l], acc[l]);
-                        }
-                    }
-                }
-                acc_out[oy * ow + ox] = acc;
+        let block = Pixels {
+            xin: &xin,
+            taps: &taps,
+            start,
+            kernel: s.kernel,
+            stride: s.stride,
+            wp,
+        };
+        for (oy, row) in acc_out.chunks_exact_mut(ow).enumerate() {
+            let mut ox = 0;
+            while ow - ox >= 8 {
+                block.run::<8>(oy, ox, row);
+                ox += 8;
+            }
+            if ow - ox >= 4 {
+                block.run::<4>(oy, ox, row);
+                ox += 4;
+            }
+            for ox in ox..ow {
+                block.run::<1>(oy, ox, row);
             }
         }
         for l in 0..lanes {
@@ -72,6 +78,158 @@ fn forward_across_channels(
             }
         }
     });
+}
+
+/// One image's interleaved padded input ([`padded_lanes`]) and kernels
+/// ([`tap_lanes`]) for the across-channel forward pass.
+struct Pixels<'a> {
+    xin: &'a [[f32; LANES]],
+    taps: &'a [[f32; LANES]],
+    start: [f32; LANES],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    wp: usize,
+}
+
+impl Pixels<'_> {
+    /// Output pixels `ox .. ox + B` of row `oy`, eight channels each: `B`
+    /// independent sums, so the multiply-adds overlap instead of each
+    /// waiting for the last, and each tap loaded once for all `B`.
+    #[inline(always)]
+    fn run<const B: usize>(&self, oy: usize, ox: usize, row: &mut [[f32; LANES]]) {
+        let [kh, kw] = self.kernel;
+        let [sh, sw] = self.stride;
+        assert!((oy * sh + kh - 1) * self.wp + (ox + B - 1) * sw + kw <= self.xin.len());
+        assert!(ox + B <= row.len() && kh * kw <= self.taps.len());
+        match active() {
+            Isa::Portable => self.run_portable::<B>(oy, ox, row),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `active()` only returns instruction sets the CPU has
+            // (AVX-512 machines have AVX2); the reads were bounded above.
+            Isa::Avx2 | Isa::Avx512 => unsafe { x86::pixels::<B>(self, oy, ox, row) },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => self.run_portable::<B>(oy, ox, row),
+        }
+    }
+
+    /// [`Pixels::run`] in plain Rust (LLVM keeps these sums on the stack).
+    fn run_portable<const B: usize>(&self, oy: usize, ox: usize, row: &mut [[f32; LANES]]) {
+        let [kh, kw] = self.kernel;
+        let [sh, sw] = self.stride;
+        for (b, out) in row[ox..ox + B].iter_mut().enumerate() {
+            let mut acc = self.start;
+            for ky in 0..kh {
+                let base = (oy * sh + ky) * self.wp + (ox + b) * sw;
+                for kx in 0..kw {
+                    let (v, t) = (&self.xin[base + kx], &self.taps[ky * kw + kx]);
+                    for l in 0..LANES {
+                        acc[l] = v[l].mul_add(t[l], acc[l]);
+                    }
+                }
+            }
+            *out = acc;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Conv2dShape, Pixels, LANES};
+    use std::arch::x86_64::*;
+
+    /// [`Pixels::run`] with the `B` sums in ymm registers (the portable loop's
+    /// order, each step fused): written over `[[f32; 8]; B]`, LLVM moved
+    /// every lane through the stack one float at a time.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; the caller bounded every read and write.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn pixels<const B: usize>(
+        p: &Pixels,
+        oy: usize,
+        ox: usize,
+        row: &mut [[f32; LANES]],
+    ) {
+        let [kh, kw] = p.kernel;
+        let [sh, sw] = p.stride;
+        let (xin, taps) = (p.xin.as_ptr() as *const f32, p.taps.as_ptr() as *const f32);
+        let mut acc = [_mm256_loadu_ps(p.start.as_ptr()); B];
+        for ky in 0..kh {
+            let base = (oy * sh + ky) * p.wp + ox * sw;
+            for kx in 0..kw {
+                let t = _mm256_loadu_ps(taps.add((ky * kw + kx) * LANES));
+                for (b, a) in acc.iter_mut().enumerate() {
+                    let v = _mm256_loadu_ps(xin.add((base + b * sw + kx) * LANES));
+                    *a = _mm256_fmadd_ps(v, t, *a);
+                }
+            }
+        }
+        let out = row.as_mut_ptr().add(ox) as *mut f32;
+        for (b, a) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out.add(b * LANES), *a);
+        }
+    }
+
+    /// One plane's weight gradient (`sums[ky·KW + kx]`) from its
+    /// [`super::padded_phases`] layout `buf` and output gradient `g`: per
+    /// kernel row, the `KW` taps' sums in registers, two column blocks of
+    /// eight apart so that consecutive multiply-adds do not wait on each
+    /// other, the output gradient loaded once for all `KW` taps.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `buf` holds the padded layout of `s`, `g`
+    /// its output plane, `sums` `kh · KW` floats, `s.kernel[1] == KW`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn weight_rows<const KW: usize>(
+        s: &Conv2dShape,
+        buf: &[f32],
+        g: &[f32],
+        sums: &mut [f32],
+    ) {
+        let (hp, wq) = super::padded_phase_dims(s);
+        let (oh, ow) = (s.out_h(), s.out_w());
+        let (sh, sw) = (s.stride[0], s.stride[1]);
+        let (pairs, singles) = (ow / 16 * 16, ow / 8 * 8);
+        for ky in 0..s.kernel[0] {
+            let mut even = [_mm256_setzero_ps(); KW];
+            let mut odd = [_mm256_setzero_ps(); KW];
+            let mut tail = [0f32; KW];
+            for oy in 0..oh {
+                let y = oy * sh + ky;
+                let grow = g.as_ptr().add(oy * ow);
+                let rows: [*const f32; KW] =
+                    std::array::from_fn(|kx| buf.as_ptr().add(((kx % sw) * hp + y) * wq + kx / sw));
+                for c0 in (0..pairs).step_by(16) {
+                    let (g0, g1) = (
+                        _mm256_loadu_ps(grow.add(c0)),
+                        _mm256_loadu_ps(grow.add(c0 + 8)),
+                    );
+                    for kx in 0..KW {
+                        even[kx] = _mm256_fmadd_ps(_mm256_loadu_ps(rows[kx].add(c0)), g0, even[kx]);
+                        odd[kx] =
+                            _mm256_fmadd_ps(_mm256_loadu_ps(rows[kx].add(c0 + 8)), g1, odd[kx]);
+                    }
+                }
+                if singles > pairs {
+                    let g0 = _mm256_loadu_ps(grow.add(pairs));
+                    for kx in 0..KW {
+                        even[kx] =
+                            _mm256_fmadd_ps(_mm256_loadu_ps(rows[kx].add(pairs)), g0, even[kx]);
+                    }
+                }
+                for c in singles..ow {
+                    for kx in 0..KW {
+                        tail[kx] = (*rows[kx].add(c)).mul_add(*grow.add(c), tail[kx]);
+                    }
+                }
+            }
+            for kx in 0..KW {
+                let mut lanes = [0f32; 8];
+                _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(even[kx], odd[kx]));
+                sums[ky * KW + kx] = lanes.iter().sum::<f32>() + tail[kx];
+            }
+        }
+    }
 }
 
 /// The zero-padded input planes of image `n`, channels `c0 .. c0 + 8`,
@@ -118,35 +276,40 @@ fn output_lanes(s: &Conv2dShape, dy: &[f32], n: usize, c0: usize) -> Vec<[f32; L
     g
 }
 
-/// The input gradient eight channels at a time, for small planes (the
-/// adjoint of [`forward_across_channels`]). At stride 1 it is that forward
-/// pass itself over the output gradient, with every kernel flipped and the
-/// padding `k − 1 − p`; otherwise each output pixel's gradient is spread
-/// over the taps into a zero-padded interleaved plane, whose interior is
-/// then written back channel by channel.
-fn input_grad_across_channels(s: &Conv2dShape, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
+/// At stride 1 the input gradient is the forward pass over the output
+/// gradient, with every kernel flipped and the padding `k − 1 − p` (when
+/// that is not negative): the shape and kernels of that forward pass.
+fn flipped_adjoint(s: &Conv2dShape, weight: &[f32]) -> Option<(Conv2dShape, Vec<f32>)> {
     let [kh, kw] = s.kernel;
     let fits = |p: usize, k: usize| p < k;
-    if s.stride == [1, 1]
-        && fits(s.padding[0], kh)
+    let fit = fits(s.padding[0], kh)
         && fits(s.padding[1], kw)
         && fits(s.padding_end[0], kh)
-        && fits(s.padding_end[1], kw)
-    {
-        let adjoint = Conv2dShape {
-            in_h: s.out_h(),
-            in_w: s.out_w(),
-            padding: [kh - 1 - s.padding[0], kw - 1 - s.padding[1]],
-            padding_end: [kh - 1 - s.padding_end[0], kw - 1 - s.padding_end[1]],
-            ..*s
-        };
-        let flipped: Vec<f32> = weight
-            .chunks_exact(kh * kw)
-            .flat_map(|k| k.iter().rev())
-            .copied()
-            .collect();
-        return forward_across_channels(&adjoint, dy, &flipped, None, dx);
+        && fits(s.padding_end[1], kw);
+    if s.stride != [1, 1] || !fit {
+        return None;
     }
+    let adjoint = Conv2dShape {
+        in_h: s.out_h(),
+        in_w: s.out_w(),
+        padding: [kh - 1 - s.padding[0], kw - 1 - s.padding[1]],
+        padding_end: [kh - 1 - s.padding_end[0], kw - 1 - s.padding_end[1]],
+        ..*s
+    };
+    let flipped = weight
+        .chunks_exact(kh * kw)
+        .flat_map(|k| k.iter().rev())
+        .copied()
+        .collect();
+    Some((adjoint, flipped))
+}
+
+/// The input gradient eight channels at a time, for small planes at
+/// stride 2 (the adjoint of [`forward_across_channels`]; stride 1 is
+/// [`flipped_adjoint`]): each output pixel's gradient is spread over the
+/// taps into a zero-padded interleaved plane, whose interior is then
+/// written back channel by channel.
+fn input_grad_across_channels(s: &Conv2dShape, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
     let c = s.in_channels;
     let groups = c.div_ceil(LANES);
     let (oh, ow) = (s.out_h(), s.out_w());
@@ -251,26 +414,61 @@ fn deinterleave(s: &Conv2dShape, plane: &[f32], out: &mut [f32]) {
         for iy in 0..s.in_h {
             let row = &plane[iy * w..(iy + 1) * w];
             let dst = &mut out[(phase * s.in_h + iy) * wp..(phase * s.in_h + iy + 1) * wp];
-            for (j, d) in dst.iter_mut().enumerate() {
-                *d = row.get(j * st + phase).copied().unwrap_or(0.0);
+            let n = gather_every(row.get(phase..).unwrap_or(&[]), st, dst);
+            dst[n..].fill(0.0);
+        }
+    }
+}
+
+/// The adjoint of [`deinterleave`]: the phases written back as columns,
+/// at stride 2 both phases of a row at once (LLVM interleaves them in
+/// registers; one phase at a time is a store per column).
+fn interleave(s: &Conv2dShape, phases: &[f32], plane: &mut [f32]) {
+    let (st, w) = (s.stride[1], s.in_w);
+    let wp = w.div_ceil(st);
+    for (iy, row) in plane.chunks_exact_mut(w).enumerate() {
+        let phase_row = |phase: usize| &phases[(phase * s.in_h + iy) * wp..][..wp];
+        if st == 2 && w >= 2 {
+            let pairs = w / 2;
+            let (even, odd) = (&phase_row(0)[..pairs], &phase_row(1)[..pairs]);
+            let both = &mut row[..2 * pairs];
+            for j in 0..pairs {
+                both[2 * j] = even[j];
+                both[2 * j + 1] = odd[j];
+            }
+            if w % 2 == 1 {
+                row[w - 1] = phase_row(0)[pairs];
+            }
+            continue;
+        }
+        for phase in 0..st.min(w) {
+            for (d, &v) in row[phase..].iter_mut().step_by(st).zip(phase_row(phase)) {
+                *d = v;
             }
         }
     }
 }
 
-/// The adjoint of [`deinterleave`]: the phases written back as columns.
-fn interleave(s: &Conv2dShape, phases: &[f32], plane: &mut [f32]) {
-    let (st, w) = (s.stride[1], s.in_w);
-    let wp = w.div_ceil(st);
-    for phase in 0..st.min(w) {
-        for iy in 0..s.in_h {
-            let src = &phases[(phase * s.in_h + iy) * wp..];
-            let row = &mut plane[iy * w..(iy + 1) * w];
-            for (j, ix) in (phase..w).step_by(st).enumerate() {
-                row[ix] = src[j];
-            }
+/// `dst[j] = src[j·st]` for as many `j` as both have; returns how many.
+/// Stride 2 (every strided layer here) as its own loop, which LLVM turns
+/// into vector shuffles; a run-time stride stays one load at a time.
+fn gather_every(src: &[f32], st: usize, dst: &mut [f32]) -> usize {
+    let n = dst.len().min(src.len().div_ceil(st));
+    if st == 2 {
+        let pairs = n.min(src.len() / 2);
+        let (s2, d2) = (&src[..2 * pairs], &mut dst[..pairs]);
+        for j in 0..pairs {
+            d2[j] = s2[2 * j];
+        }
+        if pairs < n {
+            dst[pairs] = src[2 * pairs];
+        }
+    } else {
+        for (d, &v) in dst[..n].iter_mut().zip(src.iter().step_by(st)) {
+            *d = v;
         }
     }
+    n
 }
 
 /// For tap `kx`, the phase and the start in a phase row of output column
@@ -338,24 +536,111 @@ pub(crate) fn depthwise_forward(
     let kk = s.kernel[0] * s.kernel[1];
     let c = s.in_channels;
     let ihw = s.in_h * s.in_w;
-    planes_mut(out, s.out_h() * s.out_w(), |p, o| {
+    let (hp, wq) = padded_phase_dims(s);
+    let ow = s.out_w();
+    planes_mut(out, s.out_h() * ow, |p, o| {
         let ch = p % c;
         let wk = &weight[ch * kk..(ch + 1) * kk];
-        o.fill(bias.map_or(0.0, |b| b[ch]));
-        with_phases(s, &x[p * ihw..(p + 1) * ihw], |rows, wp| {
-            for_each_tap(s, wp, |k, cols, start| {
-                let src = &rows[start..start + cols.len()];
-                o[cols]
-                    .iter_mut()
-                    .zip(src)
-                    .for_each(|(d, v)| *d = v.mul_add(wk[k], *d));
-            });
+        let b = bias.map_or(0.0, |b| b[ch]);
+        with_col(s.stride[1] * hp * wq, |buf| {
+            padded_phases(s, &x[p * ihw..(p + 1) * ihw], buf);
+            for (oy, row) in o.chunks_exact_mut(ow).enumerate() {
+                let mut c0 = 0;
+                while ow - c0 >= 64 {
+                    row_block::<64>(s, buf, wk, b, oy, c0, row);
+                    c0 += 64;
+                }
+                if ow - c0 >= 32 {
+                    row_block::<32>(s, buf, wk, b, oy, c0, row);
+                    c0 += 32;
+                }
+                if ow - c0 >= 16 {
+                    row_block::<16>(s, buf, wk, b, oy, c0, row);
+                    c0 += 16;
+                }
+                if ow - c0 >= 8 {
+                    row_block::<8>(s, buf, wk, b, oy, c0, row);
+                    c0 += 8;
+                }
+                for c0 in c0..ow {
+                    row_block::<1>(s, buf, wk, b, oy, c0, row);
+                }
+            }
         });
     });
 }
 
+/// Rows and phase-row width of [`padded_phases`]' layout.
+fn padded_phase_dims(s: &Conv2dShape) -> (usize, usize) {
+    let hp = s.in_h + s.padding[0] + s.padding_end[0];
+    let wpad = s.in_w + s.padding[1] + s.padding_end[1];
+    (hp, wpad.div_ceil(s.stride[1]))
+}
+
+/// The zero-padded plane with its columns regrouped by stride phase:
+/// padded column `q·sw + phase` of padded row `y` at `[phase][y][q]`, so
+/// tap `kx` of output column `ox` is `[kx mod sw][y][ox + kx / sw]` and a
+/// run of output columns reads a contiguous run — no edge cases left.
+fn padded_phases(s: &Conv2dShape, plane: &[f32], buf: &mut [f32]) {
+    let (hp, wq) = padded_phase_dims(s);
+    let (sw, [pt, pl]) = (s.stride[1], s.padding);
+    buf.fill(0.0);
+    for (iy, row) in plane.chunks_exact(s.in_w).enumerate() {
+        if sw == 1 {
+            buf[(iy + pt) * wq + pl..][..s.in_w].copy_from_slice(row);
+            continue;
+        }
+        for phase in 0..sw {
+            // The first phase column at or right of the left padding.
+            let q0 = pl.saturating_sub(phase).div_ceil(sw);
+            let Some(src) = row.get(q0 * sw + phase - pl..) else {
+                continue;
+            };
+            gather_every(
+                src,
+                sw,
+                &mut buf[(phase * hp + iy + pt) * wq + q0..][..wq - q0],
+            );
+        }
+    }
+}
+
+/// Output columns `c0 .. c0 + W` of output row `oy`: `W` sums held in
+/// registers over every tap (bias first, then the taps in order, as the
+/// across-channel kernel adds them), each tap one broadcast weight and `W`
+/// loads — rather than a pass over the output row per tap.
+#[inline(always)]
+fn row_block<const W: usize>(
+    s: &Conv2dShape,
+    buf: &[f32],
+    wk: &[f32],
+    bias: f32,
+    oy: usize,
+    c0: usize,
+    row: &mut [f32],
+) {
+    let (hp, wq) = padded_phase_dims(s);
+    let [kh, kw] = s.kernel;
+    let (sh, sw) = (s.stride[0], s.stride[1]);
+    let mut acc = [bias; W];
+    for ky in 0..kh {
+        let y = oy * sh + ky;
+        for kx in 0..kw {
+            let src = &buf[((kx % sw) * hp + y) * wq + kx / sw + c0..][..W];
+            let w = wk[ky * kw + kx];
+            for j in 0..W {
+                acc[j] = src[j].mul_add(w, acc[j]);
+            }
+        }
+    }
+    row[c0..c0 + W].copy_from_slice(&acc);
+}
+
 pub(crate) fn depthwise_input_grad(s: &Conv2dShape, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
     assert_eq!(dx.len(), s.input_len());
+    if let Some((adjoint, flipped)) = flipped_adjoint(s, weight) {
+        return depthwise_forward(&adjoint, dy, &flipped, None, dx);
+    }
     if s.out_w() < ROW_MIN {
         return input_grad_across_channels(s, weight, dy, dx);
     }
@@ -408,15 +693,50 @@ pub(crate) fn depthwise_weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: 
         for n in 0..s.batch {
             let p = n * c + ch;
             let g = &dy[p * ohw..(p + 1) * ohw];
+            let plane = &x[p * ihw..(p + 1) * ihw];
             sums.fill(0.0);
-            with_phases(s, &x[p * ihw..(p + 1) * ihw], |rows, wp| {
-                for_each_tap(s, wp, |k, cols, start| {
-                    sums[k] += dot(&rows[start..start + cols.len()], &g[cols]);
+            if !weight_grad_in_registers(s, plane, g, &mut sums) {
+                with_phases(s, plane, |rows, wp| {
+                    for_each_tap(s, wp, |k, cols, start| {
+                        sums[k] += dot(&rows[start..start + cols.len()], &g[cols]);
+                    });
                 });
-            });
+            }
             out.iter_mut().zip(&sums).for_each(|(o, v)| *o += v);
         }
     });
+}
+
+/// One plane's weight gradient with each kernel row's sums held in
+/// registers over the whole plane ([`x86::weight_rows`]), where the CPU
+/// has AVX2 and the kernel is 3, 5 or 7 wide; `false` (nothing written)
+/// otherwise, for the tap-by-tap dot products.
+fn weight_grad_in_registers(s: &Conv2dShape, plane: &[f32], g: &[f32], sums: &mut [f32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        type Rows = unsafe fn(&Conv2dShape, &[f32], &[f32], &mut [f32]);
+        let rows: Rows = match (active(), s.kernel[1]) {
+            (Isa::Portable, _) => return false,
+            (_, 3) => x86::weight_rows::<3>,
+            (_, 5) => x86::weight_rows::<5>,
+            (_, 7) => x86::weight_rows::<7>,
+            _ => return false,
+        };
+        let (hp, wq) = padded_phase_dims(s);
+        assert!(g.len() == s.out_h() * s.out_w() && sums.len() == s.kernel[0] * s.kernel[1]);
+        with_col(s.stride[1] * hp * wq, |buf| {
+            padded_phases(s, plane, buf);
+            // SAFETY: `active()` only returns instruction sets the CPU has
+            // (AVX-512 machines have AVX2); `buf` is the padded layout of `s`.
+            unsafe { rows(s, buf, g, sums) }
+        });
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (s, plane, g, sums);
+        false
+    }
 }
 
 /// A dot product in eight lanes, so the compiler vectorises it.
