@@ -170,6 +170,62 @@ mod x86 {
         }
     }
 
+    /// One image's weight gradient for eight channels, added to `total`
+    /// (`[ky·KW + kx][lane]`), from its interleaved padded input `xin` and
+    /// output gradient `g` ([`super::padded_lanes`], [`super::output_lanes`]):
+    /// per kernel row, the `KW` taps' sums in registers twice over (even and
+    /// odd output columns), so consecutive multiply-adds do not wait on
+    /// each other, each output gradient loaded once for all `KW` taps.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `xin` is the padded plane of `s`, `g` its
+    /// output plane, `total` `kh · KW` vectors, `s.kernel[1] == KW`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn weight_lanes<const KW: usize>(
+        s: &Conv2dShape,
+        xin: &[[f32; LANES]],
+        g: &[[f32; LANES]],
+        total: &mut [[f32; LANES]],
+    ) {
+        let (oh, ow) = (s.out_h(), s.out_w());
+        let (sh, sw) = (s.stride[0], s.stride[1]);
+        let wp = s.in_w + s.padding[1] + s.padding_end[1];
+        let (x, g) = (xin.as_ptr() as *const f32, g.as_ptr() as *const f32);
+        for ky in 0..s.kernel[0] {
+            let mut even = [_mm256_setzero_ps(); KW];
+            let mut odd = [_mm256_setzero_ps(); KW];
+            for oy in 0..oh {
+                let row = x.add((oy * sh + ky) * wp * LANES);
+                let grow = g.add(oy * ow * LANES);
+                let mut ox = 0;
+                while ox + 2 <= ow {
+                    let g0 = _mm256_loadu_ps(grow.add(ox * LANES));
+                    let g1 = _mm256_loadu_ps(grow.add((ox + 1) * LANES));
+                    let (x0, x1) = (row.add(ox * sw * LANES), row.add((ox + 1) * sw * LANES));
+                    for kx in 0..KW {
+                        even[kx] =
+                            _mm256_fmadd_ps(_mm256_loadu_ps(x0.add(kx * LANES)), g0, even[kx]);
+                        odd[kx] = _mm256_fmadd_ps(_mm256_loadu_ps(x1.add(kx * LANES)), g1, odd[kx]);
+                    }
+                    ox += 2;
+                }
+                if ox < ow {
+                    let g0 = _mm256_loadu_ps(grow.add(ox * LANES));
+                    let x0 = row.add(ox * sw * LANES);
+                    for kx in 0..KW {
+                        even[kx] =
+                            _mm256_fmadd_ps(_mm256_loadu_ps(x0.add(kx * LANES)), g0, even[kx]);
+                    }
+                }
+            }
+            for kx in 0..KW {
+                let t = total[ky * KW + kx].as_mut_ptr();
+                let sum = _mm256_add_ps(even[kx], odd[kx]);
+                _mm256_storeu_ps(t, _mm256_add_ps(_mm256_loadu_ps(t), sum));
+            }
+        }
+    }
+
     /// One plane's weight gradient (`sums[ky·KW + kx]`) from its
     /// [`super::padded_phases`] layout `buf` and output gradient `g`: per
     /// kernel row, the `KW` taps' sums in registers, two column blocks of
@@ -371,6 +427,9 @@ fn weight_grad_across_channels(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut 
             for n in 0..s.batch {
                 let xin = padded_lanes(s, x, n, c0);
                 let g = output_lanes(s, dy, n, c0);
+                if weight_lanes_in_registers(s, &xin, &g, &mut total) {
+                    continue;
+                }
                 for (k, sum) in total.iter_mut().enumerate() {
                     let (ky, kx) = (k / kw, k % kw);
                     let mut acc = [0f32; LANES];
@@ -394,6 +453,42 @@ fn weight_grad_across_channels(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut 
                 }
             }
         });
+}
+
+/// One image's share of [`weight_grad_across_channels`] with each kernel
+/// row's sums in registers ([`x86::weight_lanes`]), where the CPU has AVX2
+/// and the kernel is 3, 5 or 7 wide: added to `total`; `false` (nothing
+/// added) otherwise, for the tap-by-tap loop.
+fn weight_lanes_in_registers(
+    s: &Conv2dShape,
+    xin: &[[f32; LANES]],
+    g: &[[f32; LANES]],
+    total: &mut [[f32; LANES]],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        type Lanes = unsafe fn(&Conv2dShape, &[[f32; LANES]], &[[f32; LANES]], &mut [[f32; LANES]]);
+        let lanes: Lanes = match (active(), s.kernel[1]) {
+            (Isa::Portable, _) => return false,
+            (_, 3) => x86::weight_lanes::<3>,
+            (_, 5) => x86::weight_lanes::<5>,
+            (_, 7) => x86::weight_lanes::<7>,
+            _ => return false,
+        };
+        let wp = s.in_w + s.padding[1] + s.padding_end[1];
+        let hp = s.in_h + s.padding[0] + s.padding_end[0];
+        assert!(xin.len() == hp * wp && g.len() == s.out_h() * s.out_w());
+        assert!(total.len() == s.kernel[0] * s.kernel[1]);
+        // SAFETY: `active()` only returns instruction sets the CPU has
+        // (AVX-512 machines have AVX2); the lengths were checked above.
+        unsafe { lanes(s, xin, g, total) };
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (s, xin, g, total);
+        false
+    }
 }
 
 /// Runs `f(plane index, output plane)` over every (image, channel) plane in parallel.
