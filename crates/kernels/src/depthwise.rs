@@ -212,9 +212,8 @@ mod x86 {
                 if ox < ow {
                     let g0 = _mm256_loadu_ps(grow.add(ox * LANES));
                     let x0 = row.add(ox * sw * LANES);
-                    for kx in 0..KW {
-                        even[kx] =
-                            _mm256_fmadd_ps(_mm256_loadu_ps(x0.add(kx * LANES)), g0, even[kx]);
+                    for (kx, e) in even.iter_mut().enumerate() {
+                        *e = _mm256_fmadd_ps(_mm256_loadu_ps(x0.add(kx * LANES)), g0, *e);
                     }
                 }
             }
