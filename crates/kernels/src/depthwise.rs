@@ -56,16 +56,12 @@ fn forward_across_channels(
         };
         for (oy, row) in acc_out.chunks_exact_mut(ow).enumerate() {
             let mut ox = 0;
-            while ow - ox >= 8 {
-                block.run::<8>(oy, ox, row);
-                ox += 8;
-            }
-            if ow - ox >= 4 {
-                block.run::<4>(oy, ox, row);
-                ox += 4;
-            }
-            for ox in ox..ow {
-                block.run::<1>(oy, ox, row);
+            while ox < ow {
+                ox += match ow - ox {
+                    8.. => block.run::<8>(oy, ox, row),
+                    4.. => block.run::<4>(oy, ox, row),
+                    _ => block.run::<1>(oy, ox, row),
+                };
             }
         }
         for l in 0..lanes {
@@ -94,9 +90,9 @@ struct Pixels<'a> {
 impl Pixels<'_> {
     /// Output pixels `ox .. ox + B` of row `oy`, eight channels each: `B`
     /// independent sums, so the multiply-adds overlap instead of each
-    /// waiting for the last, and each tap loaded once for all `B`.
+    /// waiting for the last, and each tap loaded once for all `B`. Returns `B`.
     #[inline(always)]
-    fn run<const B: usize>(&self, oy: usize, ox: usize, row: &mut [[f32; LANES]]) {
+    fn run<const B: usize>(&self, oy: usize, ox: usize, row: &mut [[f32; LANES]]) -> usize {
         let [kh, kw] = self.kernel;
         let [sh, sw] = self.stride;
         assert!((oy * sh + kh - 1) * self.wp + (ox + B - 1) * sw + kw <= self.xin.len());
@@ -110,6 +106,7 @@ impl Pixels<'_> {
             #[cfg(not(target_arch = "x86_64"))]
             _ => self.run_portable::<B>(oy, ox, row),
         }
+        B
     }
 
     /// [`Pixels::run`] in plain Rust (LLVM keeps these sums on the stack).
@@ -638,26 +635,26 @@ pub(crate) fn depthwise_forward(
         let b = bias.map_or(0.0, |b| b[ch]);
         with_col(s.stride[1] * hp * wq, |buf| {
             padded_phases(s, &x[p * ihw..(p + 1) * ihw], buf);
+            let rows = PlaneRows {
+                buf,
+                wk,
+                bias: b,
+                kernel: s.kernel,
+                stride: s.stride,
+                hp,
+                wq,
+            };
             for (oy, row) in o.chunks_exact_mut(ow).enumerate() {
+                // The widest block that fits, then narrower ones.
                 let mut c0 = 0;
-                while ow - c0 >= 64 {
-                    row_block::<64>(s, buf, wk, b, oy, c0, row);
-                    c0 += 64;
-                }
-                if ow - c0 >= 32 {
-                    row_block::<32>(s, buf, wk, b, oy, c0, row);
-                    c0 += 32;
-                }
-                if ow - c0 >= 16 {
-                    row_block::<16>(s, buf, wk, b, oy, c0, row);
-                    c0 += 16;
-                }
-                if ow - c0 >= 8 {
-                    row_block::<8>(s, buf, wk, b, oy, c0, row);
-                    c0 += 8;
-                }
-                for c0 in c0..ow {
-                    row_block::<1>(s, buf, wk, b, oy, c0, row);
+                while c0 < ow {
+                    c0 += match ow - c0 {
+                        64.. => rows.run::<64>(oy, c0, row),
+                        32.. => rows.run::<32>(oy, c0, row),
+                        16.. => rows.run::<16>(oy, c0, row),
+                        8.. => rows.run::<8>(oy, c0, row),
+                        _ => rows.run::<1>(oy, c0, row),
+                    };
                 }
             }
         });
@@ -699,35 +696,41 @@ fn padded_phases(s: &Conv2dShape, plane: &[f32], buf: &mut [f32]) {
     }
 }
 
-/// Output columns `c0 .. c0 + W` of output row `oy`: `W` sums held in
-/// registers over every tap (bias first, then the taps in order, as the
-/// across-channel kernel adds them), each tap one broadcast weight and `W`
-/// loads — rather than a pass over the output row per tap.
-#[inline(always)]
-fn row_block<const W: usize>(
-    s: &Conv2dShape,
-    buf: &[f32],
-    wk: &[f32],
+/// One plane's [`padded_phases`] layout (`hp` rows of `wq` per phase) and
+/// kernel, for the along-row forward pass.
+struct PlaneRows<'a> {
+    buf: &'a [f32],
+    wk: &'a [f32],
     bias: f32,
-    oy: usize,
-    c0: usize,
-    row: &mut [f32],
-) {
-    let (hp, wq) = padded_phase_dims(s);
-    let [kh, kw] = s.kernel;
-    let (sh, sw) = (s.stride[0], s.stride[1]);
-    let mut acc = [bias; W];
-    for ky in 0..kh {
-        let y = oy * sh + ky;
-        for kx in 0..kw {
-            let src = &buf[((kx % sw) * hp + y) * wq + kx / sw + c0..][..W];
-            let w = wk[ky * kw + kx];
-            for j in 0..W {
-                acc[j] = src[j].mul_add(w, acc[j]);
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    hp: usize,
+    wq: usize,
+}
+
+impl PlaneRows<'_> {
+    /// Output columns `c0 .. c0 + W` of output row `oy`: `W` sums held in
+    /// registers over every tap (bias first, then the taps in order, as the
+    /// across-channel kernel adds them), each tap one broadcast weight and
+    /// `W` loads — rather than a pass over the output row per tap. Returns `W`.
+    #[inline(always)]
+    fn run<const W: usize>(&self, oy: usize, c0: usize, row: &mut [f32]) -> usize {
+        let [kh, kw] = self.kernel;
+        let [sh, sw] = self.stride;
+        let mut acc = [self.bias; W];
+        for ky in 0..kh {
+            let y = oy * sh + ky;
+            for kx in 0..kw {
+                let src = &self.buf[((kx % sw) * self.hp + y) * self.wq + kx / sw + c0..][..W];
+                let w = self.wk[ky * kw + kx];
+                for j in 0..W {
+                    acc[j] = src[j].mul_add(w, acc[j]);
+                }
             }
         }
+        row[c0..c0 + W].copy_from_slice(&acc);
+        W
     }
-    row[c0..c0 + W].copy_from_slice(&acc);
 }
 
 pub(crate) fn depthwise_input_grad(s: &Conv2dShape, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
