@@ -88,14 +88,17 @@ impl Kernel for Backward<'_> {
                 shaped!(S, grads.block(i0, k0, self.dw), ri, rk);
             }
         }
+        let one = S::splat(1.0);
         for (out, rows) in self.db.chunks_mut(LANES).zip(self.dz.chunks(LANES * n)) {
-            let mut sums = [S::splat(0.0); LANES];
-            for (sum, row) in sums.iter_mut().zip(rows.chunks_exact(n)) {
+            let mut sums = [[S::dot_zero()]; LANES];
+            for ([sum], row) in sums.iter_mut().zip(rows.chunks_exact(n)) {
                 for j0 in (0..n).step_by(LANES) {
-                    *sum = sum.add(S::load(tile(row, j0)));
+                    *sum = S::dot_mul_add(*sum, S::load(tile(row, j0)), one);
                 }
             }
-            out.copy_from_slice(&S::lane_sums(&sums)[..out.len()]);
+            for (out, [sum]) in out.iter_mut().zip(S::dot_sums(&sums)) {
+                *out = sum;
+            }
         }
         if let Some(dx) = self.dx {
             // Depth i, output row kk: W[i][kk], for Wᵀ · dz.
@@ -234,8 +237,8 @@ struct WeightGrads<'a> {
 
 impl WeightGrads<'_> {
     /// dW's rows `i0..i0 + R` and columns `k0..k0 + C`: R × C dot products
-    /// accumulated lane by lane over the tiles of the batch, then their
-    /// lanes summed eight at a time.
+    /// accumulated over the tiles of the batch, one register each, then
+    /// their lanes summed in registers.
     #[inline(always)]
     fn block<S: Lanes, const R: usize, const C: usize>(
         &self,
@@ -244,35 +247,19 @@ impl WeightGrads<'_> {
         dw: &mut [f64],
     ) {
         let n = self.n;
-        let mut acc = [[S::splat(0.0); C]; R];
+        let mut acc = [[S::dot_zero(); C]; R];
         for j0 in (0..n).step_by(LANES) {
             let a: [S; R] = std::array::from_fn(|r| S::load(tile(&self.dz[(i0 + r) * n..], j0)));
-            let b: [S; C] = std::array::from_fn(|c| S::load(tile(&self.x[(k0 + c) * n..], j0)));
-            for (acc, &av) in acc.iter_mut().zip(&a) {
-                for (acc, &bv) in acc.iter_mut().zip(&b) {
-                    *acc = acc.mul_add(av, bv);
+            for c in 0..C {
+                let b = S::load(tile(&self.x[(k0 + c) * n..], j0));
+                for (acc, &a) in acc.iter_mut().zip(&a) {
+                    acc[c] = S::dot_mul_add(acc[c], a, b);
                 }
             }
         }
-        // Through memory: indexing the accumulators by a run-time count
-        // would keep them out of registers inside the loop above.
-        let mut sums = [[[0.0; LANES]; C]; R];
-        for (acc, sums) in acc.iter().zip(sums.iter_mut()) {
-            for (acc, sum) in acc.iter().zip(sums.iter_mut()) {
-                acc.store(sum);
-            }
-        }
-        for g0 in (0..R * C).step_by(LANES) {
-            // Entry e is (row e / C, column e % C); a short last group
-            // repeats the last entry.
-            let lanes: [S; LANES] = std::array::from_fn(|q| {
-                let e = (g0 + q).min(R * C - 1);
-                S::load(&sums[e / C][e % C])
-            });
-            let group = S::lane_sums(&lanes);
-            for (e, &sum) in (g0..R * C).zip(&group) {
-                dw[(i0 + e / C) * self.k + k0 + e % C] = sum;
-            }
+        for (r, sums) in S::dot_sums(&acc).iter().enumerate() {
+            let row = (i0 + r) * self.k + k0;
+            dw[row..row + C].copy_from_slice(sums);
         }
     }
 }

@@ -10,6 +10,8 @@
 //! written as plain arrays, LLVM turned the larger blocks back into scalar
 //! code on the stack.
 
+use std::marker::PhantomData;
+
 use nabla_kernels::isa::{self, Isa};
 
 #[cfg(target_arch = "x86_64")]
@@ -18,9 +20,33 @@ use std::arch::x86_64::*;
 /// Lanes per vector.
 pub const LANES: usize = 8;
 
+/// Element-wise f64 arithmetic, for eight lanes ([`Lanes`]) and for one
+/// value ([`One`]), so that the branch-free exp and expm1 are written once.
+pub trait Real: Copy {
+    fn splat(v: f64) -> Self;
+    fn add(self, other: Self) -> Self;
+    fn sub(self, other: Self) -> Self;
+    fn mul(self, other: Self) -> Self;
+    /// The larger; a NaN in `self` is kept (a diverging run's NaN must
+    /// reach the loss).
+    fn max(self, other: Self) -> Self;
+    /// The smaller; a NaN in `self` is kept.
+    fn min(self, other: Self) -> Self;
+    fn floor(self) -> Self;
+    /// self + a · b, fused.
+    fn mul_add(self, a: Self, b: Self) -> Self;
+    /// 2^self for an integer-valued self in [−1022, 1023], built from its bits.
+    fn pow2(self) -> Self;
+}
+
+/// 2^52 + 1023: adding it to an integer k in [−1022, 1023] puts k's
+/// biased exponent in the low mantissa bits, which a shift by 52 moves into
+/// the exponent field.
+const POW2_BIAS: f64 = 4_503_599_627_370_496.0 + 1023.0;
+
 /// Eight f64 lanes and the block shapes that fit this instruction set's
 /// registers.
-pub trait Lanes: Copy {
+pub trait Lanes: Real {
     /// Output rows a product computes together, each times [`Lanes::COLS`]
     /// tiles of columns: every weight loaded is used for `COLS` tiles and
     /// every input tile for `ROWS` rows, so the loads keep up with the
@@ -34,14 +60,19 @@ pub trait Lanes: Copy {
     /// slower than the unfused multiply and add).
     const FUSED: bool;
 
-    fn splat(v: f64) -> Self;
     fn load(tile: &[f64; LANES]) -> Self;
     fn store(self, tile: &mut [f64; LANES]);
-    /// self + a · b, fused.
-    fn mul_add(self, a: Self, b: Self) -> Self;
-    fn add(self, other: Self) -> Self;
-    /// `[Σ v[0], …, Σ v[7]]`.
-    fn lane_sums(v: &[Self; LANES]) -> [f64; LANES];
+    /// A dot product's accumulator: the products of a tile's lanes summed
+    /// into one register, so a block of the weight gradient holds one
+    /// register per entry (AVX2 folds its two halves into one).
+    type Dot: Copy;
+    fn dot_zero() -> Self::Dot;
+    /// acc + a ⊙ b, folded into the accumulator's lanes.
+    fn dot_mul_add(acc: Self::Dot, a: Self, b: Self) -> Self::Dot;
+    /// Each accumulator's lanes summed, in registers: a transpose-and-add
+    /// over groups of accumulators, where summing each on its own would
+    /// chain dependent additions.
+    fn dot_sums<const R: usize, const C: usize>(acc: &[[Self::Dot; C]; R]) -> [[f64; C]; R];
 
     /// a · b + c, fused where [`Lanes::FUSED`].
     #[inline(always)]
@@ -98,6 +129,55 @@ unsafe fn run_avx2<K: Kernel>(kernel: K) -> K::Output {
 #[derive(Clone, Copy)]
 pub struct Avx512(__m512d);
 
+// SAFETY (every block here): as for `Lanes for Avx512` below.
+#[cfg(target_arch = "x86_64")]
+impl Real for Avx512 {
+    #[inline(always)]
+    fn splat(v: f64) -> Self {
+        Self(unsafe { _mm512_set1_pd(v) })
+    }
+    #[inline(always)]
+    fn add(self, other: Self) -> Self {
+        Self(unsafe { _mm512_add_pd(self.0, other.0) })
+    }
+    #[inline(always)]
+    fn sub(self, other: Self) -> Self {
+        Self(unsafe { _mm512_sub_pd(self.0, other.0) })
+    }
+    #[inline(always)]
+    fn mul(self, other: Self) -> Self {
+        Self(unsafe { _mm512_mul_pd(self.0, other.0) })
+    }
+    /// `vmaxpd` returns its second operand where either is NaN.
+    #[inline(always)]
+    fn max(self, other: Self) -> Self {
+        Self(unsafe { _mm512_max_pd(other.0, self.0) })
+    }
+    #[inline(always)]
+    fn min(self, other: Self) -> Self {
+        Self(unsafe { _mm512_min_pd(other.0, self.0) })
+    }
+    #[inline(always)]
+    fn floor(self) -> Self {
+        Self(unsafe {
+            _mm512_roundscale_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(self.0)
+        })
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        Self(unsafe { _mm512_fmadd_pd(a.0, b.0, self.0) })
+    }
+    #[inline(always)]
+    fn pow2(self) -> Self {
+        unsafe {
+            let biased = _mm512_add_pd(self.0, _mm512_set1_pd(POW2_BIAS));
+            Self(_mm512_castsi512_pd(_mm512_slli_epi64::<52>(
+                _mm512_castpd_si512(biased),
+            )))
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 impl Lanes for Avx512 {
     /// With 32 registers 5 × 4 tile accumulators, the 4 input tiles and a
@@ -106,15 +186,12 @@ impl Lanes for Avx512 {
     const COLS: usize = 4;
     const GRAD_ROWS: usize = 5;
     const GRAD_COLS: usize = 4;
+    type Dot = Self;
     const FUSED: bool = true;
 
     // SAFETY (every block here): values of this type exist only in code
     // reached through `run_avx512`, which the CPU has (see `dispatch`), and
     // loads and stores touch exactly the 8 lanes of a tile.
-    #[inline(always)]
-    fn splat(v: f64) -> Self {
-        Self(unsafe { _mm512_set1_pd(v) })
-    }
     #[inline(always)]
     fn load(tile: &[f64; LANES]) -> Self {
         Self(unsafe { _mm512_loadu_pd(tile.as_ptr()) })
@@ -124,39 +201,50 @@ impl Lanes for Avx512 {
         unsafe { _mm512_storeu_pd(tile.as_mut_ptr(), self.0) }
     }
     #[inline(always)]
-    fn mul_add(self, a: Self, b: Self) -> Self {
-        Self(unsafe { _mm512_fmadd_pd(a.0, b.0, self.0) })
+    fn dot_zero() -> Self {
+        Self::splat(0.0)
     }
     #[inline(always)]
-    fn add(self, other: Self) -> Self {
-        Self(unsafe { _mm512_add_pd(self.0, other.0) })
+    fn dot_mul_add(acc: Self, a: Self, b: Self) -> Self {
+        acc.mul_add(a, b)
     }
-    /// A transpose-and-add tree, 14 shuffles and 7 additions for all eight,
-    /// where summing each register on its own would chain 7 dependent
-    /// additions per register.
     #[inline(always)]
-    fn lane_sums(v: &[Self; LANES]) -> [f64; LANES] {
-        let mut out = [0.0; LANES];
-        unsafe {
-            // 128-bit block b of pair(x, y) holds x's and y's sums of lanes 2b, 2b + 1.
-            let pair = |x: Self, y: Self| {
-                _mm512_add_pd(_mm512_unpacklo_pd(x.0, y.0), _mm512_unpackhi_pd(x.0, y.0))
-            };
-            // Adds blocks 0 + 1 and 2 + 3 of each of a and b.
-            let fold = |a: __m512d, b: __m512d| {
-                _mm512_add_pd(
-                    _mm512_shuffle_f64x2::<0b10_00_10_00>(a, b),
-                    _mm512_shuffle_f64x2::<0b11_01_11_01>(a, b),
-                )
-            };
-            let sums = fold(
-                fold(pair(v[0], v[1]), pair(v[2], v[3])),
-                fold(pair(v[4], v[5]), pair(v[6], v[7])),
-            );
-            _mm512_storeu_pd(out.as_mut_ptr(), sums);
+    fn dot_sums<const R: usize, const C: usize>(acc: &[[Self; C]; R]) -> [[f64; C]; R] {
+        let mut out = [[0.0; C]; R];
+        for g in (0..R * C).step_by(LANES) {
+            let v: [Self; LANES] = std::array::from_fn(|q| entry(acc, g + q, Self::splat(0.0)));
+            scatter(&mut out, g, &eight_sums(&v));
         }
         out
     }
+}
+
+/// `[Σ v[0], …, Σ v[7]]` by a transpose-and-add tree, 14 shuffles and 7
+/// additions for all eight.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn eight_sums(v: &[Avx512; LANES]) -> [f64; LANES] {
+    let mut out = [0.0; LANES];
+    // SAFETY: `Avx512` values exist only where the CPU has AVX-512.
+    unsafe {
+        // 128-bit block b of pair(x, y) holds x's and y's sums of lanes 2b, 2b + 1.
+        let pair = |x: Avx512, y: Avx512| {
+            _mm512_add_pd(_mm512_unpacklo_pd(x.0, y.0), _mm512_unpackhi_pd(x.0, y.0))
+        };
+        // Adds blocks 0 + 1 and 2 + 3 of each of a and b.
+        let fold = |a: __m512d, b: __m512d| {
+            _mm512_add_pd(
+                _mm512_shuffle_f64x2::<0b10_00_10_00>(a, b),
+                _mm512_shuffle_f64x2::<0b11_01_11_01>(a, b),
+            )
+        };
+        let sums = fold(
+            fold(pair(v[0], v[1]), pair(v[2], v[3])),
+            fold(pair(v[4], v[5]), pair(v[6], v[7])),
+        );
+        _mm512_storeu_pd(out.as_mut_ptr(), sums);
+    }
+    out
 }
 
 /// Two AVX2 registers. Only made inside [`run_avx2`].
@@ -164,22 +252,87 @@ impl Lanes for Avx512 {
 #[derive(Clone, Copy)]
 pub struct Avx2(__m256d, __m256d);
 
+/// `$op` on both registers of each operand.
+#[cfg(target_arch = "x86_64")]
+macro_rules! both {
+    ($op:ident, $a:expr) => {
+        Avx2(unsafe { $op($a.0) }, unsafe { $op($a.1) })
+    };
+    ($op:ident, $a:expr, $b:expr) => {
+        Avx2(unsafe { $op($a.0, $b.0) }, unsafe { $op($a.1, $b.1) })
+    };
+    ($op:ident, $a:expr, $b:expr, $c:expr) => {
+        Avx2(unsafe { $op($a.0, $b.0, $c.0) }, unsafe {
+            $op($a.1, $b.1, $c.1)
+        })
+    };
+}
+
+/// 2^k from an integer-valued k, for one AVX2 register (see [`Real::pow2`]).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn pow2_256(k: __m256d) -> __m256d {
+    let biased = _mm256_add_pd(k, _mm256_set1_pd(POW2_BIAS));
+    _mm256_castsi256_pd(_mm256_slli_epi64::<52>(_mm256_castpd_si256(biased)))
+}
+
+// SAFETY (every block here): as for `Lanes for Avx2` below.
+#[cfg(target_arch = "x86_64")]
+impl Real for Avx2 {
+    #[inline(always)]
+    fn splat(v: f64) -> Self {
+        unsafe { Self(_mm256_set1_pd(v), _mm256_set1_pd(v)) }
+    }
+    #[inline(always)]
+    fn add(self, other: Self) -> Self {
+        both!(_mm256_add_pd, self, other)
+    }
+    #[inline(always)]
+    fn sub(self, other: Self) -> Self {
+        both!(_mm256_sub_pd, self, other)
+    }
+    #[inline(always)]
+    fn mul(self, other: Self) -> Self {
+        both!(_mm256_mul_pd, self, other)
+    }
+    /// `vmaxpd` returns its second operand where either is NaN.
+    #[inline(always)]
+    fn max(self, other: Self) -> Self {
+        both!(_mm256_max_pd, other, self)
+    }
+    #[inline(always)]
+    fn min(self, other: Self) -> Self {
+        both!(_mm256_min_pd, other, self)
+    }
+    #[inline(always)]
+    fn floor(self) -> Self {
+        both!(_mm256_floor_pd, self)
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        both!(_mm256_fmadd_pd, a, b, self)
+    }
+    #[inline(always)]
+    fn pow2(self) -> Self {
+        both!(pow2_256, self)
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 impl Lanes for Avx2 {
     /// With 16 registers, two per tile, only 5 × 1 accumulators.
     const ROWS: usize = 5;
     const COLS: usize = 1;
+    /// One register per entry: 8 accumulators, the two rows of dz and one
+    /// column of x.
     const GRAD_ROWS: usize = 2;
-    const GRAD_COLS: usize = 2;
+    const GRAD_COLS: usize = 4;
+    type Dot = __m256d;
     const FUSED: bool = true;
 
     // SAFETY (every block here): values of this type exist only in code
     // reached through `run_avx2`, which the CPU has (see `dispatch`), and
     // loads and stores touch exactly the 8 lanes of a tile.
-    #[inline(always)]
-    fn splat(v: f64) -> Self {
-        unsafe { Self(_mm256_set1_pd(v), _mm256_set1_pd(v)) }
-    }
     #[inline(always)]
     fn load(tile: &[f64; LANES]) -> Self {
         unsafe {
@@ -197,40 +350,31 @@ impl Lanes for Avx2 {
         }
     }
     #[inline(always)]
-    fn mul_add(self, a: Self, b: Self) -> Self {
-        unsafe {
-            Self(
-                _mm256_fmadd_pd(a.0, b.0, self.0),
-                _mm256_fmadd_pd(a.1, b.1, self.1),
-            )
-        }
+    fn dot_zero() -> __m256d {
+        unsafe { _mm256_setzero_pd() }
     }
     #[inline(always)]
-    fn add(self, other: Self) -> Self {
-        unsafe {
-            Self(
-                _mm256_add_pd(self.0, other.0),
-                _mm256_add_pd(self.1, other.1),
-            )
-        }
+    fn dot_mul_add(acc: __m256d, a: Self, b: Self) -> __m256d {
+        unsafe { _mm256_fmadd_pd(a.1, b.1, _mm256_fmadd_pd(a.0, b.0, acc)) }
     }
-    /// Each register's halves added, then horizontal pair sums and a swap
-    /// of 128-bit halves, four at a time.
+    /// Horizontal pair sums and a swap of 128-bit halves, four
+    /// accumulators at a time.
     #[inline(always)]
-    fn lane_sums(v: &[Self; LANES]) -> [f64; LANES] {
-        let mut out = [0.0; LANES];
-        unsafe {
-            let half = |q: usize| _mm256_add_pd(v[q].0, v[q].1);
-            let four = |q: usize| {
-                let lo = _mm256_hadd_pd(half(q), half(q + 1));
-                let hi = _mm256_hadd_pd(half(q + 2), half(q + 3));
-                _mm256_add_pd(
+    fn dot_sums<const R: usize, const C: usize>(acc: &[[__m256d; C]; R]) -> [[f64; C]; R] {
+        let mut out = [[0.0; C]; R];
+        for g in (0..R * C).step_by(4) {
+            let mut four = [0.0; 4];
+            unsafe {
+                let v = |q: usize| entry(acc, g + q, _mm256_setzero_pd());
+                let lo = _mm256_hadd_pd(v(0), v(1));
+                let hi = _mm256_hadd_pd(v(2), v(3));
+                let sums = _mm256_add_pd(
                     _mm256_permute2f128_pd::<0x20>(lo, hi),
                     _mm256_permute2f128_pd::<0x31>(lo, hi),
-                )
-            };
-            _mm256_storeu_pd(out.as_mut_ptr(), four(0));
-            _mm256_storeu_pd(out.as_mut_ptr().add(4), four(4));
+                );
+                _mm256_storeu_pd(four.as_mut_ptr(), sums);
+            }
+            scatter(&mut out, g, &four);
         }
         out
     }
@@ -240,17 +384,59 @@ impl Lanes for Avx2 {
 #[derive(Clone, Copy)]
 pub struct Portable([f64; LANES]);
 
+impl Real for Portable {
+    #[inline(always)]
+    fn splat(v: f64) -> Self {
+        Self([v; LANES])
+    }
+    #[inline(always)]
+    fn add(self, other: Self) -> Self {
+        Self(std::array::from_fn(|t| self.0[t] + other.0[t]))
+    }
+    #[inline(always)]
+    fn sub(self, other: Self) -> Self {
+        Self(std::array::from_fn(|t| self.0[t] - other.0[t]))
+    }
+    #[inline(always)]
+    fn mul(self, other: Self) -> Self {
+        Self(std::array::from_fn(|t| self.0[t] * other.0[t]))
+    }
+    #[inline(always)]
+    fn max(self, other: Self) -> Self {
+        Self(std::array::from_fn(|t| {
+            max_keeping_nan(self.0[t], other.0[t])
+        }))
+    }
+    #[inline(always)]
+    fn min(self, other: Self) -> Self {
+        Self(std::array::from_fn(|t| {
+            min_keeping_nan(self.0[t], other.0[t])
+        }))
+    }
+    #[inline(always)]
+    fn floor(self) -> Self {
+        Self(self.0.map(f64::floor))
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        Self(std::array::from_fn(|t| {
+            Self::fma(a.0[t], b.0[t], self.0[t])
+        }))
+    }
+    #[inline(always)]
+    fn pow2(self) -> Self {
+        Self(self.0.map(pow2_one))
+    }
+}
+
 impl Lanes for Portable {
     const ROWS: usize = 5;
     const COLS: usize = 1;
     const GRAD_ROWS: usize = 2;
     const GRAD_COLS: usize = 2;
+    type Dot = Self;
     const FUSED: bool = cfg!(target_feature = "fma");
 
-    #[inline(always)]
-    fn splat(v: f64) -> Self {
-        Self([v; LANES])
-    }
     #[inline(always)]
     fn load(tile: &[f64; LANES]) -> Self {
         Self(*tile)
@@ -260,18 +446,110 @@ impl Lanes for Portable {
         *tile = self.0;
     }
     #[inline(always)]
-    fn mul_add(self, a: Self, b: Self) -> Self {
-        Self(std::array::from_fn(|t| {
-            Self::fma(a.0[t], b.0[t], self.0[t])
-        }))
+    fn dot_zero() -> Self {
+        Self::splat(0.0)
+    }
+    #[inline(always)]
+    fn dot_mul_add(acc: Self, a: Self, b: Self) -> Self {
+        acc.mul_add(a, b)
+    }
+    #[inline(always)]
+    fn dot_sums<const R: usize, const C: usize>(acc: &[[Self; C]; R]) -> [[f64; C]; R] {
+        acc.map(|row| row.map(|v| v.0.iter().sum()))
+    }
+}
+
+/// Entry `e` of R × C accumulators in row-major order, `zero` past the end
+/// (indices are constants once a block's loops are unrolled).
+#[inline(always)]
+fn entry<D: Copy, const R: usize, const C: usize>(acc: &[[D; C]; R], e: usize, zero: D) -> D {
+    if e < R * C {
+        acc[e / C][e % C]
+    } else {
+        zero
+    }
+}
+
+/// `sums` into entries `g, g + 1, …` of `out`, row-major, up to its end.
+#[inline(always)]
+fn scatter<const R: usize, const C: usize>(out: &mut [[f64; C]; R], g: usize, sums: &[f64]) {
+    for (e, &v) in (g..R * C).zip(sums) {
+        out[e / C][e % C] = v;
+    }
+}
+
+/// `a` unless `b` is larger; NaN in `a` is kept (`f64::max` would drop it).
+#[inline(always)]
+fn max_keeping_nan(a: f64, b: f64) -> f64 {
+    if a < b {
+        b
+    } else {
+        a
+    }
+}
+
+/// `a` unless `b` is smaller; NaN in `a` is kept.
+#[inline(always)]
+fn min_keeping_nan(a: f64, b: f64) -> f64 {
+    if a > b {
+        b
+    } else {
+        a
+    }
+}
+
+#[inline(always)]
+fn pow2_one(k: f64) -> f64 {
+    f64::from_bits((k + POW2_BIAS).to_bits() << 52)
+}
+
+/// One f64 inside a kernel for lanes `S`: multiply-adds fused where `S`'s are.
+#[derive(Clone, Copy)]
+pub struct One<S>(pub f64, PhantomData<S>);
+
+impl<S: Lanes> One<S> {
+    #[inline(always)]
+    pub fn new(v: f64) -> Self {
+        Self(v, PhantomData)
+    }
+}
+
+impl<S: Lanes> Real for One<S> {
+    #[inline(always)]
+    fn splat(v: f64) -> Self {
+        Self::new(v)
     }
     #[inline(always)]
     fn add(self, other: Self) -> Self {
-        Self(std::array::from_fn(|t| self.0[t] + other.0[t]))
+        Self::new(self.0 + other.0)
     }
     #[inline(always)]
-    fn lane_sums(v: &[Self; LANES]) -> [f64; LANES] {
-        v.map(|x| x.0.iter().sum())
+    fn sub(self, other: Self) -> Self {
+        Self::new(self.0 - other.0)
+    }
+    #[inline(always)]
+    fn mul(self, other: Self) -> Self {
+        Self::new(self.0 * other.0)
+    }
+    #[inline(always)]
+    fn max(self, other: Self) -> Self {
+        Self::new(max_keeping_nan(self.0, other.0))
+    }
+    #[inline(always)]
+    fn min(self, other: Self) -> Self {
+        Self::new(min_keeping_nan(self.0, other.0))
+    }
+    #[inline(always)]
+    fn floor(self) -> Self {
+        Self::new(self.0.floor())
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        Self::new(S::fma(a.0, b.0, self.0))
+    }
+    #[inline(always)]
+    fn pow2(self) -> Self {
+        Self::new(pow2_one(self.0))
     }
 }
 
@@ -298,10 +576,10 @@ pub mod tests {
     struct MultiplyAddSum;
 
     impl Kernel for MultiplyAddSum {
-        type Output = ([f64; LANES], [f64; LANES]);
+        type Output = ([[f64; 3]; 3], [f64; LANES]);
         #[inline(always)]
         fn run<S: Lanes>(self) -> Self::Output {
-            let tiles: [[f64; LANES]; LANES] =
+            let tiles: [[f64; LANES]; 9] =
                 std::array::from_fn(|q| std::array::from_fn(|t| (1 << t) as f64 * (q + 1) as f64));
             let v = tiles.map(|t| S::load(&t));
             let mut out = [0.0; LANES];
@@ -309,7 +587,12 @@ pub mod tests {
                 .mul_add(v[1], S::splat(0.5))
                 .add(v[0])
                 .store(&mut out);
-            (S::lane_sums(&v), out)
+            // Nine accumulators: past one group of four (AVX2) and of eight.
+            let twos = S::splat(2.0);
+            let dots: [[S::Dot; 3]; 3] = std::array::from_fn(|r| {
+                std::array::from_fn(|c| S::dot_mul_add(S::dot_zero(), v[3 * r + c], twos))
+            });
+            (S::dot_sums(&dots), out)
         }
     }
 
@@ -318,7 +601,8 @@ pub mod tests {
     fn lanes_multiply_add_and_sum_on_every_instruction_set() {
         for isa in Isa::available() {
             let (sums, out) = on(isa, || dispatch(MultiplyAddSum));
-            let want: [f64; LANES] = std::array::from_fn(|q| 255.0 * (q + 1) as f64);
+            let want: [[f64; 3]; 3] =
+                std::array::from_fn(|r| std::array::from_fn(|c| 510.0 * (3 * r + c + 1) as f64));
             assert_eq!(sums, want, "{}", isa.name());
             let want: [f64; LANES] = std::array::from_fn(|t| 1.0 + (1 << t) as f64 * 2.0);
             assert_eq!(out, want, "{}", isa.name());
