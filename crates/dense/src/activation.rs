@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::simd::{dispatch, Kernel, Lanes, One, Portable, Real, LANES};
+use crate::simd::{dispatch, Kernel, Lanes, Portable};
 
 /// SELU's constants (Klambauer et al., 2017), as in PyTorch.
 const SELU_LAMBDA: f64 = 1.050_700_987_355_480_5;
@@ -140,22 +140,10 @@ struct EluForward<'a> {
 
 impl Kernel for EluForward<'_> {
     type Output = ();
-    /// A tile of [`LANES`] values at a time through [`Lanes`]' explicit
-    /// vector operations: the compiler's own vectorisation of the
-    /// one-value loop, one AVX2 register per iteration, made the epoch 4 %
-    /// slower (`nabla bench mlp` on the AVX2 EPYC: 23.2 against 22.3 ms).
     #[inline(always)]
     fn run<S: Lanes>(self) {
-        let mut a = self.a.chunks_exact_mut(LANES);
-        let mut z = self.z.chunks_exact(LANES);
-        for (a, z) in (&mut a).zip(&mut z) {
-            let z = S::load(z.try_into().expect("a full tile"));
-            let elu = z.max(S::splat(0.0)).add(expm1_nonpositive_in(z));
-            elu.store(a.try_into().expect("a full tile"));
-        }
-        for (a, &z) in a.into_remainder().iter_mut().zip(z.remainder()) {
-            let z = One::<S>::new(z);
-            *a = z.max(One::splat(0.0)).add(expm1_nonpositive_in(z)).0;
+        for (a, &z) in self.a.iter_mut().zip(self.z) {
+            *a = z.max(0.0) + expm1_nonpositive_in::<S>(z);
         }
     }
 }
@@ -181,55 +169,58 @@ impl Kernel for EluBackward<'_> {
 /// element and was a third of the training time.
 #[inline(always)]
 pub fn expm1_nonpositive(x: f64) -> f64 {
-    expm1_nonpositive_in(One::<Portable>::new(x)).0
+    expm1_nonpositive_in::<Portable>(x)
 }
 
-/// [`expm1_nonpositive`] for any [`Real`], one value or eight lanes (NaN
-/// stays NaN).
+/// [`expm1_nonpositive`] inside a kernel for lanes `S` (fused
+/// multiply-adds where `S` has them).
 #[inline(always)]
-pub(crate) fn expm1_nonpositive_in<R: Real>(x: R) -> R {
+pub(crate) fn expm1_nonpositive_in<S: Lanes>(x: f64) -> f64 {
     // Below −700 the result is −1 to the last bit, and 2^k stays normal.
-    let (k, em1_r) = reduce(x.max(R::splat(-700.0)).min(R::splat(0.0)));
-    let two_k = k.pow2();
+    let (k, em1_r) = reduce::<S>(x.clamp(-700.0, 0.0));
+    let two_k = pow2(k);
     // Exact in the k = 0 case that needs relative accuracy near 0.
-    two_k.sub(R::splat(1.0)).mul_add(two_k, em1_r)
+    S::fma(two_k, em1_r, two_k - 1.0)
 }
 
 /// exp(x) for x ≤ 0 (positive x is clamped to 0) within a few ulps, down
 /// to the subnormal results and 0 below −745, with no branches.
 #[inline(always)]
 pub fn exp_nonpositive(x: f64) -> f64 {
-    exp_nonpositive_in(One::<Portable>::new(x)).0
+    exp_nonpositive_in::<Portable>(x)
 }
 
-/// [`exp_nonpositive`] for any [`Real`].
+/// [`exp_nonpositive`] inside a kernel for lanes `S`.
 #[inline(always)]
-fn exp_nonpositive_in<R: Real>(x: R) -> R {
+fn exp_nonpositive_in<S: Lanes>(x: f64) -> f64 {
     // exp(−746) rounds to 0; −746 − ln 2 / 2 keeps 2^(k/2) normal.
-    let (k, em1_r) = reduce(x.max(R::splat(-746.0)).min(R::splat(0.0)));
+    let (k, em1_r) = reduce::<S>(x.clamp(-746.0, 0.0));
     // 2^k in two normal halves: the last multiplication rounds a
     // subnormal result once.
-    let k1 = k.mul(R::splat(0.5)).floor();
-    let two_k1 = k1.pow2();
-    two_k1.mul_add(two_k1, em1_r).mul(k.sub(k1).pow2())
+    let k1 = (k * 0.5).floor();
+    let two_k1 = pow2(k1);
+    S::fma(two_k1, em1_r, two_k1) * pow2(k - k1)
+}
+
+/// 2^k for an integer-valued k in [−1022, 1023], built from its bits.
+#[inline(always)]
+fn pow2(k: f64) -> f64 {
+    // 2^52: adding it puts a small integer in the low mantissa bits.
+    const BIAS: f64 = 4_503_599_627_370_496.0;
+    f64::from_bits((k + 1023.0 + BIAS).to_bits() << 52)
 }
 
 /// (k, expm1(r)) with x = k·ln2 + r and |r| ≤ ln2/2, for −746 ≤ x ≤ 0:
 /// expm1(r) by its Taylor series to r¹³/13! (remainder < 1e-17 relative).
 #[inline(always)]
-fn reduce<R: Real>(x: R) -> (R, R) {
+fn reduce<S: Lanes>(x: f64) -> (f64, f64) {
     // ln 2 split as fdlibm does: LN2_HI has trailing zero bits, so k · LN2_HI is exact.
     const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
     const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
     // 1.5 · 2^52: adding and subtracting it rounds to the nearest integer.
     const ROUND: f64 = 6_755_399_441_055_744.0;
-    let round = R::splat(ROUND);
-    let k = round
-        .mul_add(x, R::splat(std::f64::consts::LOG2_E))
-        .sub(round);
-    let r = x
-        .mul_add(k, R::splat(-LN2_HI))
-        .mul_add(k, R::splat(-LN2_LO));
+    let k = S::fma(x, std::f64::consts::LOG2_E, ROUND) - ROUND;
+    let r = S::fma(-k, LN2_LO, S::fma(-k, LN2_HI, x));
     // q(r) = Σ_{i=0}^{12} r^i / (i+1)!, by Estrin's scheme: independent
     // pairs first, so the multiplications overlap instead of chaining.
     const C: [f64; 13] = [
@@ -247,15 +238,17 @@ fn reduce<R: Real>(x: R) -> (R, R) {
         1.0 / 479_001_600.0,
         1.0 / 6_227_020_800.0,
     ];
-    let r2 = r.mul(r);
-    let r4 = r2.mul(r2);
-    let r8 = r4.mul(r4);
-    let pair = |i: usize| R::splat(C[i]).mul_add(R::splat(C[i + 1]), r);
-    let low = pair(0)
-        .mul_add(pair(2), r2)
-        .mul_add(pair(4).mul_add(pair(6), r2), r4);
-    let high = pair(8).mul_add(pair(10), r2).mul_add(R::splat(C[12]), r4);
-    (k, r.mul(low.mul_add(high, r8)))
+    let r2 = r * r;
+    let r4 = r2 * r2;
+    let r8 = r4 * r4;
+    let pair = |i: usize| S::fma(C[i + 1], r, C[i]);
+    let low = S::fma(
+        S::fma(pair(6), r2, pair(4)),
+        r4,
+        S::fma(pair(2), r2, pair(0)),
+    );
+    let high = S::fma(C[12], r4, S::fma(pair(10), r2, pair(8)));
+    (k, r * S::fma(high, r8, low))
 }
 
 impl fmt::Display for Activation {
@@ -320,8 +313,7 @@ mod tests {
         }
     }
 
-    /// A diverging run's NaN must reach the loss, through the vector tiles
-    /// and the scalar remainder alike.
+    /// A diverging run's NaN must reach the loss.
     #[test]
     fn elu_keeps_nan_on_every_instruction_set() {
         let mut z = vec![-0.5; 11];

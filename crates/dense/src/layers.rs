@@ -83,8 +83,9 @@ impl Kernel for Backward<'_> {
             n,
             k,
         };
+        let columns = blocks(k, S::GRAD_COLS);
         for (i0, ri) in blocks(m, S::GRAD_ROWS) {
-            for (k0, rk) in blocks(k, S::GRAD_COLS) {
+            for (k0, rk) in columns {
                 shaped!(S, grads.block(i0, k0, self.dw), ri, rk);
             }
         }
@@ -117,11 +118,31 @@ impl Kernel for Backward<'_> {
 }
 
 /// `(start, len)` of equal blocks of at most `max` covering `0..len`
-/// (10 by 4: 4, 4, 2 — 10 by 5: 5, 5).
+/// (10 by 4: 4, 4, 2 — 10 by 5: 5, 5). Two divisions when made and none
+/// per block, where a `step_by` over a range divides again.
+#[derive(Clone, Copy)]
+struct Blocks {
+    next: usize,
+    len: usize,
+    per: usize,
+}
+
 #[inline(always)]
-fn blocks(len: usize, max: usize) -> impl Iterator<Item = (usize, usize)> {
+fn blocks(len: usize, max: usize) -> Blocks {
     let per = len.div_ceil(len.div_ceil(max).max(1)).max(1);
-    (0..len).step_by(per).map(move |s| (s, per.min(len - s)))
+    Blocks { next: 0, len, per }
+}
+
+impl Iterator for Blocks {
+    type Item = (usize, usize);
+    #[inline(always)]
+    fn next(&mut self) -> Option<(usize, usize)> {
+        let start = self.next;
+        (start < self.len).then(|| {
+            self.next += self.per;
+            (start, self.per.min(self.len - start))
+        })
+    }
 }
 
 /// `$call` with generics `<S, R, C>` for run-time `r` in 1..=5 and `c` in 1..=4.
@@ -175,8 +196,9 @@ impl Kernel for Product<'_> {
             x: self.x,
             n,
         };
+        let columns = blocks(n / LANES, S::COLS);
         for (r0, r) in blocks(self.rows, S::ROWS) {
-            for (c0, c) in blocks(n / LANES, S::COLS) {
+            for (c0, c) in columns {
                 shaped!(S, operands.block(r0, c0 * LANES, self.out), r, c);
             }
         }

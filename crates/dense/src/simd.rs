@@ -10,8 +10,6 @@
 //! written as plain arrays, LLVM turned the larger blocks back into scalar
 //! code on the stack.
 
-use std::marker::PhantomData;
-
 use nabla_kernels::isa::{self, Isa};
 
 #[cfg(target_arch = "x86_64")]
@@ -20,33 +18,9 @@ use std::arch::x86_64::*;
 /// Lanes per vector.
 pub const LANES: usize = 8;
 
-/// Element-wise f64 arithmetic, for eight lanes ([`Lanes`]) and for one
-/// value ([`One`]), so that the branch-free exp and expm1 are written once.
-pub trait Real: Copy {
-    fn splat(v: f64) -> Self;
-    fn add(self, other: Self) -> Self;
-    fn sub(self, other: Self) -> Self;
-    fn mul(self, other: Self) -> Self;
-    /// The larger; a NaN in `self` is kept (a diverging run's NaN must
-    /// reach the loss).
-    fn max(self, other: Self) -> Self;
-    /// The smaller; a NaN in `self` is kept.
-    fn min(self, other: Self) -> Self;
-    fn floor(self) -> Self;
-    /// self + a · b, fused.
-    fn mul_add(self, a: Self, b: Self) -> Self;
-    /// 2^self for an integer-valued self in [−1022, 1023], built from its bits.
-    fn pow2(self) -> Self;
-}
-
-/// 2^52 + 1023: adding it to an integer k in [−1022, 1023] puts k's
-/// biased exponent in the low mantissa bits, which a shift by 52 moves into
-/// the exponent field.
-const POW2_BIAS: f64 = 4_503_599_627_370_496.0 + 1023.0;
-
 /// Eight f64 lanes and the block shapes that fit this instruction set's
 /// registers.
-pub trait Lanes: Real {
+pub trait Lanes: Copy {
     /// Output rows a product computes together, each times [`Lanes::COLS`]
     /// tiles of columns: every weight loaded is used for `COLS` tiles and
     /// every input tile for `ROWS` rows, so the loads keep up with the
@@ -60,8 +34,11 @@ pub trait Lanes: Real {
     /// slower than the unfused multiply and add).
     const FUSED: bool;
 
+    fn splat(v: f64) -> Self;
     fn load(tile: &[f64; LANES]) -> Self;
     fn store(self, tile: &mut [f64; LANES]);
+    /// self + a · b, fused.
+    fn mul_add(self, a: Self, b: Self) -> Self;
     /// A dot product's accumulator: the products of a tile's lanes summed
     /// into one register, so a block of the weight gradient holds one
     /// register per entry (AVX2 folds its two halves into one).
@@ -129,55 +106,6 @@ unsafe fn run_avx2<K: Kernel>(kernel: K) -> K::Output {
 #[derive(Clone, Copy)]
 pub struct Avx512(__m512d);
 
-// SAFETY (every block here): as for `Lanes for Avx512` below.
-#[cfg(target_arch = "x86_64")]
-impl Real for Avx512 {
-    #[inline(always)]
-    fn splat(v: f64) -> Self {
-        Self(unsafe { _mm512_set1_pd(v) })
-    }
-    #[inline(always)]
-    fn add(self, other: Self) -> Self {
-        Self(unsafe { _mm512_add_pd(self.0, other.0) })
-    }
-    #[inline(always)]
-    fn sub(self, other: Self) -> Self {
-        Self(unsafe { _mm512_sub_pd(self.0, other.0) })
-    }
-    #[inline(always)]
-    fn mul(self, other: Self) -> Self {
-        Self(unsafe { _mm512_mul_pd(self.0, other.0) })
-    }
-    /// `vmaxpd` returns its second operand where either is NaN.
-    #[inline(always)]
-    fn max(self, other: Self) -> Self {
-        Self(unsafe { _mm512_max_pd(other.0, self.0) })
-    }
-    #[inline(always)]
-    fn min(self, other: Self) -> Self {
-        Self(unsafe { _mm512_min_pd(other.0, self.0) })
-    }
-    #[inline(always)]
-    fn floor(self) -> Self {
-        Self(unsafe {
-            _mm512_roundscale_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(self.0)
-        })
-    }
-    #[inline(always)]
-    fn mul_add(self, a: Self, b: Self) -> Self {
-        Self(unsafe { _mm512_fmadd_pd(a.0, b.0, self.0) })
-    }
-    #[inline(always)]
-    fn pow2(self) -> Self {
-        unsafe {
-            let biased = _mm512_add_pd(self.0, _mm512_set1_pd(POW2_BIAS));
-            Self(_mm512_castsi512_pd(_mm512_slli_epi64::<52>(
-                _mm512_castpd_si512(biased),
-            )))
-        }
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 impl Lanes for Avx512 {
     /// With 32 registers 5 × 4 tile accumulators, the 4 input tiles and a
@@ -193,12 +121,20 @@ impl Lanes for Avx512 {
     // reached through `run_avx512`, which the CPU has (see `dispatch`), and
     // loads and stores touch exactly the 8 lanes of a tile.
     #[inline(always)]
+    fn splat(v: f64) -> Self {
+        Self(unsafe { _mm512_set1_pd(v) })
+    }
+    #[inline(always)]
     fn load(tile: &[f64; LANES]) -> Self {
         Self(unsafe { _mm512_loadu_pd(tile.as_ptr()) })
     }
     #[inline(always)]
     fn store(self, tile: &mut [f64; LANES]) {
         unsafe { _mm512_storeu_pd(tile.as_mut_ptr(), self.0) }
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        Self(unsafe { _mm512_fmadd_pd(a.0, b.0, self.0) })
     }
     #[inline(always)]
     fn dot_zero() -> Self {
@@ -252,72 +188,6 @@ fn eight_sums(v: &[Avx512; LANES]) -> [f64; LANES] {
 #[derive(Clone, Copy)]
 pub struct Avx2(__m256d, __m256d);
 
-/// `$op` on both registers of each operand.
-#[cfg(target_arch = "x86_64")]
-macro_rules! both {
-    ($op:ident, $a:expr) => {
-        Avx2(unsafe { $op($a.0) }, unsafe { $op($a.1) })
-    };
-    ($op:ident, $a:expr, $b:expr) => {
-        Avx2(unsafe { $op($a.0, $b.0) }, unsafe { $op($a.1, $b.1) })
-    };
-    ($op:ident, $a:expr, $b:expr, $c:expr) => {
-        Avx2(unsafe { $op($a.0, $b.0, $c.0) }, unsafe {
-            $op($a.1, $b.1, $c.1)
-        })
-    };
-}
-
-/// 2^k from an integer-valued k, for one AVX2 register (see [`Real::pow2`]).
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn pow2_256(k: __m256d) -> __m256d {
-    let biased = _mm256_add_pd(k, _mm256_set1_pd(POW2_BIAS));
-    _mm256_castsi256_pd(_mm256_slli_epi64::<52>(_mm256_castpd_si256(biased)))
-}
-
-// SAFETY (every block here): as for `Lanes for Avx2` below.
-#[cfg(target_arch = "x86_64")]
-impl Real for Avx2 {
-    #[inline(always)]
-    fn splat(v: f64) -> Self {
-        unsafe { Self(_mm256_set1_pd(v), _mm256_set1_pd(v)) }
-    }
-    #[inline(always)]
-    fn add(self, other: Self) -> Self {
-        both!(_mm256_add_pd, self, other)
-    }
-    #[inline(always)]
-    fn sub(self, other: Self) -> Self {
-        both!(_mm256_sub_pd, self, other)
-    }
-    #[inline(always)]
-    fn mul(self, other: Self) -> Self {
-        both!(_mm256_mul_pd, self, other)
-    }
-    /// `vmaxpd` returns its second operand where either is NaN.
-    #[inline(always)]
-    fn max(self, other: Self) -> Self {
-        both!(_mm256_max_pd, other, self)
-    }
-    #[inline(always)]
-    fn min(self, other: Self) -> Self {
-        both!(_mm256_min_pd, other, self)
-    }
-    #[inline(always)]
-    fn floor(self) -> Self {
-        both!(_mm256_floor_pd, self)
-    }
-    #[inline(always)]
-    fn mul_add(self, a: Self, b: Self) -> Self {
-        both!(_mm256_fmadd_pd, a, b, self)
-    }
-    #[inline(always)]
-    fn pow2(self) -> Self {
-        both!(pow2_256, self)
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 impl Lanes for Avx2 {
     /// With 16 registers, two per tile, only 5 × 1 accumulators.
@@ -334,6 +204,10 @@ impl Lanes for Avx2 {
     // reached through `run_avx2`, which the CPU has (see `dispatch`), and
     // loads and stores touch exactly the 8 lanes of a tile.
     #[inline(always)]
+    fn splat(v: f64) -> Self {
+        unsafe { Self(_mm256_set1_pd(v), _mm256_set1_pd(v)) }
+    }
+    #[inline(always)]
     fn load(tile: &[f64; LANES]) -> Self {
         unsafe {
             Self(
@@ -347,6 +221,15 @@ impl Lanes for Avx2 {
         unsafe {
             _mm256_storeu_pd(tile.as_mut_ptr(), self.0);
             _mm256_storeu_pd(tile.as_mut_ptr().add(4), self.1);
+        }
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        unsafe {
+            Self(
+                _mm256_fmadd_pd(a.0, b.0, self.0),
+                _mm256_fmadd_pd(a.1, b.1, self.1),
+            )
         }
     }
     #[inline(always)]
@@ -384,51 +267,6 @@ impl Lanes for Avx2 {
 #[derive(Clone, Copy)]
 pub struct Portable([f64; LANES]);
 
-impl Real for Portable {
-    #[inline(always)]
-    fn splat(v: f64) -> Self {
-        Self([v; LANES])
-    }
-    #[inline(always)]
-    fn add(self, other: Self) -> Self {
-        Self(std::array::from_fn(|t| self.0[t] + other.0[t]))
-    }
-    #[inline(always)]
-    fn sub(self, other: Self) -> Self {
-        Self(std::array::from_fn(|t| self.0[t] - other.0[t]))
-    }
-    #[inline(always)]
-    fn mul(self, other: Self) -> Self {
-        Self(std::array::from_fn(|t| self.0[t] * other.0[t]))
-    }
-    #[inline(always)]
-    fn max(self, other: Self) -> Self {
-        Self(std::array::from_fn(|t| {
-            max_keeping_nan(self.0[t], other.0[t])
-        }))
-    }
-    #[inline(always)]
-    fn min(self, other: Self) -> Self {
-        Self(std::array::from_fn(|t| {
-            min_keeping_nan(self.0[t], other.0[t])
-        }))
-    }
-    #[inline(always)]
-    fn floor(self) -> Self {
-        Self(self.0.map(f64::floor))
-    }
-    #[inline(always)]
-    fn mul_add(self, a: Self, b: Self) -> Self {
-        Self(std::array::from_fn(|t| {
-            Self::fma(a.0[t], b.0[t], self.0[t])
-        }))
-    }
-    #[inline(always)]
-    fn pow2(self) -> Self {
-        Self(self.0.map(pow2_one))
-    }
-}
-
 impl Lanes for Portable {
     const ROWS: usize = 5;
     const COLS: usize = 1;
@@ -438,12 +276,22 @@ impl Lanes for Portable {
     const FUSED: bool = cfg!(target_feature = "fma");
 
     #[inline(always)]
+    fn splat(v: f64) -> Self {
+        Self([v; LANES])
+    }
+    #[inline(always)]
     fn load(tile: &[f64; LANES]) -> Self {
         Self(*tile)
     }
     #[inline(always)]
     fn store(self, tile: &mut [f64; LANES]) {
         *tile = self.0;
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        Self(std::array::from_fn(|t| {
+            Self::fma(a.0[t], b.0[t], self.0[t])
+        }))
     }
     #[inline(always)]
     fn dot_zero() -> Self {
@@ -475,81 +323,6 @@ fn entry<D: Copy, const R: usize, const C: usize>(acc: &[[D; C]; R], e: usize, z
 fn scatter<const R: usize, const C: usize>(out: &mut [[f64; C]; R], g: usize, sums: &[f64]) {
     for (e, &v) in (g..R * C).zip(sums) {
         out[e / C][e % C] = v;
-    }
-}
-
-/// `a` unless `b` is larger; NaN in `a` is kept (`f64::max` would drop it).
-#[inline(always)]
-fn max_keeping_nan(a: f64, b: f64) -> f64 {
-    if a < b {
-        b
-    } else {
-        a
-    }
-}
-
-/// `a` unless `b` is smaller; NaN in `a` is kept.
-#[inline(always)]
-fn min_keeping_nan(a: f64, b: f64) -> f64 {
-    if a > b {
-        b
-    } else {
-        a
-    }
-}
-
-#[inline(always)]
-fn pow2_one(k: f64) -> f64 {
-    f64::from_bits((k + POW2_BIAS).to_bits() << 52)
-}
-
-/// One f64 inside a kernel for lanes `S`: multiply-adds fused where `S`'s are.
-#[derive(Clone, Copy)]
-pub struct One<S>(pub f64, PhantomData<S>);
-
-impl<S: Lanes> One<S> {
-    #[inline(always)]
-    pub fn new(v: f64) -> Self {
-        Self(v, PhantomData)
-    }
-}
-
-impl<S: Lanes> Real for One<S> {
-    #[inline(always)]
-    fn splat(v: f64) -> Self {
-        Self::new(v)
-    }
-    #[inline(always)]
-    fn add(self, other: Self) -> Self {
-        Self::new(self.0 + other.0)
-    }
-    #[inline(always)]
-    fn sub(self, other: Self) -> Self {
-        Self::new(self.0 - other.0)
-    }
-    #[inline(always)]
-    fn mul(self, other: Self) -> Self {
-        Self::new(self.0 * other.0)
-    }
-    #[inline(always)]
-    fn max(self, other: Self) -> Self {
-        Self::new(max_keeping_nan(self.0, other.0))
-    }
-    #[inline(always)]
-    fn min(self, other: Self) -> Self {
-        Self::new(min_keeping_nan(self.0, other.0))
-    }
-    #[inline(always)]
-    fn floor(self) -> Self {
-        Self::new(self.0.floor())
-    }
-    #[inline(always)]
-    fn mul_add(self, a: Self, b: Self) -> Self {
-        Self::new(S::fma(a.0, b.0, self.0))
-    }
-    #[inline(always)]
-    fn pow2(self) -> Self {
-        Self::new(pow2_one(self.0))
     }
 }
 
@@ -585,7 +358,7 @@ pub mod tests {
             let mut out = [0.0; LANES];
             S::splat(1.0)
                 .mul_add(v[1], S::splat(0.5))
-                .add(v[0])
+                .mul_add(v[0], S::splat(1.0))
                 .store(&mut out);
             // Nine accumulators: past one group of four (AVX2) and of eight.
             let twos = S::splat(2.0);
