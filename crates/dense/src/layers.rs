@@ -446,6 +446,7 @@ mod tests {
             (13, 17, 40),
             (7, 9, 24),
             (12, 2, 8),
+            (2, 3, 16),
         ] {
             let (w, b) = (rng.randn_vec(m * k), rng.randn_vec(m));
             let (x, dz) = (rng.randn_vec(k * n), rng.randn_vec(m * n));
