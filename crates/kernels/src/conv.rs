@@ -11,8 +11,9 @@
 //! strided ones scatter `Wᵀ · dY` back (`col2im`). Small planes are lowered
 //! several images side by side, so that each product has enough columns.
 //! 3 × 3 stride-1 convolutions with enough channels and tiles go through
-//! Winograd's F(2 × 2, 3 × 3) instead ([`crate::winograd`]): forward, input
-//! and weight gradients. A 1 × 1 stride-1 convolution needs no lowering.
+//! Winograd's minimal filtering instead ([`crate::winograd`]: F(4 × 4, 3 × 3)
+//! with enough tiles, else F(2 × 2, 3 × 3)): forward, input and weight
+//! gradients. A 1 × 1 stride-1 convolution needs no lowering.
 //! Depthwise convolutions (`groups == C`) are direct loops
 //! ([`crate::depthwise`]).
 //!
@@ -600,6 +601,8 @@ pub(crate) mod tests {
             shape(7, 4, 12, 20, 6, 1, 1, 0, 1),
             // Winograd's F(2 × 2, 3 × 3): forward, input and weight gradients.
             shape(2, 16, 16, 16, 16, 3, 1, 1, 1),
+            // F(4 × 4, 3 × 3) forward and input gradient (64 tiles of 4 × 4).
+            shape(4, 16, 16, 16, 16, 3, 1, 1, 1),
             // One product per image, two partial weight gradients.
             shape(5, 2, 24, 24, 3, 3, 1, 1, 1),
             // A small weight gradient over a large image: dot products

@@ -10,12 +10,19 @@
 //! `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`; summed over input channels, each of the 16
 //! positions of the `⊙` is one product `M_ξ = U_ξ · V_ξ` of the transformed
 //! weights `U_ξ` (out × in) and tiles `V_ξ` (in × tiles).
+//!
+//! Planes with enough tiles go through F(4 × 4, 3 × 3) instead ([`f4`]):
+//! 36 products over 6 × 6 tiles, 16/9 times fewer multiply-adds again. The
+//! two share the blocking and the products ([`Filtering`]); each has its
+//! own transforms.
 
 use crate::gemm::{gemm, MatRef, SendPtr};
 use crate::shape::Conv2dShape;
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::ops::Range;
+
+mod f4;
 
 /// Whether [`forward`] computes this convolution, and is worth it: with
 /// few input channels the products are too thin; with few tiles (ResNet34's
@@ -58,11 +65,11 @@ fn for_each_index(n: usize, par: bool, f: impl Fn(usize) + Sync + Send) {
 
 /// `(tw, rows, per_block)`: tiles per tile row, tile rows (`(image, ty)`
 /// pairs) in all, and tile rows per block — a block holding about
-/// [`BLOCK_VALUES`] tiles × channels.
-fn blocking(s: &Conv2dShape) -> (usize, usize, usize) {
-    let (th, tw) = (s.out_h().div_ceil(2), s.out_w().div_ceil(2));
+/// `block_values` tiles × channels.
+fn blocking(s: &Conv2dShape, out: usize, block_values: usize) -> (usize, usize, usize) {
+    let (th, tw) = (s.out_h().div_ceil(out), s.out_w().div_ceil(out));
     let rows = s.batch * th;
-    let per_block = (BLOCK_VALUES / s.in_channels.max(s.out_channels) / tw).clamp(1, rows.max(1));
+    let per_block = (block_values / s.in_channels.max(s.out_channels) / tw).clamp(1, rows.max(1));
     (tw, rows, per_block)
 }
 
@@ -73,12 +80,70 @@ fn grown(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buf[..len]
 }
 
-/// `out = conv(x, weight) + bias` for a convolution [`applies`] accepts.
-///
-/// The tiles are taken in blocks of whole tile rows (`(image, ty)` pairs);
-/// blocks are spread over the pool, or, when there are fewer blocks than
-/// threads, each block's work is.
+/// `out = conv(x, weight) + bias` for a convolution [`applies`] accepts:
+/// by F(4 × 4, 3 × 3) where it has enough tiles, else F(2 × 2, 3 × 3).
 pub(crate) fn forward(
+    s: &Conv2dShape,
+    x: &[f32],
+    weight: &[f32],
+    kernels: Kernels,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let filtering = if f4::applies(s) { F4 } else { F2 };
+    forward_by(&filtering, s, x, weight, kernels, bias, out);
+}
+
+/// `(shape, products, tile rows, bias, out, parallel)`: a block's outputs
+/// from its products.
+type InverseTransform = fn(&Conv2dShape, &[f32], Range<usize>, Option<&[f32]>, SendPtr, bool);
+
+/// One of Winograd's minimal filterings F(m × m, 3 × 3): its output tile
+/// side and its three transforms.
+struct Filtering {
+    out: usize,
+    /// Tiles × channels per block.
+    block_values: usize,
+    weights: fn(usize, usize, &[f32], Kernels, &mut [f32]),
+    tiles: fn(&Conv2dShape, &[f32], Range<usize>, &mut [f32], bool),
+    inverse: InverseTransform,
+    /// The weight gradient's `A dY Aᵀ` and `Gᵀ dU G`.
+    output_grads: fn(&Conv2dShape, &[f32], Range<usize>, &mut [f32], bool),
+    weight_grads: fn(usize, usize, &[f32], &mut [f32]),
+}
+
+impl Filtering {
+    /// Transformed positions per tile: `(m + 2)²`.
+    fn positions(&self) -> usize {
+        (self.out + 2) * (self.out + 2)
+    }
+}
+
+const F2: Filtering = Filtering {
+    out: 2,
+    block_values: BLOCK_VALUES,
+    weights: transform_weights,
+    tiles: transform_tiles,
+    inverse: inverse_transform,
+    output_grads: transform_output_grads,
+    weight_grads: weight_grads_of,
+};
+
+const F4: Filtering = Filtering {
+    out: f4::OUT,
+    block_values: f4::BLOCK_VALUES,
+    weights: f4::transform_weights,
+    tiles: f4::transform_tiles,
+    inverse: f4::inverse_transform,
+    output_grads: f4::transform_output_grads,
+    weight_grads: f4::weight_grads_of,
+};
+
+/// [`forward`] by one filtering. The tiles are taken in blocks of whole
+/// tile rows (`(image, ty)` pairs); blocks are spread over the pool, or,
+/// when there are fewer blocks than threads, each block's work is.
+fn forward_by(
+    f: &Filtering,
     s: &Conv2dShape,
     x: &[f32],
     weight: &[f32],
@@ -88,22 +153,22 @@ pub(crate) fn forward(
 ) {
     assert!(computes(s), "not a 3 × 3 stride-1 convolution: {s:?}");
     assert_eq!(out.len(), s.output_len());
-    let (ci, co) = (s.in_channels, s.out_channels);
-    let (tw, rows, per_block) = blocking(s);
+    let (ci, co, p) = (s.in_channels, s.out_channels, f.positions());
+    let (tw, rows, per_block) = blocking(s, f.out, f.block_values);
     let blocks = rows.div_ceil(per_block);
     let out = SendPtr(out.as_mut_ptr());
     WEIGHTS.with(|u| {
         let mut u = u.borrow_mut();
-        let u = grown(&mut u, 16 * co * ci);
-        transform_weights(ci, co, weight, kernels, u);
+        let u = grown(&mut u, p * co * ci);
+        (f.weights)(ci, co, weight, kernels, u);
         let u = &*u;
         let run = |b: usize, par: bool| {
             let (r0, r1) = (b * per_block, ((b + 1) * per_block).min(rows));
             let nt = (r1 - r0) * tw;
             BLOCK.with(|bufs| {
                 let (v, m) = &mut *bufs.borrow_mut();
-                let (v, m) = (grown(v, 16 * ci * nt), grown(m, 16 * co * nt));
-                transform_tiles(s, x, r0..r1, v, par);
+                let (v, m) = (grown(v, p * ci * nt), grown(m, p * co * nt));
+                (f.tiles)(s, x, r0..r1, v, par);
                 let product = |(m, (u, v)): (&mut [f32], (&[f32], &[f32]))| {
                     gemm(
                         MatRef::new(u, ci, co).t(),
@@ -124,7 +189,7 @@ pub(crate) fn forward(
                 } else {
                     mc.zip(uc.zip(vc)).for_each(product);
                 }
-                inverse_transform(s, m, r0..r1, bias, out, par);
+                (f.inverse)(s, m, r0..r1, bias, out, par);
             });
         };
         if blocks >= rayon::current_num_threads() {
@@ -399,26 +464,31 @@ fn rows_of_a(first: &mut [f32], second: &mut [f32], [a0, a1, a2, a3]: [&[f32]; 4
 
 /// The weight gradient `dw = Σ dyᵀ ⋆ x` of a convolution [`applies`]
 /// accepts, by the same transforms: `dM = A dY Aᵀ` per output tile,
-/// `dU_ξ = Σ_t dM_ξ · V_ξᵀ` (16 products whose depth is the tiles), then
+/// `dU_ξ = Σ_t dM_ξ · V_ξᵀ` (products whose depth is the tiles), then
 /// `dg = Gᵀ dU G`. Blocks of tiles are summed one after another and each
 /// product runs on one thread, so the result does not depend on the number
 /// of threads.
 pub(crate) fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    let filtering = if f4::applies(s) { F4 } else { F2 };
+    weight_grad_by(&filtering, s, x, dy, dw);
+}
+
+fn weight_grad_by(f: &Filtering, s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     assert!(computes(s), "not a 3 × 3 stride-1 convolution: {s:?}");
     assert_eq!(dw.len(), s.weight_len());
-    let (ci, co) = (s.in_channels, s.out_channels);
-    let (tw, rows, per_block) = blocking(s);
+    let (ci, co, p) = (s.in_channels, s.out_channels, f.positions());
+    let (tw, rows, per_block) = blocking(s, f.out, f.block_values);
     WEIGHTS.with(|du| {
         let mut du = du.borrow_mut();
-        let du = grown(&mut du, 16 * co * ci);
+        let du = grown(&mut du, p * co * ci);
         BLOCK.with(|bufs| {
             let (v, m) = &mut *bufs.borrow_mut();
             for (b, r0) in (0..rows).step_by(per_block).enumerate() {
                 let r1 = (r0 + per_block).min(rows);
                 let nt = (r1 - r0) * tw;
-                let (v, dm) = (grown(v, 16 * ci * nt), grown(m, 16 * co * nt));
-                transform_tiles(s, x, r0..r1, v, true);
-                transform_output_grads(s, dy, r0..r1, dm, true);
+                let (v, dm) = (grown(v, p * ci * nt), grown(m, p * co * nt));
+                (f.tiles)(s, x, r0..r1, v, true);
+                (f.output_grads)(s, dy, r0..r1, dm, true);
                 du.par_chunks_mut(co * ci)
                     .zip(dm.par_chunks(co * nt).zip(v.par_chunks(ci * nt)))
                     .for_each(|(du, (dm, v))| {
@@ -427,32 +497,41 @@ pub(crate) fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]
                     });
             }
         });
-        // dg = Gᵀ dU G, with Gᵀ combining rows as u0 + (u1 + u2)/2,
-        // (u1 − u2)/2, (u1 + u2)/2 + u3: per output channel, along the
-        // input channels (each dU_ξ's row o is contiguous), into nine
-        // tap-major rows that are then interleaved into the kernels.
-        let du = &*du;
-        dw.par_chunks_mut(ci * 9)
-            .enumerate()
-            .for_each(|(o, kernels)| {
-                let u = |xi: usize| &du[(xi * co + o) * ci..][..ci];
-                let mut buf = vec![0f32; 21 * ci];
-                let (cols, taps) = buf.split_at_mut(12 * ci);
-                // cols[j][r]: row r of Gᵀ applied to column j of dU.
-                for (j, col) in cols.chunks_exact_mut(3 * ci).enumerate() {
-                    rows_of_gt(split_rows(col, ci), [u(j), u(4 + j), u(8 + j), u(12 + j)]);
-                }
-                for (i, row) in taps.chunks_exact_mut(3 * ci).enumerate() {
-                    let col = |j: usize| &cols[(j * 3 + i) * ci..][..ci];
-                    rows_of_gt(split_rows(row, ci), [col(0), col(1), col(2), col(3)]);
-                }
-                for (c, g) in kernels.chunks_exact_mut(9).enumerate() {
-                    for (t, v) in g.iter_mut().enumerate() {
-                        *v = taps[t * ci + c];
-                    }
-                }
-            });
+        (f.weight_grads)(ci, co, du, dw);
     });
+}
+
+/// `dg = Gᵀ dU G` from `du[ξ][o][c]` into `dw[o][c][3][3]`, with `Gᵀ`
+/// combining rows as u0 + (u1 + u2)/2, (u1 − u2)/2, (u1 + u2)/2 + u3: per
+/// output channel, along the input channels (each dU_ξ's row o is
+/// contiguous), into nine tap-major rows that are then interleaved into
+/// the kernels.
+fn weight_grads_of(ci: usize, co: usize, du: &[f32], dw: &mut [f32]) {
+    dw.par_chunks_mut(ci * 9)
+        .enumerate()
+        .for_each(|(o, kernels)| {
+            let u = |xi: usize| &du[(xi * co + o) * ci..][..ci];
+            let mut buf = vec![0f32; 21 * ci];
+            let (cols, taps) = buf.split_at_mut(12 * ci);
+            // cols[j][r]: row r of Gᵀ applied to column j of dU.
+            for (j, col) in cols.chunks_exact_mut(3 * ci).enumerate() {
+                rows_of_gt(split_rows(col, ci), [u(j), u(4 + j), u(8 + j), u(12 + j)]);
+            }
+            for (i, row) in taps.chunks_exact_mut(3 * ci).enumerate() {
+                let col = |j: usize| &cols[(j * 3 + i) * ci..][..ci];
+                rows_of_gt(split_rows(row, ci), [col(0), col(1), col(2), col(3)]);
+            }
+            interleave_taps(taps, ci, kernels);
+        });
+}
+
+/// `kernels[c][t] = taps[t][c]`: nine tap-major rows into `[c][3][3]`.
+fn interleave_taps(taps: &[f32], ci: usize, kernels: &mut [f32]) {
+    for (c, g) in kernels.chunks_exact_mut(9).enumerate() {
+        for (t, v) in g.iter_mut().enumerate() {
+            *v = taps[t * ci + c];
+        }
+    }
 }
 
 /// `Gᵀ`'s three rows applied to four vectors, elementwise: u0 + (u1 +
@@ -536,6 +615,7 @@ mod tests {
     use super::*;
     use crate::conv::tests::{reference, values};
 
+    /// Both filterings, whatever [`forward`] would choose for the shape.
     #[test]
     fn winograd_matches_the_definition() {
         // Even and odd sides (a last tile half outside), 1 × 1 planes,
@@ -568,15 +648,26 @@ mod tests {
                 values(s.weight_len(), 2),
                 values(co, 3),
             );
-            let [want, ..] = reference(&s, &x, &wt, &b, &vec![0.0; s.output_len()]);
-            let mut got = vec![f32::NAN; s.output_len()];
-            forward(&s, &x, &wt, Kernels::Direct, Some(&b), &mut got);
-            let scale = want.iter().fold(1f64, |m, v| m.max(v.abs()));
-            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (g as f64 - w).abs() <= 1e-5 * scale,
-                    "{s:?} [{i}]: {g} vs {w}"
-                );
+            let dy = values(s.output_len(), 4);
+            let [want, _, want_dw, _] = reference(&s, &x, &wt, &b, &dy);
+            let close = |what: &str, got: &[f32], want: &[f64], tol: f64| {
+                let scale = want.iter().fold(1f64, |m, v| m.max(v.abs()));
+                for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+                    assert!(
+                        (g as f64 - w).abs() <= tol * scale,
+                        "{what} {s:?} [{i}]: {g} vs {w}"
+                    );
+                }
+            };
+            // F(4 × 4, 3 × 3) rounds about ten times more (7.4e-6 of the
+            // largest output here at most, against 3.2e-7).
+            for (name, f, tol) in [("F(2, 3)", &F2, 1e-5), ("F(4, 3)", &F4, 3e-5)] {
+                let mut got = vec![f32::NAN; s.output_len()];
+                forward_by(f, &s, &x, &wt, Kernels::Direct, Some(&b), &mut got);
+                close(&format!("{name} forward"), &got, &want, tol);
+                let mut dw = vec![f32::NAN; s.weight_len()];
+                weight_grad_by(f, &s, &x, &dy, &mut dw);
+                close(&format!("{name} weight gradient"), &dw, &want_dw, tol);
             }
         }
     }
