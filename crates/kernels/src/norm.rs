@@ -122,19 +122,23 @@ pub fn channel_stats(s: &NormShape, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
     stats.into_iter().unzip()
 }
 
-/// `y = act((x − mean) / √(var + eps) · gamma + beta)` with the batch's own
-/// statistics, which are returned `(mean, var)`.
+/// `y = act((x − mean) / √(var + eps) · gamma + beta [+ residual])` with the
+/// batch's own statistics, which are returned `(mean, var)`. The residual is
+/// ResNet's shortcut, added before the block's last ReLU in the same pass
+/// (Burn's sum and ReLU would be two more passes forward and two backward).
+#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_train_forward(
     s: &NormShape,
     x: &[f32],
     gamma: &[f32],
     beta: &[f32],
+    residual: Option<&[f32]>,
     eps: f64,
     act: Activation,
     y: &mut [f32],
 ) -> (Vec<f32>, Vec<f32>) {
     let (mean, var) = channel_stats(s, x);
-    normalize(s, x, gamma, beta, &mean, &var, eps, act, y);
+    normalize(s, x, gamma, beta, &mean, &var, residual, eps, act, y);
     (mean, var)
 }
 
@@ -147,12 +151,16 @@ pub fn normalize(
     beta: &[f32],
     mean: &[f32],
     var: &[f32],
+    residual: Option<&[f32]>,
     eps: f64,
     act: Activation,
     y: &mut [f32],
 ) {
     assert_eq!(x.len(), s.len());
     assert_eq!(y.len(), s.len());
+    if let Some(r) = residual {
+        assert_eq!(r.len(), s.len());
+    }
     let scale: Vec<f32> = (0..s.channels)
         .map(|c| gamma[c] / ((var[c] as f64 + eps).sqrt() as f32))
         .collect();
@@ -165,26 +173,41 @@ pub fn normalize(
         .for_each(|(p, (yo, xi))| {
             let c = p % s.channels;
             let (a, b) = (scale[c], shift[c]);
+            let plane = residual.map(|r| &r[p * s.spatial..(p + 1) * s.spatial]);
             match act {
-                Activation::Identity => yo
-                    .iter_mut()
-                    .zip(xi)
-                    .for_each(|(o, &v)| *o = v.mul_add(a, b)),
-                Activation::Relu => yo
-                    .iter_mut()
-                    .zip(xi)
-                    .for_each(|(o, &v)| *o = v.mul_add(a, b).max(0.0)),
-                Activation::Relu6 => yo
-                    .iter_mut()
-                    .zip(xi)
-                    .for_each(|(o, &v)| *o = v.mul_add(a, b).clamp(0.0, 6.0)),
+                Activation::Identity => affine_plane(yo, xi, plane, a, b, |v| v),
+                Activation::Relu => affine_plane(yo, xi, plane, a, b, |v| v.max(0.0)),
+                Activation::Relu6 => affine_plane(yo, xi, plane, a, b, |v| v.clamp(0.0, 6.0)),
             }
         });
 }
 
+/// One plane of [`normalize`], a loop per case so each compiles to vectors.
+#[inline(always)]
+fn affine_plane(
+    yo: &mut [f32],
+    xi: &[f32],
+    residual: Option<&[f32]>,
+    a: f32,
+    b: f32,
+    act: impl Fn(f32) -> f32,
+) {
+    match residual {
+        None => yo
+            .iter_mut()
+            .zip(xi)
+            .for_each(|(o, &v)| *o = act(v.mul_add(a, b))),
+        Some(r) => yo
+            .iter_mut()
+            .zip(xi.iter().zip(r))
+            .for_each(|(o, (&v, &rv))| *o = act(v.mul_add(a, b) + rv)),
+    }
+}
+
 /// Gradients of [`batch_norm_train_forward`]: `(dx, dgamma, dbeta)` from the
 /// output gradient `dy`, the input `x`, the output `y` (for the activation's
-/// mask) and the batch statistics.
+/// mask) and the batch statistics; with `dresidual`, the residual's gradient
+/// too (`dy` through the activation), written in the same pass as `dx`.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_train_backward(
     s: &NormShape,
@@ -197,17 +220,21 @@ pub fn batch_norm_train_backward(
     eps: f64,
     act: Activation,
     dx: &mut [f32],
+    dresidual: Option<&mut [f32]>,
 ) -> (Vec<f32>, Vec<f32>) {
     assert_eq!(dy.len(), s.len());
     assert_eq!(dx.len(), s.len());
+    if let Some(dr) = &dresidual {
+        assert_eq!(dr.len(), s.len());
+    }
     // The activation's mask as a closure chosen once, so the loops over
     // elements compile to vector selects rather than a match per element.
     // At the kinks (y = 0, y = 6) the derivative is 0, as in PyTorch.
     let args = (s, x, y, dy, gamma, mean, var, eps);
     match act {
-        Activation::Identity => backward_masked(args, |_| true, dx),
-        Activation::Relu => backward_masked(args, |y| y > 0.0, dx),
-        Activation::Relu6 => backward_masked(args, |y| y > 0.0 && y < 6.0, dx),
+        Activation::Identity => backward_masked(args, |_| true, dx, dresidual),
+        Activation::Relu => backward_masked(args, |y| y > 0.0, dx, dresidual),
+        Activation::Relu6 => backward_masked(args, |y| y > 0.0 && y < 6.0, dx, dresidual),
     }
 }
 
@@ -227,6 +254,7 @@ fn backward_masked(
     (s, x, y, dy, gamma, mean, var, eps): BackwardArgs,
     passes: impl Fn(f32) -> bool + Sync,
     dx: &mut [f32],
+    dresidual: Option<&mut [f32]>,
 ) -> (Vec<f32>, Vec<f32>) {
     let inv_std: Vec<f32> = (0..s.channels)
         .map(|c| (1.0 / (var[c] as f64 + eps).sqrt()) as f32)
@@ -252,22 +280,42 @@ fn backward_masked(
     let count = (s.batch * s.spatial) as f32;
     let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
     let dgamma: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
-    dx.par_chunks_mut(s.spatial).enumerate().for_each(|(p, d)| {
+    let plane = |p: usize, d: &mut [f32], dr: Option<&mut [f32]>| {
         let c = p % s.channels;
         let r = p * s.spatial..(p + 1) * s.spatial;
         let (m, is) = (mean[c], inv_std[c]);
         let k = gamma[c] * is;
         let (mb, mg) = (dbeta[c] / count, dgamma[c] / count);
-        for ((o, (&g, &yv)), &xv) in d
-            .iter_mut()
-            .zip(dy[r.clone()].iter().zip(&y[r.clone()]))
-            .zip(&x[r])
-        {
+        let (dy, y, x) = (&dy[r.clone()], &y[r.clone()], &x[r]);
+        let dx_of = |g: f32, yv: f32, xv: f32| {
             let dz = if passes(yv) { g } else { 0.0 };
-            let xh = (xv - m) * is;
-            *o = k * (dz - mb - xh * mg);
+            (dz, k * (dz - mb - (xv - m) * is * mg))
+        };
+        match dr {
+            None => {
+                for ((o, (&g, &yv)), &xv) in d.iter_mut().zip(dy.iter().zip(y)).zip(x) {
+                    *o = dx_of(g, yv, xv).1;
+                }
+            }
+            Some(dr) => {
+                for ((o, ro), ((&g, &yv), &xv)) in d.iter_mut().zip(dr).zip(dy.iter().zip(y).zip(x))
+                {
+                    (*ro, *o) = dx_of(g, yv, xv);
+                }
+            }
         }
-    });
+    };
+    match dresidual {
+        None => dx
+            .par_chunks_mut(s.spatial)
+            .enumerate()
+            .for_each(|(p, d)| plane(p, d, None)),
+        Some(dr) => dx
+            .par_chunks_mut(s.spatial)
+            .zip(dr.par_chunks_mut(s.spatial))
+            .enumerate()
+            .for_each(|(p, (d, dr))| plane(p, d, Some(dr))),
+    }
     (dgamma, dbeta)
 }
 
@@ -287,12 +335,15 @@ mod tests {
             .collect()
     }
 
-    /// The loss L = Σ y · r for a fixed r, in f64, and its finite differences.
+    /// The loss L = Σ y · r for a fixed r, in f64, and its finite differences;
+    /// `y = act(bn(x) + res)`, `res` zero when there is no residual.
+    #[allow(clippy::too_many_arguments)]
     fn loss(
         s: &NormShape,
         x: &[f64],
         g: &[f64],
         b: &[f64],
+        res: &[f64],
         r: &[f64],
         eps: f64,
         act: Activation,
@@ -306,7 +357,7 @@ mod tests {
             let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / vals.len() as f64;
             for n in 0..s.batch {
                 for i in s.plane(n, c) {
-                    let z = (x[i] - mean) / (var + eps).sqrt() * g[c] + b[c];
+                    let z = (x[i] - mean) / (var + eps).sqrt() * g[c] + b[c] + res[i];
                     let y = match act {
                         Activation::Identity => z,
                         Activation::Relu => z.max(0.0),
@@ -327,43 +378,85 @@ mod tests {
             spatial: 5,
         };
         let eps = 1e-5;
-        for act in [Activation::Identity, Activation::Relu, Activation::Relu6] {
+        let acts = [Activation::Identity, Activation::Relu, Activation::Relu6];
+        for (act, with_residual) in acts.into_iter().flat_map(|a| [(a, false), (a, true)]) {
             let x = values(s.len(), 1);
             let gamma: Vec<f32> = values(4, 2).iter().map(|v| v + 3.0).collect();
             let beta = values(4, 3);
             let r = values(s.len(), 4);
+            let res = if with_residual {
+                values(s.len(), 5)
+            } else {
+                vec![0.0; s.len()]
+            };
+            let residual = with_residual.then_some(res.as_slice());
             let mut y = vec![0f32; s.len()];
-            let (mean, var) = batch_norm_train_forward(&s, &x, &gamma, &beta, eps, act, &mut y);
+            let (mean, var) =
+                batch_norm_train_forward(&s, &x, &gamma, &beta, residual, eps, act, &mut y);
             let mut dx = vec![0f32; s.len()];
-            let (dg, db) =
-                batch_norm_train_backward(&s, &x, &y, &r, &gamma, &mean, &var, eps, act, &mut dx);
+            let mut dres = with_residual.then(|| vec![0f32; s.len()]);
+            let (dg, db) = batch_norm_train_backward(
+                &s,
+                &x,
+                &y,
+                &r,
+                &gamma,
+                &mean,
+                &var,
+                eps,
+                act,
+                &mut dx,
+                dres.as_deref_mut(),
+            );
             let f = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
-            let (x64, g64, b64, r64) = (f(&x), f(&gamma), f(&beta), f(&r));
+            let (x64, g64, b64, res64, r64) = (f(&x), f(&gamma), f(&beta), f(&res), f(&r));
+            let want_y = |i: usize| {
+                // ∂L/∂r[i] of L = Σ y·r is y[i]: the forward value, in f64.
+                let mut rs = r64.clone();
+                rs[i] += 1.0;
+                loss(&s, &x64, &g64, &b64, &res64, &rs, eps, act)
+                    - loss(&s, &x64, &g64, &b64, &res64, &r64, eps, act)
+            };
+            for (i, &got) in y.iter().enumerate() {
+                let want = want_y(i);
+                assert!(
+                    (got as f64 - want).abs() < 1e-4 * (1.0 + want.abs()),
+                    "{act:?} residual {with_residual} y[{i}] {got} vs {want}"
+                );
+            }
             let h = 1e-6;
             let fd = |which: usize, i: usize| {
-                let mut vs = [x64.clone(), g64.clone(), b64.clone()];
+                let mut vs = [x64.clone(), g64.clone(), b64.clone(), res64.clone()];
                 vs[which][i] += h;
-                let up = loss(&s, &vs[0], &vs[1], &vs[2], &r64, eps, act);
+                let up = loss(&s, &vs[0], &vs[1], &vs[2], &vs[3], &r64, eps, act);
                 vs[which][i] -= 2.0 * h;
-                let down = loss(&s, &vs[0], &vs[1], &vs[2], &r64, eps, act);
+                let down = loss(&s, &vs[0], &vs[1], &vs[2], &vs[3], &r64, eps, act);
                 (up - down) / (2.0 * h)
             };
+            let tag = format!("{act:?} residual {with_residual}");
             for (i, &got) in dx.iter().enumerate() {
                 let want = fd(0, i);
                 assert!(
                     (got as f64 - want).abs() < 1e-3 * (1.0 + want.abs()),
-                    "{act:?} dx[{i}] {got} vs {want}"
+                    "{tag} dx[{i}] {got} vs {want}"
+                );
+            }
+            for (i, &got) in dres.iter().flatten().enumerate() {
+                let want = fd(3, i);
+                assert!(
+                    (got as f64 - want).abs() < 1e-3 * (1.0 + want.abs()),
+                    "{tag} dresidual[{i}] {got} vs {want}"
                 );
             }
             for c in 0..4 {
                 let (wg, wb) = (fd(1, c), fd(2, c));
                 assert!(
                     (dg[c] as f64 - wg).abs() < 1e-3 * (1.0 + wg.abs()),
-                    "{act:?} dgamma"
+                    "{tag} dgamma"
                 );
                 assert!(
                     (db[c] as f64 - wb).abs() < 1e-3 * (1.0 + wb.abs()),
-                    "{act:?} dbeta"
+                    "{tag} dbeta"
                 );
             }
         }

@@ -121,13 +121,13 @@ fn norm(case: &Value) {
         floats(case, "r"),
     );
     let mut y = vec![0f32; s.len()];
-    let (mean, var) = batch_norm_train_forward(&s, &x, &gamma, &beta, eps, act, &mut y);
+    let (mean, var) = batch_norm_train_forward(&s, &x, &gamma, &beta, None, eps, act, &mut y);
     close("batch_norm out", &y, &floats(case, "out"));
     close("batch_norm mean", &mean, &floats(case, "mean"));
     close("batch_norm var", &var, &floats(case, "var"));
     let mut dx = vec![0f32; s.len()];
     let (dgamma, dbeta) =
-        batch_norm_train_backward(&s, &x, &y, &r, &gamma, &mean, &var, eps, act, &mut dx);
+        batch_norm_train_backward(&s, &x, &y, &r, &gamma, &mean, &var, eps, act, &mut dx, None);
     close("batch_norm dx", &dx, &floats(case, "dx"));
     close("batch_norm dgamma", &dgamma, &floats(case, "dgamma"));
     close("batch_norm dbeta", &dbeta, &floats(case, "dbeta"));

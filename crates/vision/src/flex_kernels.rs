@@ -89,6 +89,15 @@ pub trait KernelOps: Backend {
         beta: FloatTensor<Self>,
         geometry: NormGeometry,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    /// [`KernelOps::nabla_batch_norm`] with `residual` added before the
+    /// activation: ResNet's `relu(bn2(conv2(x)) + shortcut)` in one pass.
+    fn nabla_batch_norm_add(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        geometry: NormGeometry,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
     fn nabla_max_pool2d(x: FloatTensor<Self>, geometry: PoolGeometry) -> FloatTensor<Self>;
     /// One Adam step: the parameter and the two moments after it.
     fn nabla_adam(
@@ -176,6 +185,7 @@ fn norm_forward(
     x: &FlexTensor,
     gamma: &FlexTensor,
     beta: &FlexTensor,
+    residual: Option<&FlexTensor>,
     g: NormGeometry,
 ) -> (FlexTensor, FlexTensor) {
     let s = norm_shape(x);
@@ -185,6 +195,7 @@ fn norm_forward(
         data(x),
         data(gamma),
         data(beta),
+        residual.map(data),
         g.epsilon,
         g.activation,
         &mut y,
@@ -238,6 +249,23 @@ impl KernelOps for Flex {
             &contiguous(x),
             &contiguous(gamma),
             &contiguous(beta),
+            None,
+            geometry,
+        )
+    }
+
+    fn nabla_batch_norm_add(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        residual: FlexTensor,
+        geometry: NormGeometry,
+    ) -> (FlexTensor, FlexTensor) {
+        norm_forward(
+            &contiguous(x),
+            &contiguous(gamma),
+            &contiguous(beta),
+            Some(&contiguous(residual)),
             geometry,
         )
     }
@@ -351,37 +379,72 @@ impl Backward<Flex, 3> for ConvBackward {
 #[derive(Debug)]
 struct NormBackward;
 
+/// Input, output, gamma, batch statistics.
+type NormState = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, NormGeometry);
+
+/// `(dx, dgamma, dbeta)` and, when `residual`, the residual's gradient.
+fn norm_grads(
+    state: NormState,
+    grad: FlexTensor,
+    residual: bool,
+) -> (FlexTensor, FlexTensor, FlexTensor, Option<FlexTensor>) {
+    let grad = contiguous(grad);
+    let (x, y, gamma, stats, g) = state;
+    let s = norm_shape(&x);
+    let (mean, var) = data(&stats).split_at(s.channels);
+    let mut dx = vec![0f32; s.len()];
+    let mut dresidual = residual.then(|| vec![0f32; s.len()]);
+    let (dgamma, dbeta) = batch_norm_train_backward(
+        &s,
+        data(&x),
+        data(&y),
+        data(&grad),
+        data(&gamma),
+        mean,
+        var,
+        g.epsilon,
+        g.activation,
+        &mut dx,
+        dresidual.as_deref_mut(),
+    );
+    let shape = dims::<4>(&x);
+    (
+        tensor(dx, &shape),
+        tensor(dgamma, &[s.channels]),
+        tensor(dbeta, &[s.channels]),
+        dresidual.map(|d| tensor(d, &shape)),
+    )
+}
+
 impl Backward<Flex, 3> for NormBackward {
-    /// Input, output, gamma, batch statistics.
-    type State = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, NormGeometry);
+    type State = NormState;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_x, node_gamma, node_beta] = ops.parents;
-        let grad = contiguous(grads.consume::<Flex>(&ops.node));
-        let (x, y, gamma, stats, g) = ops.state;
-        let s = norm_shape(&x);
-        let (mean, var) = data(&stats).split_at(s.channels);
-        let mut dx = vec![0f32; s.len()];
-        let (dgamma, dbeta) = batch_norm_train_backward(
-            &s,
-            data(&x),
-            data(&y),
-            data(&grad),
-            data(&gamma),
-            mean,
-            var,
-            g.epsilon,
-            g.activation,
-            &mut dx,
-        );
-        if let Some(node) = node_x {
-            grads.register::<Flex>(node.id, tensor(dx, &dims::<4>(&x)));
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (dx, dgamma, dbeta, _) = norm_grads(ops.state, grad, false);
+        for (node, g) in ops.parents.into_iter().zip([dx, dgamma, dbeta]) {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, g);
+            }
         }
-        if let Some(node) = node_gamma {
-            grads.register::<Flex>(node.id, tensor(dgamma, &[s.channels]));
-        }
-        if let Some(node) = node_beta {
-            grads.register::<Flex>(node.id, tensor(dbeta, &[s.channels]));
+    }
+}
+
+/// The backward step of BatchNorm, the residual sum and the activation.
+#[derive(Debug)]
+struct NormAddBackward;
+
+impl Backward<Flex, 4> for NormAddBackward {
+    type State = NormState;
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (dx, dgamma, dbeta, dresidual) = norm_grads(ops.state, grad, true);
+        let dresidual = dresidual.expect("asked for the residual's gradient");
+        for (node, g) in ops.parents.into_iter().zip([dx, dgamma, dbeta, dresidual]) {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, g);
+            }
         }
     }
 }
@@ -462,7 +525,31 @@ impl<C: CheckpointStrategy> KernelOps for Ad<C> {
         let x = contiguous(x.into_primitive());
         let gamma = contiguous(gamma.into_primitive());
         let beta = contiguous(beta.into_primitive());
-        let (y, stats) = norm_forward(&x, &gamma, &beta, geometry);
+        let (y, stats) = norm_forward(&x, &gamma, &beta, None, geometry);
+        let out = match prep.stateful() {
+            OpsKind::Tracked(prep) => {
+                prep.finish((x, y.clone(), gamma, stats.clone(), geometry), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        };
+        (out, <Ad<C> as AutodiffBackend>::from_inner(stats))
+    }
+
+    fn nabla_batch_norm_add(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        geometry: NormGeometry,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let prep = NormAddBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node(), residual.node()])
+            .compute_bound();
+        let x = contiguous(x.into_primitive());
+        let gamma = contiguous(gamma.into_primitive());
+        let beta = contiguous(beta.into_primitive());
+        let residual = contiguous(residual.into_primitive());
+        let (y, stats) = norm_forward(&x, &gamma, &beta, Some(&residual), geometry);
         let out = match prep.stateful() {
             OpsKind::Tracked(prep) => {
                 prep.finish((x, y.clone(), gamma, stats.clone(), geometry), y)
@@ -595,20 +682,40 @@ fn conv2d_activated(conv: &Conv2d, x: Tensor<4>, activation: Activation) -> Tens
 /// `act(norm.forward(x))`, with the activation fused through nabla's kernels
 /// in training on `flex`; evaluation (running statistics) stays Burn's.
 pub fn batch_norm(norm: &BatchNorm, x: Tensor<4>, activation: Activation) -> Tensor<4> {
+    batch_norm_add(norm, x, None, activation)
+}
+
+/// `act(norm.forward(x) + residual)`, [`batch_norm`] with an optional
+/// residual summed in the same pass.
+fn batch_norm_add(
+    norm: &BatchNorm,
+    x: Tensor<4>,
+    residual: Option<Tensor<4>>,
+    activation: Activation,
+) -> Tensor<4> {
     let training = x.device().is_autodiff() && norm.training.is_enabled();
     if !ours(&x) || !training {
-        return activate(norm.forward(x), activation);
+        return activate(add(norm.forward(x), residual), activation);
     }
     let geometry = NormGeometry {
         epsilon: norm.epsilon,
         activation,
     };
-    let (y, stats) = <Dispatch as KernelOps>::nabla_batch_norm(
+    let (x, gamma, beta) = (
         x.into_dispatch(),
         norm.gamma.val().into_dispatch(),
         norm.beta.val().into_dispatch(),
-        geometry,
     );
+    let (y, stats) = match residual {
+        Some(r) => <Dispatch as KernelOps>::nabla_batch_norm_add(
+            x,
+            gamma,
+            beta,
+            r.into_dispatch(),
+            geometry,
+        ),
+        None => <Dispatch as KernelOps>::nabla_batch_norm(x, gamma, beta, geometry),
+    };
     let y = Tensor::<4>::from_dispatch(y);
     let stats = Tensor::<2>::from_dispatch(stats);
     let channels = stats.dims()[1];
@@ -634,6 +741,14 @@ pub fn batch_norm(norm: &BatchNorm, x: Tensor<4>, activation: Activation) -> Ten
     y
 }
 
+/// `y + residual`, or `y` when there is none.
+fn add(y: Tensor<4>, residual: Option<Tensor<4>>) -> Tensor<4> {
+    match residual {
+        Some(r) => y + r,
+        None => y,
+    }
+}
+
 fn activate(y: Tensor<4>, activation: Activation) -> Tensor<4> {
     match activation {
         Activation::Identity => y,
@@ -648,9 +763,22 @@ fn activate(y: Tensor<4>, activation: Activation) -> Tensor<4> {
 /// `β + (b − μ)·s` with `s = γ / √(σ² + ε)` from the running statistics —
 /// so one convolution and the activation, with no normalising pass.
 pub fn conv_bn(conv: &Conv2d, norm: &BatchNorm, x: Tensor<4>, activation: Activation) -> Tensor<4> {
+    conv_bn_add(conv, norm, x, None, activation)
+}
+
+/// `act(norm(conv(x)) + residual)`: [`conv_bn`] with ResNet's shortcut added
+/// before the activation, in BatchNorm's pass in training (in evaluation,
+/// after the folded convolution).
+pub fn conv_bn_add(
+    conv: &Conv2d,
+    norm: &BatchNorm,
+    x: Tensor<4>,
+    residual: Option<Tensor<4>>,
+    activation: Activation,
+) -> Tensor<4> {
     let training = x.device().is_autodiff() && norm.training.is_enabled();
     if training || !ours(&x) {
-        return batch_norm(norm, conv2d(conv, x), activation);
+        return batch_norm_add(norm, conv2d(conv, x), residual, activation);
     }
     let device = x.device();
     let mean = norm.running_mean.value_sync().to_device(&device);
@@ -668,7 +796,10 @@ pub fn conv_bn(conv: &Conv2d, norm: &BatchNorm, x: Tensor<4>, activation: Activa
     let mut folded = conv.clone();
     folded.weight = Param::from_tensor(weight);
     folded.bias = Some(Param::from_tensor(norm.beta.val().add(shift.mul(scale))));
-    conv2d_activated(&folded, x, activation)
+    match residual {
+        Some(r) => activate(conv2d(&folded, x) + r, activation),
+        None => conv2d_activated(&folded, x, activation),
+    }
 }
 
 /// `pool.forward(x)` (of `relu(x)` when `relu`), through nabla's kernels on `flex`.

@@ -10,13 +10,11 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{
-    BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d, Relu,
-};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 use nabla_kernels::norm::Activation;
 
-use crate::flex_kernels::{conv_bn, max_pool2d};
+use crate::flex_kernels::{conv_bn, conv_bn_add, max_pool2d};
 use crate::onnx::{OnnxGraph, Value};
 
 /// ResNet34's head size; the backbone is fixed.
@@ -44,7 +42,6 @@ pub struct BasicBlock {
     pub conv2: Conv2d,
     pub bn2: BatchNorm,
     pub downsample: Option<Downsample>,
-    relu: Relu,
 }
 
 impl BasicBlock {
@@ -71,7 +68,6 @@ impl BasicBlock {
             conv2: conv3(output, output, 1),
             bn2: BatchNormConfig::new(output).init(device),
             downsample,
-            relu: Relu::new(),
         }
     }
 
@@ -107,8 +103,13 @@ impl BasicBlock {
             None => x.clone(),
         };
         let out = conv_bn(&self.conv1, &self.bn1, x, Activation::Relu);
-        let out = conv_bn(&self.conv2, &self.bn2, out, Activation::Identity);
-        self.relu.forward(out + identity)
+        conv_bn_add(
+            &self.conv2,
+            &self.bn2,
+            out,
+            Some(identity),
+            Activation::Relu,
+        )
     }
 }
 
