@@ -1,11 +1,12 @@
 //! nabla's own CPU kernels ([`nabla_kernels`]) inside Burn, on the `flex`
-//! device only: convolution, BatchNorm with its activation, and max-pooling,
-//! forward and backward; in evaluation, BatchNorm folded into the
-//! convolution before it ([`conv_bn`]); and the fused Adam step
-//! ([`crate::optim`]). (Over 600 lines: one bridge, five operations, each
-//! with its forward, backward step and wrapper.)
+//! device only: convolution, BatchNorm with its activation (and ResNet's
+//! shortcut summed before it, [`conv_bn_add`]), and max-pooling, forward and
+//! backward; in evaluation, BatchNorm folded into the convolution before it
+//! ([`conv_bn`]); and the fused Adam step ([`crate::optim`]). (Over 800
+//! lines: one bridge, six operations, each with its forward, backward step
+//! and wrapper.)
 //!
-//! The route is Burn's backend extension: a trait of five operations,
+//! The route is Burn's backend extension: a trait of six operations,
 //! implemented for the `Flex` backend (the forward kernels) and for
 //! `Autodiff<Flex>` (the forward kernels, recording a hand-written backward
 //! step that calls the backward kernels). The models call the functions at
