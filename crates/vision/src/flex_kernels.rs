@@ -376,74 +376,47 @@ impl Backward<Flex, 3> for ConvBackward {
     }
 }
 
-/// The backward step of BatchNorm and its activation.
+/// The backward step of BatchNorm and its activation: parents `[x, gamma,
+/// beta]` (`N = 3`) or `[x, gamma, beta, residual]` (`N = 4`, the residual
+/// summed before the activation).
 #[derive(Debug)]
-struct NormBackward;
+struct NormBackward<const N: usize>;
 
 /// Input, output, gamma, batch statistics.
 type NormState = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, NormGeometry);
 
-/// `(dx, dgamma, dbeta)` and, when `residual`, the residual's gradient.
-fn norm_grads(
-    state: NormState,
-    grad: FlexTensor,
-    residual: bool,
-) -> (FlexTensor, FlexTensor, FlexTensor, Option<FlexTensor>) {
-    let grad = contiguous(grad);
-    let (x, y, gamma, stats, g) = state;
-    let s = norm_shape(&x);
-    let (mean, var) = data(&stats).split_at(s.channels);
-    let mut dx = vec![0f32; s.len()];
-    let mut dresidual = residual.then(|| vec![0f32; s.len()]);
-    let (dgamma, dbeta) = batch_norm_train_backward(
-        &s,
-        data(&x),
-        data(&y),
-        data(&grad),
-        data(&gamma),
-        mean,
-        var,
-        g.epsilon,
-        g.activation,
-        &mut dx,
-        dresidual.as_deref_mut(),
-    );
-    let shape = dims::<4>(&x);
-    (
-        tensor(dx, &shape),
-        tensor(dgamma, &[s.channels]),
-        tensor(dbeta, &[s.channels]),
-        dresidual.map(|d| tensor(d, &shape)),
-    )
-}
-
-impl Backward<Flex, 3> for NormBackward {
+impl<const N: usize> Backward<Flex, N> for NormBackward<N> {
     type State = NormState;
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = grads.consume::<Flex>(&ops.node);
-        let (dx, dgamma, dbeta, _) = norm_grads(ops.state, grad, false);
-        for (node, g) in ops.parents.into_iter().zip([dx, dgamma, dbeta]) {
-            if let Some(node) = node {
-                grads.register::<Flex>(node.id, g);
-            }
-        }
-    }
-}
-
-/// The backward step of BatchNorm, the residual sum and the activation.
-#[derive(Debug)]
-struct NormAddBackward;
-
-impl Backward<Flex, 4> for NormAddBackward {
-    type State = NormState;
-
-    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = grads.consume::<Flex>(&ops.node);
-        let (dx, dgamma, dbeta, dresidual) = norm_grads(ops.state, grad, true);
-        let dresidual = dresidual.expect("asked for the residual's gradient");
-        for (node, g) in ops.parents.into_iter().zip([dx, dgamma, dbeta, dresidual]) {
-            if let Some(node) = node {
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = contiguous(grads.consume::<Flex>(&ops.node));
+        let (x, y, gamma, stats, g) = ops.state;
+        let s = norm_shape(&x);
+        let (mean, var) = data(&stats).split_at(s.channels);
+        let mut dx = vec![0f32; s.len()];
+        let mut dresidual = (N == 4).then(|| vec![0f32; s.len()]);
+        let (dgamma, dbeta) = batch_norm_train_backward(
+            &s,
+            data(&x),
+            data(&y),
+            data(&grad),
+            data(&gamma),
+            mean,
+            var,
+            g.epsilon,
+            g.activation,
+            &mut dx,
+            dresidual.as_deref_mut(),
+        );
+        let shape = dims::<4>(&x);
+        let values = [
+            Some(tensor(dx, &shape)),
+            Some(tensor(dgamma, &[s.channels])),
+            Some(tensor(dbeta, &[s.channels])),
+            dresidual.map(|d| tensor(d, &shape)),
+        ];
+        for (node, g) in ops.parents.into_iter().zip(values) {
+            if let (Some(node), Some(g)) = (node, g) {
                 grads.register::<Flex>(node.id, g);
             }
         }
@@ -468,6 +441,28 @@ impl Backward<Flex, 1> for PoolBackward {
         max_pool2d_backward(&s, data(&grad), data(&y), &arg, g.relu, &mut dx);
         grads.register::<Flex>(node.id, tensor(dx, &shape));
     }
+}
+
+/// BatchNorm's forward pass on `[x, gamma, beta]` (and the residual when
+/// given), recording its backward step when the graph asks for one.
+fn norm_recorded<B, C, const N: usize>(
+    kind: OpsKind<B, Flex, NormState, C, N>,
+    inputs: [FlexTensor; 3],
+    residual: Option<FlexTensor>,
+    geometry: NormGeometry,
+) -> (FloatTensor<Ad<C>>, FloatTensor<Ad<C>>)
+where
+    B: Backward<Flex, N, State = NormState>,
+    C: CheckpointStrategy,
+{
+    let [x, gamma, beta] = inputs.map(contiguous);
+    let residual = residual.map(contiguous);
+    let (y, stats) = norm_forward(&x, &gamma, &beta, residual.as_ref(), geometry);
+    let out = match kind {
+        OpsKind::Tracked(prep) => prep.finish((x, y.clone(), gamma, stats.clone(), geometry), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    (out, <Ad<C> as AutodiffBackend>::from_inner(stats))
 }
 
 impl<C: CheckpointStrategy> KernelOps for Ad<C> {
@@ -520,20 +515,12 @@ impl<C: CheckpointStrategy> KernelOps for Ad<C> {
         beta: FloatTensor<Self>,
         geometry: NormGeometry,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let prep = NormBackward
+        let kind = NormBackward::<3>
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
-            .compute_bound();
-        let x = contiguous(x.into_primitive());
-        let gamma = contiguous(gamma.into_primitive());
-        let beta = contiguous(beta.into_primitive());
-        let (y, stats) = norm_forward(&x, &gamma, &beta, None, geometry);
-        let out = match prep.stateful() {
-            OpsKind::Tracked(prep) => {
-                prep.finish((x, y.clone(), gamma, stats.clone(), geometry), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        };
-        (out, <Ad<C> as AutodiffBackend>::from_inner(stats))
+            .compute_bound()
+            .stateful();
+        let inputs = [x, gamma, beta].map(|t| t.into_primitive());
+        norm_recorded::<_, C, 3>(kind, inputs, None, geometry)
     }
 
     fn nabla_batch_norm_add(
@@ -543,21 +530,12 @@ impl<C: CheckpointStrategy> KernelOps for Ad<C> {
         residual: FloatTensor<Self>,
         geometry: NormGeometry,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let prep = NormAddBackward
+        let kind = NormBackward::<4>
             .prepare::<C>([x.node(), gamma.node(), beta.node(), residual.node()])
-            .compute_bound();
-        let x = contiguous(x.into_primitive());
-        let gamma = contiguous(gamma.into_primitive());
-        let beta = contiguous(beta.into_primitive());
-        let residual = contiguous(residual.into_primitive());
-        let (y, stats) = norm_forward(&x, &gamma, &beta, Some(&residual), geometry);
-        let out = match prep.stateful() {
-            OpsKind::Tracked(prep) => {
-                prep.finish((x, y.clone(), gamma, stats.clone(), geometry), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        };
-        (out, <Ad<C> as AutodiffBackend>::from_inner(stats))
+            .compute_bound()
+            .stateful();
+        let inputs = [x, gamma, beta].map(|t| t.into_primitive());
+        norm_recorded::<_, C, 4>(kind, inputs, Some(residual.into_primitive()), geometry)
     }
 
     fn nabla_adam(
