@@ -22,6 +22,12 @@ Run:
 With --eval both sides time inference instead: PyTorch's model.eval() under
 torch.no_grad(), nabla's evaluation mode (BatchNorm folded into the
 convolutions), softmax included.
+
+With --device wgpu the same work runs on a GPU: nabla built with `--features
+wgpu` on its `wgpu` device, PyTorch on CUDA, each step waited for
+(torch.cuda.synchronize) before the clock is read. Memory is then the GPU's:
+PyTorch's torch.cuda.max_memory_allocated; nabla reports none (its column
+shows host memory only on the CPU).
 """
 
 import argparse
@@ -52,10 +58,12 @@ def cnn(bn, size):
     return nn.Sequential(*layers, *head)
 
 
-def torch_side(model_name, batch, size, steps, warmup, evaluate=False):
+def torch_side(model_name, batch, size, steps, warmup, evaluate=False, device="cpu"):
     import torch
     from torch import nn
 
+    gpu = device != "cpu"
+    dev = torch.device("cuda" if gpu else "cpu")
     torch.set_num_threads(2)
     torch.manual_seed(0)
     if model_name == "resnet34":
@@ -71,32 +79,40 @@ def torch_side(model_name, batch, size, steps, warmup, evaluate=False):
         model = Lite0(classes=2)
     else:
         model = cnn(model_name == "cnn-bn", size)
+    model = model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     rng = np.random.default_rng(0)
 
+    def images():
+        x = torch.from_numpy(rng.integers(0, 256, (batch, 3, size, size), dtype=np.uint8))
+        return x.to(dev).float() / 127.5 - 1.0
+
     def train_step():
-        x = torch.from_numpy(rng.integers(0, 256, (batch, 3, size, size), dtype=np.uint8)).float() / 127.5 - 1.0
-        y = torch.arange(batch) % 2
+        x = images()
+        y = (torch.arange(batch) % 2).to(dev)
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
 
     def eval_step():
-        x = torch.from_numpy(rng.integers(0, 256, (batch, 3, size, size), dtype=np.uint8)).float() / 127.5 - 1.0
+        x = images()
         with torch.no_grad():
             torch.softmax(model(x), 1)
 
     if evaluate:
         model.eval()
     step = eval_step if evaluate else train_step
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
 
     for _ in range(warmup):
         step()
+    sync()
     t = time.perf_counter()
     for _ in range(steps):
         step()
+    sync()
     seconds = time.perf_counter() - t
     return {
         "model": model_name,
@@ -106,6 +122,8 @@ def torch_side(model_name, batch, size, steps, warmup, evaluate=False):
         "step_s": seconds / steps,
         "images_per_s": batch * steps / seconds,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "device": torch.cuda.get_device_name() if gpu else "cpu",
+        **({"peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20} if gpu else {}),
     }
 
 
@@ -120,21 +138,26 @@ def main():
     ap.add_argument("--nabla", default="target/release/nabla")
     ap.add_argument("--eval", action="store_true",
                     help="time evaluation (PyTorch: eval() and no_grad) instead of training")
+    ap.add_argument("--device", choices=["cpu", "wgpu"], default="cpu",
+                    help="wgpu: nabla on its wgpu device against PyTorch on CUDA")
     ap.add_argument("--torch-only", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.torch_only:
-        print(json.dumps(torch_side(a.torch_only, a.batch_size, a.image_size, a.steps, a.warmup, a.eval)))
+        print(json.dumps(torch_side(a.torch_only, a.batch_size, a.image_size, a.steps, a.warmup, a.eval,
+                                    a.device)))
         return
     common = ["--batch-size", str(a.batch_size), "--image-size", str(a.image_size),
               "--steps", str(a.steps), "--warmup", str(a.warmup)] + (["--eval"] if a.eval else [])
+    nabla_device = ["--device", a.device]
     rows = []
     for model in a.models.split(","):
         ours, theirs = [], []
         for _ in range(a.rounds):
-            out = subprocess.run([a.nabla, "bench", "vision", "--model", model, "--json", *common],
+            out = subprocess.run([a.nabla, "bench", "vision", "--model", model, "--json", *common, *nabla_device],
                                  check=True, capture_output=True, text=True).stdout
             ours.append(json.loads(out))
-            out = subprocess.run([sys.executable, __file__, "--torch-only", model, *common],
+            out = subprocess.run([sys.executable, __file__, "--torch-only", model, *common,
+                                  "--device", a.device],
                                  check=True, capture_output=True, text=True).stdout
             theirs.append(json.loads(out))
         ours = max(ours, key=lambda r: r["images_per_s"])
@@ -142,14 +165,17 @@ def main():
         assert ours["parameters"] == theirs["parameters"], (ours, theirs)
         rows.append((model, ours, theirs))
     mode = "evaluation" if a.eval else "training with Adam"
-    print(f"{mode}, batch {a.batch_size}, 3x{a.image_size}x{a.image_size}, CPU "
+    where = "CPU" if a.device == "cpu" else f"GPU ({rows[0][2]['device']}; nabla wgpu, PyTorch CUDA)"
+    print(f"{mode}, batch {a.batch_size}, 3x{a.image_size}x{a.image_size}, {where} "
           f"(best of {a.rounds} rounds of {a.steps} steps)")
+    memory = "MiB" if a.device == "cpu" else "GPU MiB"
     print(f"{'model':18} {'params':>9} {'nabla img/s':>12} {'torch img/s':>12} {'ratio':>6} "
-          f"{'nabla MiB':>10} {'torch MiB':>10}")
+          f"{'nabla MiB':>10} {'torch ' + memory:>12}")
     for model, ours, theirs in rows:
+        mine = f"{ours['peak_rss_mib']:>10.0f}" if a.device == "cpu" else f"{'-':>10}"
         print(f"{model:18} {ours['parameters']:>9} {ours['images_per_s']:>12.1f} {theirs['images_per_s']:>12.1f} "
               f"{ours['images_per_s'] / theirs['images_per_s']:>5.2f}x "
-              f"{ours['peak_rss_mib']:>10.0f} {theirs['peak_rss_mib']:>10.0f}")
+              f"{mine} {theirs.get('peak_gpu_mib', theirs['peak_rss_mib']):>12.0f}")
 
 
 if __name__ == "__main__":

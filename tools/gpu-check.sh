@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # nabla on a real GPU, in one go (under 10 minutes on a warm build):
 #   1. builds `nabla --features wgpu` (release), reusing $CARGO_TARGET_DIR or
-#      ./target when a build directory came along with the tree;
+#      ./target when a build directory came along with the tree, or takes the
+#      binary at $NABLA (built elsewhere, for a machine without Rust or network);
 #   2. prints the backends and adapters (`nabla devices`);
-#   3. `nabla bench vision --device wgpu` for cnn, cnn-bn, resnet34 and
-#      efficientnet-lite0 at batch 32 and 64 (training steps at 128 px), and
-#      the same on the CPU at batch 32 for the ratio;
-#   4. one epoch of `nabla vision train --device wgpu` on the face-mask photos
+#   3. one epoch of `nabla vision train --device wgpu` on the face-mask photos
 #      at 128 px, when they are at $NABLA_FACE_MASK (or data/face-mask);
+#   4. `nabla bench vision --device wgpu` for cnn, cnn-bn, resnet34 and
+#      efficientnet-lite0 at batch 32 and 64 (training steps at 128 px), the
+#      same work in PyTorch on CUDA when python3 has torch with a GPU
+#      (tools/bench_vision.py --device wgpu), and nabla on the CPU at batch 32;
 # and writes every result into one JSON file, $OUT/gpu-check.json (default
 # ./gpu-check.json). A step that fails is recorded with its exit status and
 # the run goes on.
@@ -81,10 +83,14 @@ run_step() { # run_step NAME COMMAND...
   return $rc
 }
 
-run_step build cargo build --profile "$PROFILE" -q -p nabla-cli --features wgpu || {
-  echo "the build failed; see $OUT/gpu-check.json" >&2
-}
-NABLA="$CARGO_TARGET_DIR/$BIN_DIR/nabla"
+if [ -z "${NABLA:-}" ]; then
+  run_step build cargo build --profile "$PROFILE" -q -p nabla-cli --features wgpu || {
+    echo "the build failed; see $OUT/gpu-check.json" >&2
+  }
+  NABLA="$CARGO_TARGET_DIR/$BIN_DIR/nabla"
+fi
+torch_cuda=0
+python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null && torch_cuda=1
 if command -v nvidia-smi >/dev/null; then
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader \
     > "$results/nvidia.out" 2>&1 || true
@@ -93,19 +99,22 @@ else
 fi
 run_step devices "$NABLA" devices --json
 
-for model in $MODELS; do
-  for batch in $BATCHES; do
-    run_step "bench-wgpu-$model-$batch" "$NABLA" bench vision --device wgpu --model "$model" \
-      --batch-size "$batch" --steps "$STEPS" --json
-  done
-  run_step "bench-cpu-$model-32" "$NABLA" bench vision --device cpu --model "$model" \
-    --batch-size 32 --steps 3 --warmup 1 --json
-done
-
 if [ -d "$DATA" ]; then
   run_step train-wgpu "$NABLA" vision train --device wgpu --data "$DATA" --model cnn-bn \
     --epochs 1 --image-size 128 --out "$results/run" --overwrite --json
 else
   echo "no face-mask photos at $DATA: the training epoch is skipped" >&2
 fi
+
+for model in $MODELS; do
+  for batch in $BATCHES; do
+    run_step "bench-wgpu-$model-$batch" "$NABLA" bench vision --device wgpu --model "$model" \
+      --batch-size "$batch" --steps "$STEPS" --json
+    [ "$torch_cuda" = 1 ] && run_step "bench-torch-cuda-$model-$batch" python3 tools/bench_vision.py \
+      --torch-only "$model" --device wgpu --batch-size "$batch" --steps "$STEPS" --warmup 2
+  done
+  run_step "bench-cpu-$model-32" "$NABLA" bench vision --device cpu --model "$model" \
+    --batch-size 32 --steps 3 --warmup 1 --json
+done
+
 
