@@ -52,6 +52,56 @@ thread_local! {
     static WEIGHTS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// One block's transformed tiles and products, on the thread that runs it.
     static BLOCK: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// One channel's working rows inside a transform, on the thread that runs it.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `len` floats of this thread's scratch for one channel of a transform,
+/// taken from it until dropped, so that no channel zeroes a fresh buffer
+/// (that zeroing was 3–4 % of a ResNet34 step). The values are whatever
+/// the last user left: a transform writes every value it reads, zeros
+/// included. Debug builds fill them with NaN first, so a transform that
+/// reads a value it did not write fails its tests.
+struct Scratch {
+    buf: Vec<f32>,
+    len: usize,
+}
+
+impl Scratch {
+    fn take(len: usize) -> Self {
+        let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        let used = grown(&mut buf, len);
+        if cfg!(debug_assertions) {
+            used.fill(f32::NAN);
+        }
+        Scratch { buf, len }
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.buf[..self.len]
+    }
+}
+
+impl std::ops::DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.buf[..self.len]
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        // The larger of two buffers stays; none stays while the thread ends.
+        let _ = SCRATCH.try_with(|s| {
+            let mut s = s.borrow_mut();
+            if s.capacity() < buf.capacity() {
+                *s = buf;
+            }
+        });
+    }
 }
 
 /// `f(i)` for every `i < n`, over the pool when `par`.
@@ -220,7 +270,7 @@ fn transform_weights(ci: usize, co: usize, weight: &[f32], kernels: Kernels, u: 
     (0..ci).into_par_iter().for_each(|c| {
         // taps[t][o], then G g as gg[i][j][o] (rows g0, (g0 + g1 + g2)/2,
         // (g0 − g1 + g2)/2, g2 of each kernel column j).
-        let mut buf = vec![0f32; 21 * co];
+        let mut buf = Scratch::take(21 * co);
         let (taps, gg) = buf.split_at_mut(9 * co);
         for o in 0..co {
             for t in 0..9 {
@@ -315,29 +365,33 @@ fn transform_tiles(s: &Conv2dShape, x: &[f32], rows: Range<usize>, v: &mut [f32]
         // tiles (a padded row is 2·tw + 2 ≥ w + pad wide). Then Bᵀ and B
         // are each a few loops over the whole block: a tile row of an
         // 8 × 8 plane is only 4 tiles, too short to vectorise on its own.
-        let mut d = vec![0f32; 16 * nt];
-        let mut bt = vec![0f32; 16 * nt];
-        let mut even_odd = vec![0f32; 2 * tw + 2];
+        let mut buf = Scratch::take(32 * nt + 2 * tw + 2);
+        let (d, rest) = buf.split_at_mut(16 * nt);
+        let (bt, even_odd) = rest.split_at_mut(16 * nt);
+        even_odd.fill(0.0);
         for (local, row) in rows.clone().enumerate() {
             let (n, ty) = (row / th, row % th);
             let plane = &x[(n * ci + c) * h * w..][..h * w];
+            let at = local * tw;
             for i in 0..4 {
                 let iy = (2 * ty + i) as isize - pt as isize;
                 if iy < 0 || iy as usize >= h {
+                    for k in 0..4 {
+                        d[(i * 4 + k) * nt + at..][..tw].fill(0.0);
+                    }
                     continue;
                 }
                 // Padded columns 2t and 2t + 1, for t ≤ tw; the padding's
                 // places are never written, so they stay zero.
                 let (even, odd) = even_odd.split_at_mut(tw + 1);
                 deinterleave(&plane[iy as usize * w..][..w], pl, even, odd);
-                let at = local * tw;
                 let runs = [&even[..tw], &odd[..tw], &even[1..], &odd[1..]];
                 for (k, run) in runs.into_iter().enumerate() {
                     copy_run(&mut d[(i * 4 + k) * nt + at..][..tw], run);
                 }
             }
         }
-        let [b0, b1, b2, b3] = split_rows(&mut bt, 4 * nt);
+        let [b0, b1, b2, b3] = split_rows(bt, 4 * nt);
         let mut rows_of_d = d.chunks_exact(4 * nt);
         let mut next = || rows_of_d.next().unwrap();
         let (d0, d1, d2, d3) = (next(), next(), next(), next());
@@ -404,7 +458,7 @@ fn inverse_transform(
         // all the block's tiles at once (a tile row of an 8 × 8 plane is
         // only 4 tiles: one loop over the block instead of one per tile
         // row); then each output row interleaved from them.
-        let mut r = vec![0f32; 12 * nt];
+        let mut r = Scratch::take(12 * nt);
         let (r, eo) = r.split_at_mut(8 * nt);
         for j in 0..4 {
             let q = |i: usize| &m[((i * 4 + j) * co + o) * nt..][..nt];
@@ -511,7 +565,7 @@ fn weight_grads_of(ci: usize, co: usize, du: &[f32], dw: &mut [f32]) {
         .enumerate()
         .for_each(|(o, kernels)| {
             let u = |xi: usize| &du[(xi * co + o) * ci..][..ci];
-            let mut buf = vec![0f32; 21 * ci];
+            let mut buf = Scratch::take(21 * ci);
             let (cols, taps) = buf.split_at_mut(12 * ci);
             // cols[j][r]: row r of Gᵀ applied to column j of dU.
             for (j, col) in cols.chunks_exact_mut(3 * ci).enumerate() {
@@ -566,11 +620,14 @@ fn transform_output_grads(
     let dp = SendPtr(dm.as_mut_ptr());
     let channel = |o: usize| {
         // Every tile row's two output rows, split into even and odd
-        // columns (rows outside the output stay zero), for all the block's
+        // columns (rows and columns outside the output zero), for all the block's
         // tiles side by side; then the transforms run over the whole block
         // at once (a tile row of an 8 × 8 plane is only 4 tiles).
-        let mut eo = vec![0f32; 4 * nt];
-        let mut spread = vec![0f32; 8 * nt];
+        let mut buf = Scratch::take(12 * nt);
+        let (eo, spread) = buf.split_at_mut(4 * nt);
+        if oh % 2 != 0 || ow % 2 != 0 {
+            eo.fill(0.0);
+        }
         for (local, row) in rows.clone().enumerate() {
             let (n, ty) = (row / th, row % th);
             for (i, part) in eo.chunks_exact_mut(2 * nt).enumerate() {
@@ -585,7 +642,7 @@ fn transform_output_grads(
             }
         }
         let (r0, r1) = eo.split_at(2 * nt);
-        let [s0, s1, s2, s3] = split_rows(&mut spread, 2 * nt);
+        let [s0, s1, s2, s3] = split_rows(spread, 2 * nt);
         spread_by_a([s0, s1, s2, s3], r0, r1);
         for i in 0..4 {
             let (e, od) = spread[i * 2 * nt..(i + 1) * 2 * nt].split_at(nt);

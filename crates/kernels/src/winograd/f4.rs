@@ -10,7 +10,7 @@
 //! Layouts are those of the parent module with 6 × 6 positions:
 //! `u[ξ][c][o]`, `v[ξ][c][t]`, `m[ξ][o][t]` for ξ < 36.
 
-use super::{for_each_index, interleave_taps, split_rows, Kernels};
+use super::{for_each_index, interleave_taps, split_rows, Kernels, Scratch};
 use crate::gemm::SendPtr;
 use crate::shape::Conv2dShape;
 use rayon::prelude::*;
@@ -53,7 +53,7 @@ pub(super) fn transform_weights(
     (0..ci).into_par_iter().for_each(|c| {
         // taps[t][o], then G g as gg[i][j][o] for the six rows i of G and
         // the three kernel columns j.
-        let mut buf = vec![0f32; (9 + 3 * TILE) * co];
+        let mut buf = Scratch::take((9 + 3 * TILE) * co);
         let (taps, gg) = buf.split_at_mut(9 * co);
         for o in 0..co {
             for t in 0..9 {
@@ -151,19 +151,24 @@ pub(super) fn transform_tiles(
         // d[i][k][t]: column k of row i of tile t, for all the block's
         // tiles, gathered from each image row zero-padded to 4·tw + 2
         // columns (≥ w + pad); then Bᵀ and B run over the whole block.
-        let mut d = vec![0f32; 2 * TILE * TILE * nt];
-        let (d, bt) = d.split_at_mut(TILE * TILE * nt);
-        let mut padded = vec![0f32; OUT * tw + 2];
+        let mut buf = Scratch::take(2 * TILE * TILE * nt + OUT * tw + 2);
+        let (d, rest) = buf.split_at_mut(TILE * TILE * nt);
+        let (bt, padded) = rest.split_at_mut(TILE * TILE * nt);
+        padded[..pl].fill(0.0);
+        padded[pl + w..].fill(0.0);
         for (local, row) in rows.clone().enumerate() {
             let (n, ty) = (row / th, row % th);
             let plane = &x[(n * ci + c) * h * w..][..h * w];
+            let at = local * tw;
             for i in 0..TILE {
                 let iy = (OUT * ty + i) as isize - pt as isize;
                 if iy < 0 || iy as usize >= h {
+                    for k in 0..TILE {
+                        d[(i * TILE + k) * nt + at..][..tw].fill(0.0);
+                    }
                     continue;
                 }
                 padded[pl..pl + w].copy_from_slice(&plane[iy as usize * w..][..w]);
-                let at = local * tw;
                 for k in 0..TILE {
                     let dst = &mut d[(i * TILE + k) * nt + at..][..tw];
                     for (tx, v) in dst.iter_mut().enumerate() {
@@ -224,7 +229,7 @@ pub(super) fn inverse_transform(
         let b = bias.map_or(0.0, |b| b[o]);
         // r[a][j]: row a of Aᵀ q for each of the six columns j; then
         // y[a][e]: the 4 × 4 outputs, for all the block's tiles at once.
-        let mut buf = vec![0f32; (OUT * TILE + OUT * OUT) * nt];
+        let mut buf = Scratch::take((OUT * TILE + OUT * OUT) * nt);
         let (r, y) = buf.split_at_mut(OUT * TILE * nt);
         for j in 0..TILE {
             let q = |i: usize| &m[((i * TILE + j) * co + o) * nt..][..nt];
@@ -304,8 +309,12 @@ pub(super) fn transform_output_grads(
     let channel = |o: usize| {
         // g[a][e][t]: output (a, e) of tile t; then A along the rows into
         // spread[i][e][t], then along the columns into dm.
-        let mut buf = vec![0f32; (OUT * OUT + TILE * OUT) * nt];
+        let mut buf = Scratch::take((OUT * OUT + TILE * OUT) * nt);
         let (g, spread) = buf.split_at_mut(OUT * OUT * nt);
+        if oh % OUT != 0 || ow % OUT != 0 {
+            // Cut tiles: their outputs past the edge are zero gradients.
+            g.fill(0.0);
+        }
         for (local, row) in rows.clone().enumerate() {
             let (n, ty) = (row / th, row % th);
             for a in 0..OUT {
@@ -361,7 +370,7 @@ pub(super) fn weight_grads_of(ci: usize, co: usize, du: &[f32], dw: &mut [f32]) 
         .enumerate()
         .for_each(|(o, kernels)| {
             let u = |xi: usize| &du[(xi * co + o) * ci..][..ci];
-            let mut buf = vec![0f32; (3 * TILE + 9) * ci];
+            let mut buf = Scratch::take((3 * TILE + 9) * ci);
             let (cols, taps) = buf.split_at_mut(3 * TILE * ci);
             // cols[j][r]: row r of Gᵀ applied to column j of dU.
             for (j, col) in cols.chunks_exact_mut(3 * ci).enumerate() {
