@@ -3,7 +3,8 @@
 //! its rows run along the wrong dimension (a row-major `A`, a transposed
 //! `B`). Done one element at a time, every store of a packed panel lands on
 //! another cache line; here eight rows by eight columns pass through
-//! registers at once (AVX), so each store is a run of the panel's row.
+//! registers at once (AVX), so each store is a run of the panel's row. The
+//! same for four phases of a run of groups of four (Winograd's 4 × 4 tiles).
 
 use crate::isa::{active, Isa};
 
@@ -47,6 +48,42 @@ fn one_by_one(
     for kk in cols {
         for i in 0..rows {
             dst[kk * ld_dst + i] = src[i * ld_src + kk];
+        }
+    }
+}
+
+/// `parts[r][j] = src[4j + r]` for `j < parts[r].len()` (all four equal):
+/// the four phases of a run of groups of four, such as the columns `4tx + r`
+/// of a row of 4 × 4 tiles. One pass of 4 × 4 transposes in registers where
+/// element-by-element copying of ResNet34's 8 × 8 planes ran loops of two.
+pub(crate) fn deinterleave4(src: &[f32], parts: [&mut [f32]; 4]) {
+    let n = parts[0].len();
+    assert!(parts.iter().all(|p| p.len() == n) && src.len() >= 4 * n);
+    let [p0, p1, p2, p3] = parts;
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if active() >= Isa::Avx2 {
+        // SAFETY: the lengths were checked above; SSE is part of x86_64.
+        done = unsafe { x86::deinterleave4(src, [p0, p1, p2, p3], n) };
+    }
+    for j in done..n {
+        (p0[j], p1[j], p2[j], p3[j]) = (src[4 * j], src[4 * j + 1], src[4 * j + 2], src[4 * j + 3]);
+    }
+}
+
+/// `dst[4j + r] = parts[r][j]`: the inverse of [`deinterleave4`].
+pub(crate) fn interleave4(parts: [&[f32]; 4], dst: &mut [f32]) {
+    let n = parts[0].len();
+    assert!(parts.iter().all(|p| p.len() == n) && dst.len() >= 4 * n);
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if active() >= Isa::Avx2 {
+        // SAFETY: the lengths were checked above; SSE is part of x86_64.
+        done = unsafe { x86::interleave4(parts, dst, n) };
+    }
+    for j in done..n {
+        for (r, part) in parts.iter().enumerate() {
+            dst[4 * j + r] = part[j];
         }
     }
 }
@@ -105,6 +142,49 @@ mod x86 {
         super::one_by_one(src, ld_src, rows, full..k, dst, ld_dst);
     }
 
+    /// [`super::deinterleave4`] of the first `n / 4 · 4` groups, as
+    /// 4 × 4 transposes; returns how many groups it did.
+    pub(super) unsafe fn deinterleave4(src: &[f32], parts: [&mut [f32]; 4], n: usize) -> usize {
+        let full = n / 4 * 4;
+        let sp = src.as_ptr();
+        let [p0, p1, p2, p3] = parts.map(|p| p.as_mut_ptr());
+        for j in (0..full).step_by(4) {
+            let (mut a, mut b, mut c, mut d) = (
+                _mm_loadu_ps(sp.add(4 * j)),
+                _mm_loadu_ps(sp.add(4 * j + 4)),
+                _mm_loadu_ps(sp.add(4 * j + 8)),
+                _mm_loadu_ps(sp.add(4 * j + 12)),
+            );
+            _MM_TRANSPOSE4_PS(&mut a, &mut b, &mut c, &mut d);
+            _mm_storeu_ps(p0.add(j), a);
+            _mm_storeu_ps(p1.add(j), b);
+            _mm_storeu_ps(p2.add(j), c);
+            _mm_storeu_ps(p3.add(j), d);
+        }
+        full
+    }
+
+    /// [`super::interleave4`] of the first `n / 4 · 4` groups.
+    pub(super) unsafe fn interleave4(parts: [&[f32]; 4], dst: &mut [f32], n: usize) -> usize {
+        let full = n / 4 * 4;
+        let dp = dst.as_mut_ptr();
+        let [p0, p1, p2, p3] = parts.map(|p| p.as_ptr());
+        for j in (0..full).step_by(4) {
+            let (mut a, mut b, mut c, mut d) = (
+                _mm_loadu_ps(p0.add(j)),
+                _mm_loadu_ps(p1.add(j)),
+                _mm_loadu_ps(p2.add(j)),
+                _mm_loadu_ps(p3.add(j)),
+            );
+            _MM_TRANSPOSE4_PS(&mut a, &mut b, &mut c, &mut d);
+            _mm_storeu_ps(dp.add(4 * j), a);
+            _mm_storeu_ps(dp.add(4 * j + 4), b);
+            _mm_storeu_ps(dp.add(4 * j + 8), c);
+            _mm_storeu_ps(dp.add(4 * j + 12), d);
+        }
+        full
+    }
+
     /// Stores the first `n` (1 to 8) lanes of `v` at `p`: whole 128-, 64-
     /// and 32-bit pieces (AMD's masked stores are microcoded).
     #[inline(always)]
@@ -155,6 +235,34 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+        set_override(None);
+    }
+
+    /// Every length around the four-group step, both directions, on every
+    /// path: each element lands where the definition puts it, and
+    /// interleaving the phases back gives the source.
+    #[test]
+    fn interleaves_like_the_definition_on_every_path() {
+        for isa in Isa::available() {
+            set_override(Some(isa));
+            for n in [0, 1, 3, 4, 5, 8, 13, 64] {
+                let src: Vec<f32> = (0..4 * n + 3).map(|v| v as f32).collect();
+                let mut parts = vec![vec![-1f32; n]; 4];
+                let [a, b, c, d] = &mut parts[..] else {
+                    unreachable!()
+                };
+                deinterleave4(&src, [a, b, c, d]);
+                for (r, part) in parts.iter().enumerate() {
+                    for (j, &v) in part.iter().enumerate() {
+                        assert_eq!(v, src[4 * j + r], "{isa:?} n {n} phase {r} at {j}");
+                    }
+                }
+                let mut back = vec![-1f32; 4 * n + 2];
+                interleave4(std::array::from_fn(|r| &parts[r][..]), &mut back);
+                assert_eq!(back[..4 * n], src[..4 * n], "{isa:?} n {n}");
+                assert_eq!(back[4 * n..], [-1.0, -1.0], "{isa:?} n {n}: past the end");
             }
         }
         set_override(None);

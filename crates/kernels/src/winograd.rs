@@ -267,19 +267,9 @@ pub(crate) enum Kernels {
 /// the output channels in vector registers.
 fn transform_weights(ci: usize, co: usize, weight: &[f32], kernels: Kernels, u: &mut [f32]) {
     let up = SendPtr(u.as_mut_ptr());
-    (0..ci).into_par_iter().for_each(|c| {
-        // taps[t][o], then G g as gg[i][j][o] (rows g0, (g0 + g1 + g2)/2,
-        // (g0 − g1 + g2)/2, g2 of each kernel column j).
-        let mut buf = Scratch::take(21 * co);
-        let (taps, gg) = buf.split_at_mut(9 * co);
-        for o in 0..co {
-            for t in 0..9 {
-                taps[t * co + o] = match kernels {
-                    Kernels::Direct => weight[(o * ci + c) * 9 + t],
-                    Kernels::Adjoint => weight[(c * co + o) * 9 + 8 - t],
-                };
-            }
-        }
+    // G g as gg[i][j][o] (rows g0, (g0 + g1 + g2)/2, (g0 − g1 + g2)/2, g2
+    // of each kernel column j).
+    for_each_channel_taps(ci, co, weight, kernels, 12 * co, |c, taps, gg| {
         let tap = |t: usize| &taps[t * co..][..co];
         for j in 0..3 {
             let rows: [&mut [f32]; 4] = gg_rows(gg, co, j);
@@ -296,6 +286,59 @@ fn transform_weights(ci: usize, co: usize, weight: &[f32], kernels: Kernels, u: 
         }
     });
 }
+
+/// `f(c, taps, work)` for every input channel `c`, over the pool, where
+/// `taps[t][o]` are the nine taps of the kernel from `c` to every output
+/// `o`, laid out tap by tap so that the weight transforms run along the
+/// output channels in vector registers, and `work` is `work_len` floats of
+/// scratch. Channels are gathered [`TAP_BLOCK`] at a time: the direct
+/// weight `[o][c][3][3]` holds a block's kernels of one output channel in
+/// one contiguous run, where gathering one channel alone reads 36 bytes
+/// every `9·ci` floats (ResNet34's 512 × 512 weight: one page per output
+/// channel).
+fn for_each_channel_taps(
+    ci: usize,
+    co: usize,
+    weight: &[f32],
+    kernels: Kernels,
+    work_len: usize,
+    f: impl Fn(usize, &[f32], &mut [f32]) + Sync,
+) {
+    (0..ci.div_ceil(TAP_BLOCK)).into_par_iter().for_each(|b| {
+        let c0 = b * TAP_BLOCK;
+        let cb = TAP_BLOCK.min(ci - c0);
+        let mut buf = Scratch::take(9 * cb * co + work_len);
+        let (taps, work) = buf.split_at_mut(9 * cb * co);
+        match kernels {
+            Kernels::Direct => {
+                for o in 0..co {
+                    let run = &weight[(o * ci + c0) * 9..][..cb * 9];
+                    for (k, &v) in run.iter().enumerate() {
+                        taps[k * co + o] = v;
+                    }
+                }
+            }
+            Kernels::Adjoint => {
+                for (l, block) in taps.chunks_exact_mut(9 * co).enumerate() {
+                    let kernels = &weight[(c0 + l) * co * 9..][..co * 9];
+                    for (o, g) in kernels.chunks_exact(9).enumerate() {
+                        for (t, &v) in g.iter().rev().enumerate() {
+                            block[t * co + o] = v;
+                        }
+                    }
+                }
+            }
+        }
+        for (l, taps) in taps.chunks_exact(9 * co).enumerate() {
+            f(c0 + l, taps, work);
+        }
+    });
+}
+
+/// Input channels gathered at once by [`for_each_channel_taps`]: 16 × 9
+/// taps are 576 contiguous bytes of each output channel's weights, and the
+/// block's taps (576 · co bytes) stay in L2.
+const TAP_BLOCK: usize = 16;
 
 /// The first `N` runs of `len` values of `buf`, as separate slices.
 fn split_rows<const N: usize>(buf: &mut [f32], len: usize) -> [&mut [f32]; N] {
@@ -684,6 +727,9 @@ mod tests {
             (2, 20, 1, 1, 16, [1, 1], [1, 1]),
             (2, 16, 6, 9, 18, [2, 0], [0, 2]),
             (1, 24, 3, 3, 16, [2, 2], [2, 2]),
+            // No padding and whole tiles: the last tile of a row reads
+            // the image's last two columns.
+            (2, 16, 10, 6, 16, [0, 0], [0, 0]),
             // Several blocks of tile rows, spread over the pool.
             (3, 64, 62, 61, 64, [1, 1], [1, 1]),
         ] {

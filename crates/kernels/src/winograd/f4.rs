@@ -10,9 +10,10 @@
 //! Layouts are those of the parent module with 6 × 6 positions:
 //! `u[ξ][c][o]`, `v[ξ][c][t]`, `m[ξ][o][t]` for ξ < 36.
 
-use super::{for_each_index, interleave_taps, split_rows, Kernels, Scratch};
+use super::{for_each_channel_taps, for_each_index, interleave_taps, split_rows, Kernels, Scratch};
 use crate::gemm::SendPtr;
 use crate::shape::Conv2dShape;
+use crate::transpose::{deinterleave4, interleave4};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -50,19 +51,9 @@ pub(super) fn transform_weights(
     u: &mut [f32],
 ) {
     let up = SendPtr(u.as_mut_ptr());
-    (0..ci).into_par_iter().for_each(|c| {
-        // taps[t][o], then G g as gg[i][j][o] for the six rows i of G and
-        // the three kernel columns j.
-        let mut buf = Scratch::take((9 + 3 * TILE) * co);
-        let (taps, gg) = buf.split_at_mut(9 * co);
-        for o in 0..co {
-            for t in 0..9 {
-                taps[t * co + o] = match kernels {
-                    Kernels::Direct => weight[(o * ci + c) * 9 + t],
-                    Kernels::Adjoint => weight[(c * co + o) * 9 + 8 - t],
-                };
-            }
-        }
+    // G g as gg[i][j][o] for the six rows i of G and the three kernel
+    // columns j.
+    for_each_channel_taps(ci, co, weight, kernels, 3 * TILE * co, |c, taps, gg| {
         let tap = |t: usize| &taps[t * co..][..co];
         for j in 0..3 {
             let mut rows = gg.chunks_exact_mut(co).skip(j).step_by(3);
@@ -81,6 +72,11 @@ pub(super) fn transform_weights(
     });
 }
 
+/// 1/6 as a factor: `x / 6.0` is a division (a slow instruction, since the
+/// compiler must keep its exact rounding), a multiplication is not; halving
+/// and quartering it stay exact.
+const SIXTH: f32 = 1.0 / 6.0;
+
 /// `G`'s six rows applied to three vectors a, b, d, elementwise: a/4,
 /// −(a + b + d)/6, −(a − b + d)/6, a/24 + b/12 + d/6, a/24 − b/12 + d/6, d.
 #[inline(always)]
@@ -96,12 +92,12 @@ fn g_rows([o0, o1, o2, o3, o4, o5]: [&mut [f32]; 6], [a, b, d]: [&[f32]; 3]) {
     let (a, b, d) = (&a[..n], &b[..n], &d[..n]);
     for t in 0..n {
         let (a, b, d) = (a[t], b[t], d[t]);
-        let (ad, a24d6) = (a + d, a / 24.0 + d / 6.0);
+        let (ad, a24d6) = (a + d, a * SIXTH / 4.0 + d * SIXTH);
         o0[t] = 0.25 * a;
-        o1[t] = -(ad + b) / 6.0;
-        o2[t] = -(ad - b) / 6.0;
-        o3[t] = a24d6 + b / 12.0;
-        o4[t] = a24d6 - b / 12.0;
+        o1[t] = -(ad + b) * SIXTH;
+        o2[t] = -(ad - b) * SIXTH;
+        o3[t] = a24d6 + b * SIXTH / 2.0;
+        o4[t] = a24d6 - b * SIXTH / 2.0;
         o5[t] = d;
     }
 }
@@ -147,34 +143,51 @@ pub(super) fn transform_tiles(
     let nt = rows.len() * tw;
     let [pt, pl] = s.padding;
     let vp = SendPtr(v.as_mut_ptr());
+    let (per_row, block_rows) = (OUT * tw, rows.len());
     let channel = |c: usize| {
         // d[i][k][t]: column k of row i of tile t, for all the block's
-        // tiles, gathered from each image row zero-padded to 4·tw + 2
-        // columns (≥ w + pad); then Bᵀ and B run over the whole block.
-        let mut buf = Scratch::take(2 * TILE * TILE * nt + OUT * tw + 2);
+        // tiles; then Bᵀ and B run over the whole block. Row i of every
+        // tile row is laid end to end, each as its first 4·tw padded
+        // columns, so that columns k < 4 of all the block's tiles are one
+        // stride-4 run; columns 4 and 5 are columns 0 and 1 of the next
+        // tile, except in the last tile of a row, which reads the two
+        // padded columns past 4·tw, kept aside in `ends`.
+        let mut buf = Scratch::take(2 * TILE * TILE * nt + OUT * nt + 2 * block_rows);
         let (d, rest) = buf.split_at_mut(TILE * TILE * nt);
-        let (bt, padded) = rest.split_at_mut(TILE * TILE * nt);
-        padded[..pl].fill(0.0);
-        padded[pl + w..].fill(0.0);
-        for (local, row) in rows.clone().enumerate() {
-            let (n, ty) = (row / th, row % th);
-            let plane = &x[(n * ci + c) * h * w..][..h * w];
-            let at = local * tw;
-            for i in 0..TILE {
+        let (bt, rest) = rest.split_at_mut(TILE * TILE * nt);
+        let (run, ends) = rest.split_at_mut(OUT * nt);
+        // Padded column j of image row iy: zero outside the image.
+        let column = |row: &[f32], j: usize| match j.checked_sub(pl) {
+            Some(x) if x < w => row[x],
+            _ => 0.0,
+        };
+        for i in 0..TILE {
+            for (local, tile_row) in rows.clone().enumerate() {
+                let (n, ty) = (tile_row / th, tile_row % th);
+                let dst = &mut run[local * per_row..][..per_row];
                 let iy = (OUT * ty + i) as isize - pt as isize;
                 if iy < 0 || iy as usize >= h {
-                    for k in 0..TILE {
-                        d[(i * TILE + k) * nt + at..][..tw].fill(0.0);
-                    }
+                    dst.fill(0.0);
+                    ends[2 * local..][..2].fill(0.0);
                     continue;
                 }
-                padded[pl..pl + w].copy_from_slice(&plane[iy as usize * w..][..w]);
-                for k in 0..TILE {
-                    let dst = &mut d[(i * TILE + k) * nt + at..][..tw];
-                    for (tx, v) in dst.iter_mut().enumerate() {
-                        *v = padded[OUT * tx + k];
-                    }
-                }
+                let row = &x[((n * ci + c) * h + iy as usize) * w..][..w];
+                // Columns pl .. pl + w of the padded row are the image's.
+                let (lead, inside) = (pl.min(per_row), w.min(per_row.saturating_sub(pl)));
+                dst[..lead].fill(0.0);
+                dst[lead..lead + inside].copy_from_slice(&row[..inside]);
+                dst[lead + inside..].fill(0.0);
+                ends[2 * local] = column(row, per_row);
+                ends[2 * local + 1] = column(row, per_row + 1);
+            }
+            let di = &mut d[i * TILE * nt..][..TILE * nt];
+            let [k0, k1, k2, k3, k4, k5] = split_rows(di, nt);
+            deinterleave4(run, [&mut *k0, &mut *k1, &mut *k2, &mut *k3]);
+            k4[..nt - 1].copy_from_slice(&k0[1..]);
+            k5[..nt - 1].copy_from_slice(&k1[1..]);
+            for local in 0..block_rows {
+                let last = local * tw + tw - 1;
+                (k4[last], k5[last]) = (ends[2 * local], ends[2 * local + 1]);
             }
         }
         // Bᵀ along the tile rows: each row i of d is a run of 6·nt values.
@@ -229,8 +242,9 @@ pub(super) fn inverse_transform(
         let b = bias.map_or(0.0, |b| b[o]);
         // r[a][j]: row a of Aᵀ q for each of the six columns j; then
         // y[a][e]: the 4 × 4 outputs, for all the block's tiles at once.
-        let mut buf = Scratch::take((OUT * TILE + OUT * OUT) * nt);
-        let (r, y) = buf.split_at_mut(OUT * TILE * nt);
+        let mut buf = Scratch::take((OUT * TILE + OUT * OUT + OUT) * nt);
+        let (r, rest) = buf.split_at_mut(OUT * TILE * nt);
+        let (y, run) = rest.split_at_mut(OUT * OUT * nt);
         for j in 0..TILE {
             let q = |i: usize| &m[((i * TILE + j) * co + o) * nt..][..nt];
             let mut dst = r.chunks_exact_mut(nt).skip(j).step_by(TILE);
@@ -241,25 +255,23 @@ pub(super) fn inverse_transform(
             let col = |j: usize| &r[(a * TILE + j) * nt..][..nt];
             rows_of_a(split_rows(ya, nt), std::array::from_fn(col), b);
         }
-        for (local, row) in rows.clone().enumerate() {
-            let (n, ty) = (row / th, row % th);
-            for a in 0..OUT {
+        // Row a of every tile, interleaved into the block's output rows
+        // laid end to end (4·tw columns each), then copied out up to the
+        // output's edge.
+        for (a, ya) in y.chunks_exact(OUT * nt).enumerate() {
+            interleave4(std::array::from_fn(|e| &ya[e * nt..][..nt]), run);
+            for (local, row) in rows.clone().enumerate() {
+                let (n, ty) = (row / th, row % th);
                 let oy = OUT * ty + a;
                 if oy >= oh {
-                    break;
+                    continue;
                 }
                 // SAFETY: output row (n, o, oy) belongs to this tile row and
                 // channel, which only this task handles.
                 let dst = unsafe {
                     std::slice::from_raw_parts_mut(out.get().add(((n * co + o) * oh + oy) * ow), ow)
                 };
-                let ya = &y[a * OUT * nt..][..OUT * nt];
-                for (tx, px) in dst.chunks_mut(OUT).enumerate() {
-                    let t = local * tw + tx;
-                    for (e, p) in px.iter_mut().enumerate() {
-                        *p = ya[e * nt + t];
-                    }
-                }
+                dst.copy_from_slice(&run[local * OUT * tw..][..ow]);
             }
         }
     };
@@ -309,28 +321,27 @@ pub(super) fn transform_output_grads(
     let channel = |o: usize| {
         // g[a][e][t]: output (a, e) of tile t; then A along the rows into
         // spread[i][e][t], then along the columns into dm.
-        let mut buf = Scratch::take((OUT * OUT + TILE * OUT) * nt);
-        let (g, spread) = buf.split_at_mut(OUT * OUT * nt);
-        if oh % OUT != 0 || ow % OUT != 0 {
-            // Cut tiles: their outputs past the edge are zero gradients.
-            g.fill(0.0);
-        }
-        for (local, row) in rows.clone().enumerate() {
-            let (n, ty) = (row / th, row % th);
-            for a in 0..OUT {
+        let mut buf = Scratch::take((OUT * OUT + TILE * OUT + OUT) * nt);
+        let (g, rest) = buf.split_at_mut(OUT * OUT * nt);
+        let (spread, run) = rest.split_at_mut(TILE * OUT * nt);
+        // Output row a of every tile row laid end to end (4·tw columns
+        // each, zero past the output's edge), then split into the tiles'
+        // four columns.
+        for a in 0..OUT {
+            for (local, row) in rows.clone().enumerate() {
+                let (n, ty) = (row / th, row % th);
                 let oy = OUT * ty + a;
+                let dst = &mut run[local * OUT * tw..][..OUT * tw];
                 if oy >= oh {
-                    break;
+                    dst.fill(0.0);
+                    continue;
                 }
-                let src = &dy[((n * co + o) * oh + oy) * ow..][..ow];
-                let ga = &mut g[a * OUT * nt..][..OUT * nt];
-                for (tx, px) in src.chunks(OUT).enumerate() {
-                    let t = local * tw + tx;
-                    for (e, &p) in px.iter().enumerate() {
-                        ga[e * nt + t] = p;
-                    }
-                }
+                dst[..ow].copy_from_slice(&dy[((n * co + o) * oh + oy) * ow..][..ow]);
+                dst[ow..].fill(0.0);
             }
+            let ga = &mut g[a * OUT * nt..][..OUT * nt];
+            let [e0, e1, e2, e3] = split_rows(ga, nt);
+            deinterleave4(run, [e0, e1, e2, e3]);
         }
         let rows_of_g: [&[f32]; OUT] = std::array::from_fn(|a| &g[a * OUT * nt..][..OUT * nt]);
         spread_by_a(split_rows(spread, OUT * nt), rows_of_g);
@@ -357,9 +368,9 @@ fn rows_of_gt([o0, o1, o2]: [&mut [f32]; 3], [u0, u1, u2, u3, u4, u5]: [&[f32]; 
     let (u0, u1, u2, u3, u4, u5) = (&u0[..n], &u1[..n], &u2[..n], &u3[..n], &u4[..n], &u5[..n]);
     for t in 0..n {
         let (p12, p34) = (u1[t] + u2[t], u3[t] + u4[t]);
-        o0[t] = 0.25 * u0[t] - p12 / 6.0 + p34 / 24.0;
-        o1[t] = (u2[t] - u1[t]) / 6.0 + (u3[t] - u4[t]) / 12.0;
-        o2[t] = (p34 - p12) / 6.0 + u5[t];
+        o0[t] = 0.25 * u0[t] - p12 * SIXTH + p34 * SIXTH / 4.0;
+        o1[t] = (u2[t] - u1[t]) * SIXTH + (u3[t] - u4[t]) * SIXTH / 2.0;
+        o2[t] = (p34 - p12) * SIXTH + u5[t];
     }
 }
 
