@@ -7,7 +7,7 @@
 
 use crate::gemm::{panel_column_zero, panel_row, PackB, NC};
 use crate::shape::{valid_columns, Conv2dShape};
-use crate::transpose::transpose_rows;
+use crate::transpose::{every_other, transpose_rows};
 
 /// The lowered matrix `L` of `imgs` consecutive images side by side — rows
 /// `(c, ky, kx)`, columns `(image, oy, ox)` — or its transpose `Lᵀ` (the
@@ -83,12 +83,8 @@ impl<'a> Lowered<'a> {
                     let inside = &mut out[a - ox..b - ox];
                     match sw {
                         1 => inside.copy_from_slice(&src[x0..x0 + b - a]),
-                        // ResNet's stem and strided convolutions: every other
-                        // value, in a form the compiler vectorises.
-                        2 => inside
-                            .iter_mut()
-                            .zip(src[x0..].chunks(2))
-                            .for_each(|(v, pair)| *v = pair[0]),
+                        // ResNet's stem and strided convolutions.
+                        2 => every_other(&src[x0..], inside),
                         _ => inside
                             .iter_mut()
                             .zip(src[x0..].iter().step_by(sw))
