@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""PyTorch's time for ResNet34's 3x3 stride-1 convolutions at batch 16, to hold beside
-`nabla bench kernels --batch-size 16` (forward + input gradient + weight gradient).
+"""PyTorch's time for ResNet34's convolutions at batch 16, to hold beside
+`nabla bench kernels --batch-size 16` (forward, then forward + input gradient + weight gradient).
 
-Each layer: nn.Conv2d(c, c, 3, padding=1, bias=False) on a 16 x c x h x h input that
-requires a gradient, forward then backward of ones, 3 untimed passes, best of 5.
+Each layer: nn.Conv2d(c, o, k, stride, padding, bias=False) on a 16 x c x h x h input, forward
+then backward of ones, 3 untimed passes, best of 5. The stem's input is the image, which needs
+no gradient (as in training): its second column is forward + weight gradient only.
 
 Run:
 
@@ -16,6 +17,19 @@ import time
 
 import torch
 
+# name, in channels, side, out channels, kernel, stride, padding, input needs a gradient
+LAYERS = [
+    ("stem 3->64 7x7/2", 3, 128, 64, 7, 2, 3, False),
+    ("layer1 64->64", 64, 32, 64, 3, 1, 1, True),
+    ("layer2 128->128", 128, 16, 128, 3, 1, 1, True),
+    ("layer3 256->256", 256, 8, 256, 3, 1, 1, True),
+    ("layer4 512->512", 512, 4, 512, 3, 1, 1, True),
+    ("layer2 down 64->128 3x3/2", 64, 32, 128, 3, 2, 1, True),
+    ("layer3 down 128->256 3x3/2", 128, 16, 256, 3, 2, 1, True),
+    ("layer4 down 256->512 3x3/2", 256, 8, 512, 3, 2, 1, True),
+    ("shortcut 256->512 1x1/2", 256, 8, 512, 1, 2, 0, True),
+]
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -24,10 +38,10 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch_size}")
-    print("layer                     forward ms  forward+backward ms")
-    for name, c, h in [("layer1", 64, 32), ("layer2", 128, 16), ("layer3", 256, 8), ("layer4", 512, 4)]:
-        x = torch.randn(args.batch_size, c, h, h, requires_grad=True)
-        conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False)
+    print("layer                              forward ms  forward+backward ms")
+    for name, c, h, o, k, stride, pad, input_grad in LAYERS:
+        x = torch.randn(args.batch_size, c, h, h, requires_grad=input_grad)
+        conv = torch.nn.Conv2d(c, o, k, stride=stride, padding=pad, bias=False)
         for _ in range(3):
             conv(x).sum().backward()
         fwd, both = float("inf"), float("inf")
@@ -38,7 +52,7 @@ def main():
             y.backward(torch.ones_like(y))
             t2 = time.perf_counter()
             fwd, both = min(fwd, t1 - t0), min(both, t2 - t0)
-        print(f"resnet {name} {c}->{c} @{h:<4} {fwd * 1e3:10.1f}  {both * 1e3:19.1f}")
+        print(f"resnet {name:27s} @{h:<4} {fwd * 1e3:10.1f}  {both * 1e3:19.1f}")
 
 
 if __name__ == "__main__":
