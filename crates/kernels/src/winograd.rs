@@ -453,10 +453,11 @@ fn transform_tiles(s: &Conv2dShape, x: &[f32], rows: Range<usize>, v: &mut [f32]
 }
 
 /// `dst.copy_from_slice(src)`, with the tile rows of ResNet34's and the
-/// cnn's planes (4, 8 or 16 tiles) as fixed-size moves: a call to memcpy
-/// for 16 to 64 bytes costs more than the copy.
+/// cnn's planes (4, 8 or 16 tiles) and their output rows (8 to 32 values)
+/// as fixed-size moves: a call to memcpy for 16 to 128 bytes costs more
+/// than the copy.
 #[inline(always)]
-fn copy_run(dst: &mut [f32], src: &[f32]) {
+pub(super) fn copy_run(dst: &mut [f32], src: &[f32]) {
     fn fixed<const N: usize>(dst: &mut [f32], src: &[f32]) {
         let d: &mut [f32; N] = dst.try_into().unwrap();
         *d = src.try_into().unwrap();
@@ -465,6 +466,7 @@ fn copy_run(dst: &mut [f32], src: &[f32]) {
         4 => fixed::<4>(dst, src),
         8 => fixed::<8>(dst, src),
         16 => fixed::<16>(dst, src),
+        32 => fixed::<32>(dst, src),
         _ => dst.copy_from_slice(src),
     }
 }

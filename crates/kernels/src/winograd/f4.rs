@@ -10,7 +10,9 @@
 //! Layouts are those of the parent module with 6 × 6 positions:
 //! `u[ξ][c][o]`, `v[ξ][c][t]`, `m[ξ][o][t]` for ξ < 36.
 
-use super::{for_each_channel_taps, for_each_index, interleave_taps, split_rows, Kernels, Scratch};
+use super::{
+    copy_run, for_each_channel_taps, for_each_index, interleave_taps, split_rows, Kernels, Scratch,
+};
 use crate::gemm::SendPtr;
 use crate::shape::Conv2dShape;
 use crate::transpose::{deinterleave4, interleave4};
@@ -271,7 +273,7 @@ pub(super) fn inverse_transform(
                 let dst = unsafe {
                     std::slice::from_raw_parts_mut(out.get().add(((n * co + o) * oh + oy) * ow), ow)
                 };
-                dst.copy_from_slice(&run[local * OUT * tw..][..ow]);
+                copy_run(dst, &run[local * OUT * tw..][..ow]);
             }
         }
     };
