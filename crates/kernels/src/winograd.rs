@@ -18,6 +18,7 @@
 
 use crate::gemm::{gemm, MatRef, SendPtr};
 use crate::shape::Conv2dShape;
+use crate::transpose::transpose_rows;
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::ops::Range;
@@ -309,22 +310,27 @@ fn for_each_channel_taps(
         let cb = TAP_BLOCK.min(ci - c0);
         let mut buf = Scratch::take(9 * cb * co + work_len);
         let (taps, work) = buf.split_at_mut(9 * cb * co);
+        // Eight output channels at a time through registers (AVX 8 × 8
+        // transposes): one at a time, each value was a store to another
+        // cache line.
         match kernels {
             Kernels::Direct => {
-                for o in 0..co {
-                    let run = &weight[(o * ci + c0) * 9..][..cb * 9];
-                    for (k, &v) in run.iter().enumerate() {
-                        taps[k * co + o] = v;
-                    }
+                for o0 in (0..co).step_by(8) {
+                    let src = &weight[(o0 * ci + c0) * 9..];
+                    transpose_rows(src, ci * 9, 8.min(co - o0), cb * 9, &mut taps[o0..], co);
                 }
             }
             Kernels::Adjoint => {
                 for (l, block) in taps.chunks_exact_mut(9 * co).enumerate() {
                     let kernels = &weight[(c0 + l) * co * 9..][..co * 9];
-                    for (o, g) in kernels.chunks_exact(9).enumerate() {
-                        for (t, &v) in g.iter().rev().enumerate() {
-                            block[t * co + o] = v;
-                        }
+                    for o0 in (0..co).step_by(8) {
+                        let rows = 8.min(co - o0);
+                        transpose_rows(&kernels[o0 * 9..], 9, rows, 9, &mut block[o0..], co);
+                    }
+                    // Flipped: tap t of the adjoint's kernel is tap 8 − t.
+                    for t in 0..4 {
+                        let (first, last) = block.split_at_mut((8 - t) * co);
+                        first[t * co..][..co].swap_with_slice(&mut last[..co]);
                     }
                 }
             }
