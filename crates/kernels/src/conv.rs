@@ -67,20 +67,20 @@ fn im2col(s: &Conv2dShape, x: &[f32], col: &mut [f32]) {
     }
 }
 
-/// Adds the lowered matrix back onto the image: the adjoint of [`im2col`].
-fn col2im(s: &Conv2dShape, col: &[f32], ld: usize, dx: &mut [f32]) {
+/// Adds the lowered matrix back onto the image: the adjoint of [`im2col`];
+/// over the pool by input channel when `par` (each channel's plane gathers
+/// its own rows of `col`).
+fn col2im(s: &Conv2dShape, col: &[f32], ld: usize, dx: &mut [f32], par: bool) {
     let (oh, ow) = (s.out_h(), s.out_w());
     let [kh, kw] = s.kernel;
     let [sh, sw] = s.stride;
     let [ph, pw] = s.padding;
-    dx.fill(0.0);
-    let mut r = 0;
-    for c in 0..s.in_channels {
-        let plane = &mut dx[c * s.in_h * s.in_w..(c + 1) * s.in_h * s.in_w];
+    for_each_chunk(dx, s.in_h * s.in_w, par, |c, plane| {
+        plane.fill(0.0);
         for ky in 0..kh {
             for kx in 0..kw {
+                let r = (c * kh + ky) * kw + kx;
                 let row = &col[r * ld..r * ld + oh * ow];
-                r += 1;
                 let (lo, hi) = valid_columns(s, kx, ow);
                 for oy in 0..oh {
                     let iy = (oy * sh + ky) as isize - ph as isize;
@@ -103,7 +103,7 @@ fn col2im(s: &Conv2dShape, col: &[f32], ld: usize, dx: &mut [f32]) {
                 }
             }
         }
-    }
+    });
 }
 
 /// `out = conv(x, weight) + bias`. `weight` is `[out, in/groups, kh, kw]`.
@@ -130,7 +130,7 @@ pub fn conv2d_forward(
     let w = MatRef::new(weight, co, k);
     let per = s.images_per_product();
     let split = s.split_images(per);
-    for_each_image(out, per * out_img, split, |group, o| {
+    for_each_chunk(out, per * out_img, split, |group, o| {
         let imgs = o.len() / out_img;
         let xs = &x[group * per * in_img..][..imgs * in_img];
         let cols = imgs * ohw;
@@ -148,7 +148,7 @@ pub fn conv2d_forward(
         } else {
             with_col(co * cols, |y| {
                 product(!split, w, Lowered::new(s, xs, imgs), y, cols, false);
-                unstack(y, imgs, co, ohw, o);
+                unstack(y, imgs, co, ohw, o, !split);
             });
         }
         if let Some(b) = bias {
@@ -160,22 +160,24 @@ pub fn conv2d_forward(
 }
 
 /// `imgs` images of `ch` planes of `hw` values (NCHW) as one `ch × imgs·hw`
-/// matrix, the images side by side.
-fn stack(planes: &[f32], imgs: usize, ch: usize, hw: usize, out: &mut [f32]) {
-    for (j, img) in planes.chunks_exact(ch * hw).take(imgs).enumerate() {
-        for (c, plane) in img.chunks_exact(hw).enumerate() {
-            out[(c * imgs + j) * hw..][..hw].copy_from_slice(plane);
+/// matrix, the images side by side; over the pool by channel when `par`.
+fn stack(planes: &[f32], imgs: usize, ch: usize, hw: usize, out: &mut [f32], par: bool) {
+    let out = &mut out[..ch * imgs * hw];
+    for_each_chunk(out, imgs * hw, par, |c, row| {
+        for (j, dst) in row.chunks_exact_mut(hw).enumerate() {
+            dst.copy_from_slice(&planes[(j * ch + c) * hw..][..hw]);
         }
-    }
+    });
 }
 
-/// The inverse of [`stack`].
-fn unstack(m: &[f32], imgs: usize, ch: usize, hw: usize, planes: &mut [f32]) {
-    for (j, img) in planes.chunks_exact_mut(ch * hw).take(imgs).enumerate() {
+/// The inverse of [`stack`], over the pool by image when `par`.
+fn unstack(m: &[f32], imgs: usize, ch: usize, hw: usize, planes: &mut [f32], par: bool) {
+    let planes = &mut planes[..imgs * ch * hw];
+    for_each_chunk(planes, ch * hw, par, |j, img| {
         for (c, plane) in img.chunks_exact_mut(hw).enumerate() {
             plane.copy_from_slice(&m[(c * imgs + j) * hw..][..hw]);
         }
-    }
+    });
 }
 
 /// `C (+)= A · B` on this thread, or split over the pool (`par`) when the
@@ -188,9 +190,10 @@ fn product(par: bool, a: MatRef, b: impl PackB, c: &mut [f32], ldc: usize, accum
     }
 }
 
-/// `f(n, image n's part of data)` for every image, over the pool when `split`.
-fn for_each_image(data: &mut [f32], len: usize, split: bool, f: impl Fn(usize, &mut [f32]) + Sync) {
-    if split {
+/// `f(i, chunk i of data)` for the chunks of `len` values (an image, a
+/// group of images, a plane), over the pool when `par`.
+fn for_each_chunk(data: &mut [f32], len: usize, par: bool, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if par {
         data.par_chunks_mut(len)
             .enumerate()
             .for_each(|(n, d)| f(n, d));
@@ -285,7 +288,7 @@ fn input_grad(s: &Conv2dShape, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
     let wt = MatRef::new(weight, co, k).t();
     let per = s.images_per_product();
     let split = s.split_images(per);
-    for_each_image(dx, per * in_img, split, |group, d| {
+    for_each_chunk(dx, per * in_img, split, |group, d| {
         let imgs = d.len() / in_img;
         let gy = &dy[group * per * out_img..][..imgs * out_img];
         let cols = imgs * ohw;
@@ -293,15 +296,15 @@ fn input_grad(s: &Conv2dShape, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
         if imgs == 1 {
             with_col(k * ohw, |col| {
                 product(!split, wt, MatRef::new(gy, co, ohw), col, ohw, false);
-                col2im(s, col, ohw, d);
+                col2im(s, col, ohw, d, !split);
             });
         } else {
             with_col((co + k) * cols, |buf| {
                 let (g, col) = buf.split_at_mut(co * cols);
-                stack(gy, imgs, co, ohw, g);
+                stack(gy, imgs, co, ohw, g, !split);
                 product(!split, wt, MatRef::new(g, co, cols), col, cols, false);
                 for (j, dj) in d.chunks_exact_mut(in_img).enumerate() {
-                    col2im(s, &col[j * ohw..], cols, dj);
+                    col2im(s, &col[j * ohw..], cols, dj, !split);
                 }
             });
         }
@@ -363,6 +366,7 @@ fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]) {
                     co,
                     ohw,
                     g,
+                    par,
                 );
                 let col = Lowered::new(s, &x[first * in_img..], last - first).t();
                 product(par, MatRef::new(g, co, cols), col, part, k, false);
