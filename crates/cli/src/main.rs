@@ -38,6 +38,18 @@ fn keep_freed_memory() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
 }
 
+/// Makes this (the main) thread one of the global rayon pool's threads, so
+/// that a kernel called from it works on its share instead of handing the
+/// whole job to the pool and sleeping until it is done: otherwise a
+/// 2-core machine runs three threads (this one and two workers), and every
+/// kernel call costs a wake-up on each side. Fails only if the pool was
+/// already built, which nothing does before `main`.
+fn join_rayon_pool() {
+    let _ = rayon::ThreadPoolBuilder::new()
+        .use_current_thread()
+        .build_global();
+}
+
 /// Exit code 2: the input or the usage was wrong.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -103,6 +115,7 @@ enum Command {
 
 fn main() -> ExitCode {
     keep_freed_memory();
+    join_rayon_pool();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::All(args) => all_cmd::run(args),
