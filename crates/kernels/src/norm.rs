@@ -204,37 +204,37 @@ fn affine_plane(
     }
 }
 
-/// Gradients of [`batch_norm_train_forward`]: `(dx, dgamma, dbeta)` from the
-/// output gradient `dy`, the input `x`, the output `y` (for the activation's
-/// mask) and the batch statistics; with `dresidual`, the residual's gradient
-/// too (`dy` through the activation), written in the same pass as `dx`.
+/// Gradients of [`batch_norm_train_forward`]: `dx` written over the output
+/// gradient `grad` (it holds `dy` on entry), and `(dgamma, dbeta)` returned,
+/// from the input `x`, the output `y` (for the activation's mask) and the
+/// batch statistics; with `dresidual`, the residual's gradient too (`dy`
+/// through the activation), written in the same pass as `dx`. In place, so
+/// the caller needs no second zeroed buffer of the activation's size.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_train_backward(
     s: &NormShape,
     x: &[f32],
     y: &[f32],
-    dy: &[f32],
     gamma: &[f32],
     mean: &[f32],
     var: &[f32],
     eps: f64,
     act: Activation,
-    dx: &mut [f32],
+    grad: &mut [f32],
     dresidual: Option<&mut [f32]>,
 ) -> (Vec<f32>, Vec<f32>) {
-    assert_eq!(dy.len(), s.len());
-    assert_eq!(dx.len(), s.len());
+    assert_eq!(grad.len(), s.len());
     if let Some(dr) = &dresidual {
         assert_eq!(dr.len(), s.len());
     }
     // The activation's mask as a closure chosen once, so the loops over
     // elements compile to vector selects rather than a match per element.
     // At the kinks (y = 0, y = 6) the derivative is 0, as in PyTorch.
-    let args = (s, x, y, dy, gamma, mean, var, eps);
+    let args = (s, x, y, gamma, mean, var, eps);
     match act {
-        Activation::Identity => backward_masked(args, |_| true, dx, dresidual),
-        Activation::Relu => backward_masked(args, |y| y > 0.0, dx, dresidual),
-        Activation::Relu6 => backward_masked(args, |y| y > 0.0 && y < 6.0, dx, dresidual),
+        Activation::Identity => backward_masked(args, |_| true, grad, dresidual),
+        Activation::Relu => backward_masked(args, |y| y > 0.0, grad, dresidual),
+        Activation::Relu6 => backward_masked(args, |y| y > 0.0 && y < 6.0, grad, dresidual),
     }
 }
 
@@ -245,17 +245,17 @@ type BackwardArgs<'a> = (
     &'a [f32],
     &'a [f32],
     &'a [f32],
-    &'a [f32],
     f64,
 );
 
 #[inline(always)]
 fn backward_masked(
-    (s, x, y, dy, gamma, mean, var, eps): BackwardArgs,
+    (s, x, y, gamma, mean, var, eps): BackwardArgs,
     passes: impl Fn(f32) -> bool + Sync,
-    dx: &mut [f32],
+    grad: &mut [f32],
     dresidual: Option<&mut [f32]>,
 ) -> (Vec<f32>, Vec<f32>) {
+    let dy: &[f32] = grad;
     let inv_std: Vec<f32> = (0..s.channels)
         .map(|c| (1.0 / (var[c] as f64 + eps).sqrt()) as f32)
         .collect();
@@ -280,37 +280,37 @@ fn backward_masked(
     let count = (s.batch * s.spatial) as f32;
     let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
     let dgamma: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
+    // `d` holds a plane of dy and gets the same plane of dx.
     let plane = |p: usize, d: &mut [f32], dr: Option<&mut [f32]>| {
         let c = p % s.channels;
         let r = p * s.spatial..(p + 1) * s.spatial;
         let (m, is) = (mean[c], inv_std[c]);
         let k = gamma[c] * is;
         let (mb, mg) = (dbeta[c] / count, dgamma[c] / count);
-        let (dy, y, x) = (&dy[r.clone()], &y[r.clone()], &x[r]);
+        let (y, x) = (&y[r.clone()], &x[r]);
         let dx_of = |g: f32, yv: f32, xv: f32| {
             let dz = if passes(yv) { g } else { 0.0 };
             (dz, k * (dz - mb - (xv - m) * is * mg))
         };
         match dr {
             None => {
-                for ((o, (&g, &yv)), &xv) in d.iter_mut().zip(dy.iter().zip(y)).zip(x) {
-                    *o = dx_of(g, yv, xv).1;
+                for ((o, &yv), &xv) in d.iter_mut().zip(y).zip(x) {
+                    *o = dx_of(*o, yv, xv).1;
                 }
             }
             Some(dr) => {
-                for ((o, ro), ((&g, &yv), &xv)) in d.iter_mut().zip(dr).zip(dy.iter().zip(y).zip(x))
-                {
-                    (*ro, *o) = dx_of(g, yv, xv);
+                for ((o, ro), (&yv, &xv)) in d.iter_mut().zip(dr).zip(y.iter().zip(x)) {
+                    (*ro, *o) = dx_of(*o, yv, xv);
                 }
             }
         }
     };
     match dresidual {
-        None => dx
+        None => grad
             .par_chunks_mut(s.spatial)
             .enumerate()
             .for_each(|(p, d)| plane(p, d, None)),
-        Some(dr) => dx
+        Some(dr) => grad
             .par_chunks_mut(s.spatial)
             .zip(dr.par_chunks_mut(s.spatial))
             .enumerate()
@@ -393,13 +393,12 @@ mod tests {
             let mut y = vec![0f32; s.len()];
             let (mean, var) =
                 batch_norm_train_forward(&s, &x, &gamma, &beta, residual, eps, act, &mut y);
-            let mut dx = vec![0f32; s.len()];
+            let mut dx = r.clone();
             let mut dres = with_residual.then(|| vec![0f32; s.len()]);
             let (dg, db) = batch_norm_train_backward(
                 &s,
                 &x,
                 &y,
-                &r,
                 &gamma,
                 &mean,
                 &var,

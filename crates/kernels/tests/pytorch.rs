@@ -125,9 +125,10 @@ fn norm(case: &Value) {
     close("batch_norm out", &y, &floats(case, "out"));
     close("batch_norm mean", &mean, &floats(case, "mean"));
     close("batch_norm var", &var, &floats(case, "var"));
-    let mut dx = vec![0f32; s.len()];
+    // The output gradient r, overwritten with dx.
+    let mut dx = r.clone();
     let (dgamma, dbeta) =
-        batch_norm_train_backward(&s, &x, &y, &r, &gamma, &mean, &var, eps, act, &mut dx, None);
+        batch_norm_train_backward(&s, &x, &y, &gamma, &mean, &var, eps, act, &mut dx, None);
     close("batch_norm dx", &dx, &floats(case, "dx"));
     close("batch_norm dgamma", &dgamma, &floats(case, "dgamma"));
     close("batch_norm dbeta", &dbeta, &floats(case, "dbeta"));

@@ -406,28 +406,28 @@ impl<const N: usize> Backward<Flex, N> for NormBackward<N> {
     type State = NormState;
 
     fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = contiguous(grads.consume::<Flex>(&ops.node));
+        // The output gradient's buffer becomes dx (copied first only when
+        // it is shared or a view).
+        let mut dx = owned(grads.consume::<Flex>(&ops.node));
         let (x, y, gamma, stats, g) = ops.state;
         let s = norm_shape(&x);
         let (mean, var) = data(&stats).split_at(s.channels);
-        let mut dx = zeros(s.len());
         let mut dresidual = (N == 4).then(|| zeros(s.len()));
         let (dgamma, dbeta) = batch_norm_train_backward(
             &s,
             data(&x),
             data(&y),
-            data(&grad),
             data(&gamma),
             mean,
             var,
             g.epsilon,
             g.activation,
-            &mut dx,
+            dx.storage_mut(),
             dresidual.as_deref_mut(),
         );
         let shape = dims::<4>(&x);
         let values = [
-            Some(tensor(dx, &shape)),
+            Some(dx),
             Some(tensor(dgamma, &[s.channels])),
             Some(tensor(dbeta, &[s.channels])),
             dresidual.map(|d| tensor(d, &shape)),
