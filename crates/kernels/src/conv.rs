@@ -437,7 +437,6 @@ fn with_parts<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::isa::Isa;
 
     /// The convolution and its gradients by the definition, in f64.
     pub(crate) fn reference(
@@ -705,11 +704,9 @@ pub(crate) mod tests {
         ] {
             // Each instruction set's path, so the narrower ones do not rot
             // on machines with the wider.
-            for isa in Isa::available() {
-                crate::isa::set_override(Some(isa));
+            crate::isa::on_each_available(|_| {
                 check(s);
-            }
-            crate::isa::set_override(None);
+            });
         }
     }
 

@@ -819,8 +819,7 @@ mod tests {
             let ad = values(m * k, 3);
             let bd = values(n * k, 4);
             let want = naive(MatRef::new(&ad, m, k), MatRef::new(&bd, n, k).t());
-            for isa in Isa::available() {
-                crate::isa::set_override(Some(isa));
+            crate::isa::on_each_available(|isa| {
                 let mut c = vec![1f32; m * n];
                 gemm_nt_small(&ad, &bd, m, n, k, &mut c, true);
                 for (i, (&g, &w)) in c.iter().zip(&want).enumerate() {
@@ -830,8 +829,7 @@ mod tests {
                         "{isa:?} {m}x{n}x{k} [{i}]: {g} vs {w}"
                     );
                 }
-            }
-            crate::isa::set_override(None);
+            });
         }
     }
 

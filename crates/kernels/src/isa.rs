@@ -86,6 +86,17 @@ fn decode(code: u8) -> Option<Isa> {
     }
 }
 
+/// `f(isa)` with every kernel of the process on `isa`, for each instruction
+/// set this CPU can run (narrowest first), then back to the default: how a
+/// test runs every path on one machine, so the narrower ones do not rot.
+pub fn on_each_available(mut f: impl FnMut(Isa)) {
+    for isa in Isa::available() {
+        set_override(Some(isa));
+        f(isa);
+    }
+    set_override(None);
+}
+
 /// Makes every kernel of the process use `isa` (`None`: back to the
 /// default), so a test can run each path on one machine. Panics if the CPU
 /// does not have `isa`.

@@ -389,22 +389,19 @@ mod tests {
             };
             assert!(s.supported());
             // Each instruction set's path (the stride-2 rows' running maximum).
-            for (isa, relu) in Isa::available()
-                .into_iter()
-                .flat_map(|i| [(i, false), (i, true)])
-            {
-                crate::isa::set_override(Some(isa));
-                let x = values(3 * h * w, (h * w + k) as u64);
-                let dy = values(s.output_len(), 9);
-                let (want_y, want_dx) = reference(&s, &x, relu, &dy);
-                let mut y = vec![f32::NAN; s.output_len()];
-                let arg = max_pool2d_forward(&s, &x, relu, &mut y);
-                assert_eq!(y, want_y, "{s:?} relu={relu} {isa:?}");
-                let mut dx = vec![f32::NAN; x.len()];
-                max_pool2d_backward(&s, &dy, &y, &arg, relu, &mut dx);
-                assert_eq!(dx, want_dx, "{s:?} relu={relu}");
-            }
-            crate::isa::set_override(None);
+            crate::isa::on_each_available(|isa| {
+                for relu in [false, true] {
+                    let x = values(3 * h * w, (h * w + k) as u64);
+                    let dy = values(s.output_len(), 9);
+                    let (want_y, want_dx) = reference(&s, &x, relu, &dy);
+                    let mut y = vec![f32::NAN; s.output_len()];
+                    let arg = max_pool2d_forward(&s, &x, relu, &mut y);
+                    assert_eq!(y, want_y, "{s:?} relu={relu} {isa:?}");
+                    let mut dx = vec![f32::NAN; x.len()];
+                    max_pool2d_backward(&s, &dy, &y, &arg, relu, &mut dx);
+                    assert_eq!(dx, want_dx, "{s:?} relu={relu} {isa:?}");
+                }
+            });
         }
     }
 }

@@ -253,14 +253,13 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::isa::set_override;
+    use crate::isa::on_each_available;
 
     /// Every row count and a `k` with and without a tail of eight, into a
     /// destination whose other lanes must stay untouched, on every path.
     #[test]
     fn transposes_like_the_definition_on_every_path() {
-        for isa in Isa::available() {
-            set_override(Some(isa));
+        on_each_available(|isa| {
             for rows in 1..=8 {
                 for k in [1, 7, 8, 19, 32] {
                     let (ld_src, ld_dst) = (k + 3, 12);
@@ -279,16 +278,14 @@ mod tests {
                     }
                 }
             }
-        }
-        set_override(None);
+        });
     }
 
     /// Every length around the eight-value step, from a source of exactly
     /// `2n − 1` values (the last load must not run past it), on every path.
     #[test]
     fn takes_every_other_value_on_every_path() {
-        for isa in Isa::available() {
-            set_override(Some(isa));
+        on_each_available(|isa| {
             for n in [1, 7, 8, 9, 16, 17, 33, 64] {
                 let src: Vec<f32> = (0..2 * n - 1).map(|v| v as f32).collect();
                 let mut dst = vec![-1f32; n];
@@ -296,8 +293,7 @@ mod tests {
                 let want: Vec<f32> = (0..n).map(|i| (2 * i) as f32).collect();
                 assert_eq!(dst, want, "{isa:?} n {n}");
             }
-        }
-        set_override(None);
+        });
     }
 
     /// Every length around the four-group step, both directions, on every
@@ -305,8 +301,7 @@ mod tests {
     /// interleaving the phases back gives the source.
     #[test]
     fn interleaves_like_the_definition_on_every_path() {
-        for isa in Isa::available() {
-            set_override(Some(isa));
+        on_each_available(|isa| {
             for n in [0, 1, 3, 4, 5, 8, 13, 64] {
                 let src: Vec<f32> = (0..4 * n + 3).map(|v| v as f32).collect();
                 let mut parts = vec![vec![-1f32; n]; 4];
@@ -324,7 +319,6 @@ mod tests {
                 assert_eq!(back[..4 * n], src[..4 * n], "{isa:?} n {n}");
                 assert_eq!(back[4 * n..], [-1.0, -1.0], "{isa:?} n {n}: past the end");
             }
-        }
-        set_override(None);
+        });
     }
 }

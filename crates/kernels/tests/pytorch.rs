@@ -3,7 +3,7 @@
 //! every instruction set this CPU has: relative error ≤ 1e-4.
 
 use nabla_kernels::conv::{conv2d_backward, conv2d_forward, Conv2dShape, ConvGrads};
-use nabla_kernels::isa::{set_override, Isa};
+use nabla_kernels::isa::{on_each_available, Isa};
 use nabla_kernels::norm::{
     batch_norm_train_backward, batch_norm_train_forward, Activation, NormShape,
 };
@@ -163,8 +163,7 @@ fn pool(case: &Value) {
 fn kernels_match_pytorch_on_every_instruction_set() {
     let cases = cases();
     assert!(cases.len() >= 15);
-    for isa in Isa::available() {
-        set_override(Some(isa));
+    on_each_available(|isa| {
         for case in &cases {
             match case["kind"].as_str().unwrap() {
                 "conv2d" => conv(case, isa),
@@ -173,6 +172,5 @@ fn kernels_match_pytorch_on_every_instruction_set() {
                 other => panic!("unknown case {other}"),
             }
         }
-    }
-    set_override(None);
+    });
 }
