@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # nabla against PyTorch on this machine's CPU, pinned to a few of its cores,
-# in one go (2 min 36 s on 2 cores of an AMD EPYC Zen 4): the issue-12 measurements for a
+# in one go (2 min 36 s on 2 cores of an AMD EPYC Zen 4, 3 min 41 s on 2 cores of an Intel Xeon
+# family 6 model 207): the issue-12 measurements for a
 # machine this project only borrows (a GPU machine's host CPU, which has no
 # Rust toolchain: build the binary elsewhere and pass it as $NABLA).
 #   1. the CPU's name and instruction sets, and `nabla bench kernels`
