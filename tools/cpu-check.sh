@@ -8,7 +8,8 @@
 #      (every convolution of the four models, against the measured FMA peak);
 #   2. tools/bench_vision.py: ResNet34 and EfficientNet-Lite0 at batch 16,
 #      cnn and cnn-bn at batch 32, ResNet34's evaluation at batch 16;
-#   3. tools/bench_conv_layers.py: PyTorch's time for the same convolutions.
+#   3. `nabla bench vision --profile`: where ResNet34's step goes, per layer;
+#   4. tools/bench_conv_layers.py: PyTorch's time for the same convolutions.
 # Every step's output goes to $OUT/cpu-check/NAME.txt, a summary to
 # $OUT/cpu-check/summary.txt; a step that fails is recorded and the run goes on.
 #
@@ -62,5 +63,6 @@ run vision-resnet34-effnet "$PY" tools/bench_vision.py --nabla "$NABLA" \
 run vision-cnn "$PY" tools/bench_vision.py --nabla "$NABLA" --models cnn,cnn-bn "${ROUNDS[@]}"
 run vision-resnet34-eval "$PY" tools/bench_vision.py --nabla "$NABLA" \
   --models resnet34 --batch-size 16 --eval "${ROUNDS[@]}"
+run profile-resnet34 "$NABLA" bench vision --model resnet34 --batch-size 16 --profile
 run conv-layers-torch "$PY" tools/bench_conv_layers.py --batch-size 16
 echo "wrote $OUT/summary.txt" >&2

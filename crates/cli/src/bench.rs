@@ -17,6 +17,7 @@ use burn::module::Module;
 use nabla_vision::augment::Augmentation;
 use nabla_vision::device::Accelerator;
 use nabla_vision::model::{Architecture, ModelConfig};
+use nabla_vision::profile::{self, KernelTime};
 use nabla_vision::train::{predict, ImageSet, Trainer, VisionOptimizer, VisionTrainConfig};
 
 use crate::output::{number, table, OutputArgs};
@@ -37,7 +38,7 @@ pub enum BenchCommand {
     Mlp(MlpBenchArgs),
     /// Training (or evaluation) steps of a Problem 5 model on random images.
     #[command(
-        after_help = "Example:\n  nabla bench vision --model cnn-bn --batch-size 32 --image-size 128\n  nabla bench vision --model resnet34 --batch-size 16 --eval\n  python3 tools/bench_vision.py   # the same models in PyTorch, side by side"
+        after_help = "Example:\n  nabla bench vision --model cnn-bn --batch-size 32 --image-size 128\n  nabla bench vision --model resnet34 --batch-size 16 --eval\n  nabla bench vision --model resnet34 --batch-size 16 --profile   # where a step goes, per layer\n  python3 tools/bench_vision.py   # the same models in PyTorch, side by side"
     )]
     Vision(VisionBenchArgs),
     /// nabla's convolution kernels on Problem 5's layers, against the CPU's FMA peak.
@@ -132,6 +133,11 @@ pub struct VisionBenchArgs {
     /// cpu, cuda or wgpu.
     #[arg(long, default_value = "cpu")]
     pub device: Accelerator,
+    /// Also time each of nabla's kernel calls in the timed steps (per layer
+    /// and pass) and show where a step goes: a profile that needs no
+    /// profiler. Adds two clock reads per call.
+    #[arg(long)]
+    pub profile: bool,
     /// Print one JSON document instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -150,6 +156,10 @@ struct VisionBench {
     step_s: f64,
     images_per_s: f64,
     peak_rss_mib: Option<f64>,
+    /// With `--profile`: each kind of kernel call over the timed steps, the
+    /// longest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<Vec<KernelTime>>,
 }
 
 /// Random RGB images with alternating labels.
@@ -193,18 +203,35 @@ fn run_vision(args: &VisionBenchArgs) -> Result<()> {
     let timed = random_images(batch * args.steps.max(1), args.image_size, &mut rng);
     // Evaluation builds the model alone: a trainer would first ask the
     // device for the long sums only training needs.
-    let (seconds, parameters) = if args.eval {
+    // The timed steps, under the kernel profile when asked for one.
+    let measure =
+        |steps: &mut dyn FnMut() -> Result<()>| -> Result<(f64, Option<Vec<KernelTime>>)> {
+            let t = Instant::now();
+            if args.profile {
+                let (done, times) = profile::record(&mut *steps);
+                done?;
+                Ok((t.elapsed().as_secs_f64(), Some(times)))
+            } else {
+                steps()?;
+                Ok((t.elapsed().as_secs_f64(), None))
+            }
+        };
+    let ((seconds, kernel_times), parameters) = if args.eval {
         let model = config.model.init(&plain);
         predict(&model, &warm, batch, &plain);
-        let t = Instant::now();
-        predict(&model, &timed, batch, &plain);
-        (t.elapsed().as_secs_f64(), model.num_params())
+        let measured = measure(&mut || {
+            predict(&model, &timed, batch, &plain);
+            Ok(())
+        })?;
+        (measured, model.num_params())
     } else {
         let mut trainer = Trainer::new(config, &device)?;
         trainer.run_epoch(&warm, &none, &device, &mut |_, _| {})?;
-        let t = Instant::now();
-        trainer.run_epoch(&timed, &none, &device, &mut |_, _| {})?;
-        (t.elapsed().as_secs_f64(), trainer.model().num_params())
+        let measured = measure(&mut || {
+            trainer.run_epoch(&timed, &none, &device, &mut |_, _| {})?;
+            Ok(())
+        })?;
+        (measured, trainer.model().num_params())
     };
     let report = VisionBench {
         model: args.model.name(),
@@ -217,6 +244,7 @@ fn run_vision(args: &VisionBenchArgs) -> Result<()> {
         step_s: seconds / args.steps.max(1) as f64,
         images_per_s: timed.len() as f64 / seconds,
         peak_rss_mib: peak_rss_mib(),
+        profile: kernel_times,
     };
     if args.json {
         return OutputArgs::print_json(&report);
@@ -247,7 +275,54 @@ fn run_vision(args: &VisionBenchArgs) -> Result<()> {
         ],
     ];
     print!("{}", table(&["vision benchmark", ""], &rows));
+    if let Some(times) = &report.profile {
+        print!("{}", profile_table(times, report.steps, report.step_s));
+    }
     Ok(())
+}
+
+/// The profile per step: each kind of kernel call, then nabla's kernels in
+/// all and the rest of the step (Burn's own ops, the autodiff graph, the
+/// loss, assembling the batch).
+fn profile_table(times: &[KernelTime], steps: usize, step_s: f64) -> String {
+    let per_step = |s: f64| s / steps as f64;
+    let share = |s: f64| format!("{:.1} %", 100.0 * per_step(s) / step_s);
+    let mut rows: Vec<Vec<String>> = times
+        .iter()
+        .map(|t| {
+            vec![
+                t.op.clone(),
+                t.pass.into(),
+                format!("{:.1}", t.calls as f64 / steps as f64),
+                format!("{:.2}", per_step(t.seconds) * 1e3),
+                share(t.seconds),
+            ]
+        })
+        .collect();
+    let kernels: f64 = times.iter().map(|t| t.seconds).sum();
+    let step_total = step_s * steps as f64;
+    for (what, s) in [
+        ("nabla's kernels, in all", kernels),
+        ("the rest of the step", (step_total - kernels).max(0.0)),
+    ] {
+        rows.push(vec![
+            what.into(),
+            String::new(),
+            String::new(),
+            format!("{:.2}", per_step(s) * 1e3),
+            share(s),
+        ]);
+    }
+    table(
+        &[
+            "kernel call",
+            "pass",
+            "calls/step",
+            "ms/step",
+            "of the step",
+        ],
+        &rows,
+    )
 }
 
 #[derive(Args, Debug)]

@@ -123,3 +123,52 @@ fn out_dir_receives_every_file_and_no_temporaries() {
     assert!(steps.contains("∂f/∂z1 = ∂f/∂h1 · ∂h1/∂z1"), "{steps}");
     assert!(steps.contains("= -0.045177 · z2"), "{steps}");
 }
+
+#[test]
+fn bench_vision_profile_splits_the_step_by_kernel_call() {
+    let args = [
+        "bench",
+        "vision",
+        "--model",
+        "cnn-bn",
+        "--batch-size",
+        "2",
+        "--image-size",
+        "32",
+        "--steps",
+        "2",
+        "--warmup",
+        "0",
+        "--profile",
+    ];
+    let doc = json(&nabla(&[&args[..], &["--json"]].concat()));
+    let profile = doc["profile"].as_array().unwrap();
+    let row = |op: &str, pass: &str| {
+        profile
+            .iter()
+            .find(|r| r["op"] == op && r["pass"] == pass)
+            .unwrap_or_else(|| panic!("no {op} {pass} in {profile:?}"))
+    };
+    // cnn-bn's first convolution, twice (two steps), with no input gradient.
+    assert_eq!(row("conv 3→32 3×3 @32×32", "forward")["calls"], 2);
+    assert_eq!(
+        row("conv 3→32 3×3 @32×32", "backward, no input gradient")["calls"],
+        2
+    );
+    assert_eq!(row("batch norm 128 @4×4", "backward")["calls"], 2);
+    let kernels: f64 = profile.iter().map(|r| r["seconds"].as_f64().unwrap()).sum();
+    let step = doc["step_s"].as_f64().unwrap();
+    assert!(
+        kernels > 0.0 && kernels <= 2.0 * step,
+        "{kernels} s of kernels in 2 steps of {step} s"
+    );
+    // The table names the rest of the step too.
+    let table = stdout(&nabla(&args));
+    assert!(
+        table.contains("nabla's kernels, in all") && table.contains("the rest of the step"),
+        "{table}"
+    );
+    // Without --profile the JSON has no profile.
+    let plain = json(&nabla(&[&args[..args.len() - 1], &["--json"]].concat()));
+    assert!(plain.get("profile").is_none(), "{plain}");
+}

@@ -17,6 +17,7 @@
 //! Burn's own ops can also be chosen on `flex` — `NABLA_KERNELS=burn` for a
 //! process, [`use_burn_ops`] for a thread — to compare the two.
 
+use crate::profile;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -175,17 +176,24 @@ fn conv_forward(
     let (x, w) = (contiguous(x), contiguous(w));
     let b = b.map(contiguous);
     let s = conv_shape(dims(&x), dims(&w), &g);
-    let mut out = zeros(s.output_len());
-    conv2d_forward(&s, data(&x), data(&w), b.as_ref().map(data), &mut out);
-    let clamp = match g.activation {
-        Activation::Identity => None,
-        Activation::Relu => Some(f32::INFINITY),
-        Activation::Relu6 => Some(6.0),
-    };
-    if let Some(top) = clamp {
-        out.par_chunks_mut(1 << 14)
-            .for_each(|c| c.iter_mut().for_each(|v| *v = v.max(0.0).min(top)));
-    }
+    let out = profile::timed(
+        || profile::conv_name(&s),
+        "forward",
+        || {
+            let mut out = zeros(s.output_len());
+            conv2d_forward(&s, data(&x), data(&w), b.as_ref().map(data), &mut out);
+            let clamp = match g.activation {
+                Activation::Identity => None,
+                Activation::Relu => Some(f32::INFINITY),
+                Activation::Relu6 => Some(6.0),
+            };
+            if let Some(top) = clamp {
+                out.par_chunks_mut(1 << 14)
+                    .for_each(|c| c.iter_mut().for_each(|v| *v = v.max(0.0).min(top)));
+            }
+            out
+        },
+    );
     tensor(out, &[s.batch, s.out_channels, s.out_h(), s.out_w()])
 }
 
@@ -207,18 +215,25 @@ fn norm_forward(
     g: NormGeometry,
 ) -> (FlexTensor, FlexTensor) {
     let s = norm_shape(x);
-    let mut y = zeros(s.len());
-    let (mut mean, var) = batch_norm_train_forward(
-        &s,
-        data(x),
-        data(gamma),
-        data(beta),
-        residual.map(data),
-        g.epsilon,
-        g.activation,
-        &mut y,
+    let (y, mean) = profile::timed(
+        || profile::plane_name("batch norm", dims(x)),
+        "forward",
+        || {
+            let mut y = zeros(s.len());
+            let (mut mean, var) = batch_norm_train_forward(
+                &s,
+                data(x),
+                data(gamma),
+                data(beta),
+                residual.map(data),
+                g.epsilon,
+                g.activation,
+                &mut y,
+            );
+            mean.extend(var);
+            (y, mean)
+        },
     );
-    mean.extend(var);
     (tensor(y, &dims::<4>(x)), tensor(mean, &[2, s.channels]))
 }
 
@@ -235,11 +250,24 @@ fn pool_shape(x: [usize; 4], g: &PoolGeometry) -> PoolShape {
     }
 }
 
+/// `max-pool 3×3/2 64 @64×64` in a profile.
+fn pool_name(g: &PoolGeometry, x: [usize; 4]) -> String {
+    let [kh, kw] = g.kernel;
+    profile::plane_name(&format!("max-pool {kh}×{kw}/{}", g.stride[0]), x)
+}
+
 fn pool_forward(x: &FlexTensor, g: PoolGeometry) -> (FlexTensor, Vec<u8>) {
     let s = pool_shape(dims(x), &g);
     let [n, c, _, _] = dims(x);
-    let mut y = zeros(s.output_len());
-    let arg = max_pool2d_forward(&s, data(x), g.relu, &mut y);
+    let (y, arg) = profile::timed(
+        || pool_name(&g, dims(x)),
+        "forward",
+        || {
+            let mut y = zeros(s.output_len());
+            let arg = max_pool2d_forward(&s, data(x), g.relu, &mut y);
+            (y, arg)
+        },
+    );
     (tensor(y, &[n, c, s.out_h(), s.out_w()]), arg)
 }
 
@@ -301,12 +329,18 @@ impl KernelOps for Flex {
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let (mut p, mut m1, mut m2) = (owned(param), owned(moment_1), owned(moment_2));
         let g = contiguous(grad);
-        adam_step(
-            &step,
-            p.storage_mut(),
-            data(&g),
-            m1.storage_mut(),
-            m2.storage_mut(),
+        profile::timed(
+            || "adam, every parameter".into(),
+            "update",
+            || {
+                adam_step(
+                    &step,
+                    p.storage_mut(),
+                    data(&g),
+                    m1.storage_mut(),
+                    m2.storage_mut(),
+                )
+            },
         );
         (p, m1, m2)
     }
@@ -340,18 +374,29 @@ fn conv_grads(
     let (x, w, g) = state;
     let grad = contiguous(grad);
     let s = conv_shape(dims(&x), dims(&w), &g);
-    let mut dx = want[0].then(|| zeros(s.input_len()));
-    let mut dw = want[1].then(|| zeros(s.weight_len()));
-    let mut db = want[2].then(|| zeros(s.out_channels));
-    conv2d_backward(
-        &s,
-        data(&x),
-        data(&w),
-        data(&grad),
-        ConvGrads {
-            input: dx.as_deref_mut(),
-            weight: dw.as_deref_mut(),
-            bias: db.as_deref_mut(),
+    let (dx, dw, db) = profile::timed(
+        || profile::conv_name(&s),
+        if want[0] {
+            "backward"
+        } else {
+            "backward, no input gradient"
+        },
+        || {
+            let mut dx = want[0].then(|| zeros(s.input_len()));
+            let mut dw = want[1].then(|| zeros(s.weight_len()));
+            let mut db = want[2].then(|| zeros(s.out_channels));
+            conv2d_backward(
+                &s,
+                data(&x),
+                data(&w),
+                data(&grad),
+                ConvGrads {
+                    input: dx.as_deref_mut(),
+                    weight: dw.as_deref_mut(),
+                    bias: db.as_deref_mut(),
+                },
+            );
+            (dx, dw, db)
         },
     );
     (
@@ -412,18 +457,25 @@ impl<const N: usize> Backward<Flex, N> for NormBackward<N> {
         let (x, y, gamma, stats, g) = ops.state;
         let s = norm_shape(&x);
         let (mean, var) = data(&stats).split_at(s.channels);
-        let mut dresidual = (N == 4).then(|| zeros(s.len()));
-        let (dgamma, dbeta) = batch_norm_train_backward(
-            &s,
-            data(&x),
-            data(&y),
-            data(&gamma),
-            mean,
-            var,
-            g.epsilon,
-            g.activation,
-            dx.storage_mut(),
-            dresidual.as_deref_mut(),
+        let (dresidual, (dgamma, dbeta)) = profile::timed(
+            || profile::plane_name("batch norm", dims(&x)),
+            "backward",
+            || {
+                let mut dresidual = (N == 4).then(|| zeros(s.len()));
+                let grads = batch_norm_train_backward(
+                    &s,
+                    data(&x),
+                    data(&y),
+                    data(&gamma),
+                    mean,
+                    var,
+                    g.epsilon,
+                    g.activation,
+                    dx.storage_mut(),
+                    dresidual.as_deref_mut(),
+                );
+                (dresidual, grads)
+            },
         );
         let shape = dims::<4>(&x);
         let values = [
@@ -454,8 +506,15 @@ impl Backward<Flex, 1> for PoolBackward {
         let Some(node) = node_x else { return };
         let (shape, y, arg, g) = ops.state;
         let s = pool_shape(shape, &g);
-        let mut dx = zeros(shape.iter().product());
-        max_pool2d_backward(&s, data(&grad), data(&y), &arg, g.relu, &mut dx);
+        let dx = profile::timed(
+            || pool_name(&g, shape),
+            "backward",
+            || {
+                let mut dx = zeros(shape.iter().product());
+                max_pool2d_backward(&s, data(&grad), data(&y), &arg, g.relu, &mut dx);
+                dx
+            },
+        );
         grads.register::<Flex>(node.id, tensor(dx, &shape));
     }
 }

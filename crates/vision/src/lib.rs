@@ -7,6 +7,7 @@
 //! - [`model`]: the four networks; [`train`]: the epoch loop;
 //!   [`checkpoint`]: saving and resuming it.
 //! - [`run`]: settings checked, the run directory, training into it, eval, predict.
+//! - [`flex_kernels`]: nabla's CPU kernels inside Burn; [`profile`]: their time per layer.
 //! - [`compare`]: Problem 5 (iv)'s runs, their resume rules, the comparison.
 //! - [`export`]: a run's model as safetensors (PyTorch's names) or ONNX ([`onnx`]).
 //! - [`report`]: what train/eval/predict report; [`section`]: Problem 5's report section.
@@ -36,6 +37,7 @@ pub mod optim;
 pub mod pickle;
 pub mod pretrained;
 mod probe;
+pub mod profile;
 pub mod report;
 pub mod resnet;
 pub mod run;
