@@ -14,7 +14,9 @@
 //! Planes with enough tiles go through F(4 × 4, 3 × 3) instead ([`f4`]):
 //! 36 products over 6 × 6 tiles, 16/9 times fewer multiply-adds again. The
 //! two share the blocking and the products ([`Filtering`]); each has its
-//! own transforms.
+//! own transforms. (Over 600 lines: F(2 × 2)'s transforms stay beside the
+//! blocking and products that both filterings share, for forward, input
+//! gradient and weight gradient; F(4 × 4)'s own transforms are in [`f4`].)
 
 use crate::gemm::{gemm, MatRef, SendPtr};
 use crate::shape::Conv2dShape;
