@@ -101,9 +101,10 @@ impl Trainer {
                 path: run.to_path_buf(),
                 message: "no checkpoint to resume from (expected checkpoints/epoch-NNNN/)".into(),
             })?;
-        let state: CheckpointState = crate::run::read_json(&dir.join(STATE_FILE))?;
+        let state: CheckpointState = crate::identity::read_json(&dir.join(STATE_FILE))?;
         // A resumed run keeps its checkpoint's batch and image size.
-        crate::device::check_training_device(&state.config, device).map_err(|e| {
+        let c = &state.config;
+        crate::device::check_training_device(device, c.batch_size, c.model.image_size).map_err(|e| {
             VisionError::Setup(format!(
                 "{e} — a resumed run keeps its batch and image size, so resume {} with --device cpu",
                 run.display()
@@ -147,7 +148,7 @@ pub(crate) fn latest_checkpoint_run(
         return Ok(None);
     };
     let path = dir.join(STATE_FILE);
-    let state: CheckpointState = crate::run::read_json(&path)?;
+    let state: CheckpointState = crate::identity::read_json(&path)?;
     Ok(Some((path, state.run)))
 }
 

@@ -172,17 +172,18 @@ pub fn wgpu_adapters() -> Vec<Adapter> {
         .collect()
 }
 
-/// Refuses a GPU device that would get this configuration's gradients wrong
-/// ([`check_training_sums`]); the CPU needs no asking.
+/// Refuses a GPU device that would get the gradients of training at this
+/// batch and image size wrong ([`check_training_sums`]); the CPU needs no
+/// asking.
 pub(crate) fn check_training_device(
-    config: &crate::train::VisionTrainConfig,
     device: &Device,
+    batch_size: usize,
+    image_size: usize,
 ) -> Result<(), crate::VisionError> {
     if device.clone().inner() == Device::flex() {
         return Ok(());
     }
-    check_training_sums(device, config.batch_size, config.model.image_size)
-        .map_err(crate::VisionError::Setup)
+    check_training_sums(device, batch_size, image_size).map_err(crate::VisionError::Setup)
 }
 
 /// Whether `device` computes the long sums a training step needs, for

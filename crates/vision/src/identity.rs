@@ -13,7 +13,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::run::read_json;
 use crate::VisionError;
 
 /// A fresh identity: 16 hex digits from the clock, the process and the
@@ -103,6 +102,18 @@ pub(crate) fn best_part(dir: &Path) -> Result<Option<(PathBuf, Option<String>)>,
         });
     }
     Ok(Some((record_path, record.run)))
+}
+
+/// A JSON file read as `T`; an error names the file.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, VisionError> {
+    let text = std::fs::read_to_string(path).map_err(|source| VisionError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| VisionError::Layout {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]

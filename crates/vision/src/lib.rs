@@ -41,12 +41,10 @@ pub mod profile;
 pub mod report;
 pub mod resnet;
 pub mod run;
-mod run_lock;
 pub mod scene;
 pub mod schedule;
 pub mod section;
 pub mod settings;
-mod top_losses;
 pub mod train;
 pub mod weights;
 

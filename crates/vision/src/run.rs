@@ -23,36 +23,31 @@ use crate::checkpoint::{load_model, save_model};
 use crate::decode::{decode_all, decode_resized, ImageCache, Skipped};
 use crate::device::Accelerator;
 use crate::folder::ImageFolder;
-use crate::identity::{best_part, check_parts, file_crc, BestRecord, BEST_RECORD, BEST_WEIGHTS};
+use crate::identity::{
+    best_part, check_parts, file_crc, read_json, BestRecord, BEST_RECORD, BEST_WEIGHTS,
+};
 use crate::model::Network;
 use crate::report::{
     history_charts, lr_chart, lr_table, metrics_table, Prediction, TopLoss, TrainReport,
 };
-pub use crate::run_lock::RunLock;
 pub use crate::settings::{RunSpec, TrainSettings};
-use crate::top_losses::top_losses;
-pub use crate::top_losses::{validation_top_losses, Silent, TOP_LOSSES};
 use crate::train::{
     evaluate, most_probable, predict, predict_tta, scores, EpochRecord, Evaluation, ImageSet,
     ModelCard, Trainer, VisionTrainConfig,
 };
 use crate::VisionError;
 
+mod lock;
+mod top_losses;
+
+pub use lock::RunLock;
+use top_losses::top_losses;
+pub use top_losses::{validation_top_losses, Silent, TOP_LOSSES};
+
 /// A run directory (see the module's documentation).
 #[derive(Clone, Debug)]
 pub struct RunDir {
     pub path: PathBuf,
-}
-
-pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, VisionError> {
-    let text = std::fs::read_to_string(path).map_err(|source| VisionError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| VisionError::Layout {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
 }
 
 impl RunDir {

@@ -19,10 +19,11 @@ use serde::{Deserialize, Serialize};
 use crate::compare::Comparison;
 use crate::decode::decode;
 use crate::faces::{drawn_svg, faces_in, ClassifiedFace};
+use crate::identity::read_json;
 use crate::images::png_bytes;
 use crate::mtcnn::Mtcnn;
 use crate::report::TrainReport;
-use crate::run::{read_json, run_data, RunDir, Silent};
+use crate::run::{run_data, RunDir, Silent};
 use crate::VisionError;
 
 /// How the scenes are composed.

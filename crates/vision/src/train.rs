@@ -283,7 +283,7 @@ impl Trainer {
     /// A fresh run from the seeded initialisation, with the pretrained
     /// weights loaded when the configuration names them.
     pub fn new(config: VisionTrainConfig, device: &Device) -> Result<Self, VisionError> {
-        crate::device::check_training_device(&config, device)?;
+        crate::device::check_training_device(device, config.batch_size, config.model.image_size)?;
         // Drawn on the CPU, then forked: the same weights on every device.
         let mut model = config.model.init_on_cpu(config.seed, device.is_autodiff());
         if let Some(path) = &config.pretrained {

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 
+use super::{run_data, Progress, RunDir};
 use crate::decode::Skipped;
+use crate::identity::read_json;
 use crate::report::{TopLoss, TrainReport};
-use crate::run::{read_json, run_data, Progress, RunDir};
 use crate::train::{most_probable, predict, EpochRecord, ImageSet};
 use crate::VisionError;
 

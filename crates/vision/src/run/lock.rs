@@ -1,7 +1,7 @@
 //! One writer per run directory: an exclusive operating-system lock on
 //! `R/.lock`, and the whole-directory replacement `--overwrite` asks for.
 
-use crate::run::RunDir;
+use super::RunDir;
 use crate::VisionError;
 
 /// The file a run directory's writer locks.
