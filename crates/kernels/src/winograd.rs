@@ -28,9 +28,9 @@ use std::ops::Range;
 mod f4;
 
 /// Whether [`forward`] computes this convolution, and is worth it: with
-/// few input channels the products are too thin; with few tiles (ResNet34's
-/// 4 × 4 planes at batch 16: 64 tiles) transforming the weights, which
-/// grow by 16/9, costs more than the multiplications it saves.
+/// few input channels the products are too thin; with fewer tiles than
+/// [`MIN_TILES`] transforming the weights, which grow by 16/9, costs more
+/// than the multiplications it saves.
 pub(crate) fn applies(s: &Conv2dShape) -> bool {
     let tiles = s.batch * s.out_h().div_ceil(2) * s.out_w().div_ceil(2);
     computes(s) && s.in_channels >= 16 && s.out_channels >= 16 && tiles >= MIN_TILES
@@ -41,8 +41,12 @@ fn computes(s: &Conv2dShape) -> bool {
     s.groups == 1 && s.kernel == [3, 3] && s.stride == [1, 1]
 }
 
-/// See [`applies`].
-const MIN_TILES: usize = 128;
+/// See [`applies`]. 64 takes in ResNet34's layer4 at batch 16 (4 × 4
+/// planes, four tiles each): that layer's share of a training step fell
+/// from 100–108 to 76–79 ms against its lowered product (three alternating
+/// runs of `nabla bench vision --model resnet34 --batch-size 16 --profile`,
+/// AMD EPYC Zen 4), where timing the layer alone had shown no difference.
+const MIN_TILES: usize = 64;
 
 /// Tiles × channels per block: a block's tiles are transformed, multiplied
 /// and transformed back while they are in cache (one position's slice of
