@@ -96,13 +96,13 @@ enum Command {
         after_help = "Example:\n  nabla dropout --out runs/dropout\n  nabla dropout --q 0.05,0.1,0.5 --layer 3 --json"
     )]
     Dropout(theory_cmd::DropoutArgs),
-    /// Problem 5: train and evaluate the CNNs on an image folder (Burn, CPU).
+    /// Problem 5: train, evaluate, export and compare the CNNs on an image folder; faces in whole photos (CPU, or --device wgpu|cuda).
     #[command(subcommand)]
     Vision(vision_cmd::VisionCommand),
     /// Problem 5's data: inspect an image folder, fetch the face-mask photos.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
-    /// Pretrained weights for Problem 5 (iv): download torchvision's ResNet34.
+    /// Pretrained weights: ResNet34 and EfficientNet-Lite0 for Problem 5 (iv), MTCNN for `vision detect`.
     #[command(subcommand)]
     Weights(weights_cmd::WeightsCommand),
     /// Speed and memory benchmarks.
