@@ -14,11 +14,10 @@ use ndarray::Array2;
 use serde::Serialize;
 
 use burn::module::Module;
-use nabla_vision::augment::Augmentation;
 use nabla_vision::device::Accelerator;
 use nabla_vision::model::{Architecture, ModelConfig};
 use nabla_vision::profile::{self, KernelTime};
-use nabla_vision::train::{predict, ImageSet, Trainer, VisionOptimizer, VisionTrainConfig};
+use nabla_vision::train::{predict, ImageSet, Trainer, VisionTrainConfig};
 
 use crate::output::{number, table, OutputArgs};
 use crate::InputError;
@@ -180,20 +179,9 @@ fn run_vision(args: &VisionBenchArgs) -> Result<()> {
     let batch = args.batch_size.max(1);
     let mut rng = NumpyRandom::new(0);
     let config = VisionTrainConfig {
-        model: ModelConfig::new(args.model, 2).with_image_size(args.image_size),
         epochs: 2,
         batch_size: batch,
-        lr: 1e-3,
-        optimizer: VisionOptimizer::Adam,
-        momentum: 0.9,
-        seed: 0,
-        augmentation: Augmentation::NONE,
-        pretrained: None,
-        freeze_backbone: false,
-        backbone_lr_mult: 1.0,
-        schedule: Default::default(),
-        patience: None,
-        fine_tune: None,
+        ..VisionTrainConfig::plain(ModelConfig::new(args.model, 2).with_image_size(args.image_size))
     };
     let none = ImageSet {
         size: args.image_size,

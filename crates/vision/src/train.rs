@@ -104,6 +104,29 @@ fn one() -> f64 {
 }
 
 impl VisionTrainConfig {
+    /// A plain run of `model`: one epoch of batch 32, Adam at 1e-3 (ρ 0.9
+    /// for when the optimizer is changed to momentum), seed 0, and nothing
+    /// else: no augmentation, pretrained weights, frozen backbone,
+    /// schedule or early stopping. Set the fields that differ on top.
+    pub fn plain(model: ModelConfig) -> Self {
+        VisionTrainConfig {
+            model,
+            epochs: 1,
+            batch_size: 32,
+            lr: 1e-3,
+            optimizer: VisionOptimizer::Adam,
+            momentum: 0.9,
+            seed: 0,
+            augmentation: Augmentation::NONE,
+            pretrained: None,
+            freeze_backbone: false,
+            backbone_lr_mult: 1.0,
+            schedule: ScheduleConfig::default(),
+            patience: None,
+            fine_tune: None,
+        }
+    }
+
     pub(crate) fn optimizer(&self) -> ModuleOptimizer {
         match self.optimizer {
             VisionOptimizer::Sgd => SgdConfig::new().init(),

@@ -5,11 +5,10 @@
 mod common;
 
 use burn::tensor::Device;
-use nabla_vision::augment::Augmentation;
 use nabla_vision::flex_kernels::use_burn_ops;
 use nabla_vision::model::Architecture;
 use nabla_vision::profile::{record, KernelTime};
-use nabla_vision::train::{ImageSet, Trainer, VisionOptimizer, VisionTrainConfig};
+use nabla_vision::train::{ImageSet, Trainer, VisionTrainConfig};
 use std::time::Instant;
 
 const STEPS: u64 = 2;
@@ -19,20 +18,9 @@ const STEPS: u64 = 2;
 fn profiled_steps(burn_ops: bool) -> (Vec<KernelTime>, f64) {
     let device = Device::flex().autodiff();
     let config = VisionTrainConfig {
-        model: common::tiny(Architecture::CnnBn),
-        epochs: 1,
         batch_size: 4,
-        lr: 1e-3,
-        optimizer: VisionOptimizer::Adam,
-        momentum: 0.9,
         seed: 3,
-        augmentation: Augmentation::NONE,
-        pretrained: None,
-        freeze_backbone: false,
-        backbone_lr_mult: 1.0,
-        schedule: Default::default(),
-        patience: None,
-        fine_tune: None,
+        ..VisionTrainConfig::plain(common::tiny(Architecture::CnnBn))
     };
     let train = common::synthetic(4 * STEPS as usize, 16, 1);
     let none = ImageSet {

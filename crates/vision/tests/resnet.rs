@@ -167,11 +167,8 @@ fn pretrained_file(dir: &std::path::Path) -> (PathBuf, Vec<f32>) {
 #[test]
 fn resnet34_trains_from_scratch_and_from_pretrained_weights_with_a_new_head() {
     use burn::module::Module;
-    use nabla_vision::augment::Augmentation;
     use nabla_vision::model::{Architecture, ModelConfig, Network};
-    use nabla_vision::train::{
-        ImageSet, Normalization, Trainer, VisionOptimizer, VisionTrainConfig,
-    };
+    use nabla_vision::train::{ImageSet, Normalization, Trainer, VisionTrainConfig};
     let dir = std::env::temp_dir().join(format!("nabla-resnet-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (file, conv1) = pretrained_file(&dir);
@@ -190,23 +187,14 @@ fn resnet34_trains_from_scratch_and_from_pretrained_weights_with_a_new_head() {
     };
     let device = Device::flex().autodiff();
     for pretrained in [None, Some(file.clone())] {
+        let model = ModelConfig::new(Architecture::ResNet34, 2)
+            .with_image_size(32)
+            .with_imagenet_normalization(true);
         let config = VisionTrainConfig {
-            model: ModelConfig::new(Architecture::ResNet34, 2)
-                .with_image_size(32)
-                .with_imagenet_normalization(true),
-            epochs: 1,
             batch_size: 4,
-            lr: 1e-3,
-            optimizer: VisionOptimizer::Adam,
-            momentum: 0.9,
             seed: 1,
-            augmentation: Augmentation::NONE,
             pretrained: pretrained.clone(),
-            freeze_backbone: false,
-            backbone_lr_mult: 1.0,
-            schedule: Default::default(),
-            patience: None,
-            fine_tune: None,
+            ..VisionTrainConfig::plain(model)
         };
         let mut trainer = Trainer::new(config, &device).unwrap();
         let Network::ResNet(resnet) = trainer.model() else {

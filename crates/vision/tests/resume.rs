@@ -9,7 +9,7 @@ use common::{synthetic, tiny};
 use nabla_vision::augment::Augmentation;
 use nabla_vision::model::Architecture;
 use nabla_vision::schedule::{LrSchedule, ScheduleConfig};
-use nabla_vision::train::{Trainer, VisionOptimizer, VisionTrainConfig};
+use nabla_vision::train::{Trainer, VisionTrainConfig};
 
 fn logits(trainer: &Trainer, device: &Device) -> Vec<f32> {
     use burn::module::Module;
@@ -34,27 +34,20 @@ fn resuming_from_a_checkpoint_repeats_the_uninterrupted_run() {
     // BatchNorm, dropout, flips, crops, Adam's moments and a one-cycle
     // schedule with warm-up: every piece of state a checkpoint must carry.
     let config = VisionTrainConfig {
-        model: tiny(Architecture::CnnBn),
         epochs: 4,
         batch_size: 8,
         lr: 3e-3,
-        optimizer: VisionOptimizer::Adam,
-        momentum: 0.9,
         seed: 11,
         augmentation: Augmentation {
             flip: true,
             crop_min_scale: Some(0.6),
             ..Augmentation::NONE
         },
-        pretrained: None,
-        freeze_backbone: false,
-        backbone_lr_mult: 1.0,
         schedule: ScheduleConfig {
             kind: LrSchedule::OneCycle,
             warmup_epochs: 0.5,
         },
-        patience: None,
-        fine_tune: None,
+        ..VisionTrainConfig::plain(tiny(Architecture::CnnBn))
     };
     let root = std::env::temp_dir().join(format!("nabla-resume-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);

@@ -8,7 +8,6 @@ mod common;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use common::{lite0, snapshot, synthetic, tiny};
-use nabla_vision::augment::Augmentation;
 use nabla_vision::model::Architecture;
 use nabla_vision::train::{evaluate, train, Trainer, VisionOptimizer, VisionTrainConfig};
 
@@ -18,20 +17,11 @@ fn training_lowers_the_loss_and_learns_the_task() {
     let (train_set, val_set) = (synthetic(64, 16, 1), synthetic(32, 16, 2));
     for architecture in [Architecture::Cnn, Architecture::CnnBn] {
         let config = VisionTrainConfig {
-            model: tiny(architecture),
             epochs: 6,
             batch_size: 16,
             lr: 3e-3,
-            optimizer: VisionOptimizer::Adam,
-            momentum: 0.9,
             seed: 5,
-            augmentation: Augmentation::NONE,
-            pretrained: None,
-            freeze_backbone: false,
-            backbone_lr_mult: 1.0,
-            schedule: Default::default(),
-            patience: None,
-            fine_tune: None,
+            ..VisionTrainConfig::plain(tiny(architecture))
         };
         let trainer = train(&config, &train_set, &val_set, &device, &mut |_| {}).unwrap();
         let (model, history) = (trainer.model(), &trainer.history);

@@ -11,27 +11,16 @@ mod common;
 use burn::module::Module;
 use burn::tensor::Device;
 use common::{synthetic, tiny};
-use nabla_vision::augment::Augmentation;
 use nabla_vision::device::Accelerator;
 use nabla_vision::model::Architecture;
-use nabla_vision::train::{most_probable, predict, Trainer, VisionOptimizer, VisionTrainConfig};
+use nabla_vision::train::{most_probable, predict, Trainer, VisionTrainConfig};
 
 fn config() -> VisionTrainConfig {
     VisionTrainConfig {
-        model: tiny(Architecture::CnnBn).with_dropout(0.0),
         epochs: 3,
         batch_size: 8,
-        lr: 1e-3,
-        optimizer: VisionOptimizer::Adam,
-        momentum: 0.9,
         seed: 3,
-        augmentation: Augmentation::NONE,
-        pretrained: None,
-        freeze_backbone: false,
-        backbone_lr_mult: 1.0,
-        schedule: Default::default(),
-        patience: None,
-        fine_tune: None,
+        ..VisionTrainConfig::plain(tiny(Architecture::CnnBn).with_dropout(0.0))
     }
 }
 

@@ -4,7 +4,6 @@
 
 use burn::tensor::Tensor;
 use nabla_dense::NumpyRandom;
-use nabla_vision::augment::Augmentation;
 use nabla_vision::model::{Architecture, ModelConfig, Network};
 use nabla_vision::train::ImageSet;
 use nabla_vision::train::{VisionOptimizer, VisionTrainConfig};
@@ -48,20 +47,16 @@ pub fn lite0(
     optimizer: VisionOptimizer,
 ) -> VisionTrainConfig {
     VisionTrainConfig {
-        model: ModelConfig::new(Architecture::EfficientNetLite0, 2).with_image_size(32),
         epochs: 3,
         batch_size: 16,
         lr: 1e-2,
         optimizer,
-        momentum: 0.9,
         seed: 8,
-        augmentation: Augmentation::NONE,
-        pretrained: None,
         freeze_backbone,
         backbone_lr_mult,
-        schedule: Default::default(),
-        patience: None,
-        fine_tune: None,
+        ..VisionTrainConfig::plain(
+            ModelConfig::new(Architecture::EfficientNetLite0, 2).with_image_size(32),
+        )
     }
 }
 
